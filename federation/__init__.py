@@ -1,0 +1,1 @@
+"""Server-to-server transport: inbox intake, verification, delivery, signed remote fetches."""

@@ -1,0 +1,1 @@
+"""Money: ledger, wallets, payment requests, settlement between nodes. Knows nothing of HTTP."""

@@ -1,0 +1,1 @@
+"""HTTP endpoints: discovery documents, ActivityPub GETs, client APIs, health."""

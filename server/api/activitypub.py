@@ -1,0 +1,118 @@
+"""ActivityPub documents served to peers: actors and their collections."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from protocol.actors import ActorDocument, render_actor
+from protocol.collections import render_ordered_collection, render_ordered_collection_page
+from protocol.vocab import AS2_CONTEXT, AS2_MEDIA_TYPE, AS2_PROFILE_MEDIA_TYPE, LD_MEDIA_TYPE
+from server.api.errors import ApiError
+from server.api.negotiation import require
+from server.api.responses import json_document
+from server.appkeys import DATABASE, URLS
+from server.identity.accounts import Account, find_account, instance_actor, public_keys
+from server.social.text import plain_text_to_html
+from server.urls import Urls
+
+routes = web.RouteTableDef()
+
+HTML = "text/html"
+JSON = "application/json"
+# HTML first: a browser's */* gets the profile page, as on Mastodon.
+ACTOR_OFFERS = [HTML, AS2_MEDIA_TYPE, LD_MEDIA_TYPE, JSON]
+AS2_OFFERS = [AS2_MEDIA_TYPE, LD_MEDIA_TYPE, JSON]
+# The collections every actor has; each is empty until later issues add posts and follows.
+COLLECTIONS = ("outbox", "followers", "following", "collections/featured", "collections/tags")
+_VARY = {"Vary": "Accept"}
+
+
+def as2_response(document: dict, accept: str | None, status: int = 200) -> web.Response:
+    """An AS2 document in the flavour asked for (`ld+json; profile=…` or `activity+json`)."""
+    chosen = require(accept, AS2_OFFERS)
+    media_type = AS2_PROFILE_MEDIA_TYPE if chosen == LD_MEDIA_TYPE else AS2_MEDIA_TYPE
+    return json_document(document, media_type, status=status, headers=_VARY)
+
+
+async def _load_actor(request: web.Request) -> tuple[Account, Urls]:
+    name = request.match_info.get("username")
+    async with request.app[DATABASE].read() as conn:
+        account = await instance_actor(conn) if name is None else await find_account(conn, name)
+    if account is None:
+        raise ApiError(404, "not found", "no such actor")
+    return account, request.app[URLS]
+
+
+@routes.get("/users/{username}")
+@routes.get("/actor")
+async def actor(request: web.Request) -> web.StreamResponse:
+    """The actor document; browsers are sent to the profile page."""
+    account, urls = await _load_actor(request)
+    chosen = require(request.headers.get("Accept"), ACTOR_OFFERS)
+    if chosen == HTML:
+        raise web.HTTPFound(urls.profile(account), headers=_VARY)
+    if account.is_deleted:
+        tombstone = {
+            "@context": AS2_CONTEXT,
+            "id": urls.actor(account),
+            "type": "Tombstone",
+            "formerType": account.actor_type,
+        }
+        return as2_response(tombstone, request.headers.get("Accept"), status=410)
+    async with request.app[DATABASE].read() as conn:
+        keys = await public_keys(conn, account.id)
+    document = render_actor(actor_document(account, keys.rsa_public_pem, keys.ed25519_public, urls))
+    return as2_response(document, request.headers.get("Accept"))
+
+
+def actor_document(
+    account: Account, rsa_public_pem: str, ed25519_public: bytes, urls: Urls
+) -> ActorDocument:
+    """The facts of an actor document for a local account."""
+    return ActorDocument(
+        actor_id=urls.actor(account),
+        actor_type=account.actor_type,
+        preferred_username=urls.preferred_username(account),
+        webfinger=urls.handle(account),
+        inbox=urls.actor_collection(account, "inbox"),
+        outbox=urls.actor_collection(account, "outbox"),
+        followers=urls.actor_collection(account, "followers"),
+        following=urls.actor_collection(account, "following"),
+        featured=urls.actor_collection(account, "collections/featured"),
+        featured_tags=urls.actor_collection(account, "collections/tags"),
+        shared_inbox=urls.shared_inbox,
+        profile_url=urls.profile(account),
+        rsa_public_pem=rsa_public_pem,
+        ed25519_public=ed25519_public,
+        published=account.created_at,
+        name=account.display_name,
+        summary_html=plain_text_to_html(account.note),
+        manually_approves_followers=account.is_locked,
+        discoverable=account.is_discoverable,
+        indexable=account.is_indexable,
+    )
+
+
+def _collection_handler(name: str):
+    async def collection(request: web.Request) -> web.Response:
+        """An actor's collection: the root document, or a page with `?page=`."""
+        account, urls = await _load_actor(request)
+        if account.is_deleted:
+            raise ApiError(410, "gone", "this account has been deleted")
+        collection_id = urls.actor_collection(account, name)
+        if "page" not in request.query:
+            document = render_ordered_collection(collection_id, 0, f"{collection_id}?page=1")
+        else:
+            page_id = f"{collection_id}?page={request.query['page']}"
+            document = render_ordered_collection_page(page_id, collection_id, [], 0)
+        return as2_response(document, request.headers.get("Accept"))
+
+    return collection
+
+
+def add_collection_routes(router: web.UrlDispatcher) -> None:
+    """One route per actor collection, for users and for the instance actor."""
+    for name in COLLECTIONS:
+        handler = _collection_handler(name)
+        for prefix in ("/users/{username}", "/actor"):
+            router.add_get(f"{prefix}/{name}", handler)

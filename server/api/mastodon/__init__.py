@@ -1,0 +1,1 @@
+"""The Mastodon client API, with the entity shapes Mastodon documents."""

@@ -1,0 +1,51 @@
+"""The aiohttp application of one node, built from its config and database (no globals)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import jinja2
+from aiohttp import web
+
+from server.api import activitypub, health, wellknown
+from server.api import web as web_pages
+from server.api.cors import cors_middleware
+from server.api.errors import error_middleware, request_context_middleware
+from server.api.mastodon import accounts as mastodon_accounts
+from server.appkeys import CLOCK, CONFIG, DATABASE, TEMPLATES, URLS
+from server.clock import Clock, utcnow
+from server.config import Config
+from server.storage.engine import Database
+from server.urls import Urls
+
+# Bodies above this are refused before they are read; the inbox sets its own, smaller cap.
+CLIENT_BODY_BYTES_MAX = 8 * 1024 * 1024
+
+
+def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Application:
+    """Wire routes, middlewares and dependencies for one node."""
+    app = web.Application(
+        middlewares=[request_context_middleware, cors_middleware, error_middleware],
+        client_max_size=CLIENT_BODY_BYTES_MAX,
+    )
+    app[CONFIG] = config
+    app[DATABASE] = db
+    app[CLOCK] = clock
+    app[URLS] = Urls(base_url=config.base_url, domain=config.domain)
+    app[TEMPLATES] = jinja2.Environment(
+        loader=jinja2.PackageLoader("server", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    for table in (
+        wellknown.routes,
+        activitypub.routes,
+        web_pages.routes,
+        health.routes,
+        mastodon_accounts.routes,
+    ):
+        app.router.add_routes(table)
+    activitypub.add_collection_routes(app.router)
+    static_dir = resources.files("server").joinpath("static")
+    app.router.add_static("/static", str(static_dir), append_version=False)
+    return app

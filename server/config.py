@@ -1,0 +1,462 @@
+"""Node configuration: TOML file, then KITH_SECTION__KEY environment overrides, validated once.
+
+The result is a frozen `Config` value handed to everything that needs it; nothing reads the
+environment or a file after start-up. The documentation of every key lives here, next to its
+default, and `config.example.toml` is rendered from it (a test keeps the two identical).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from protocol.errors import InvalidResource
+from protocol.webfinger import normalize_host
+
+ENV_PREFIX = "KITH_"
+CONFIG_ENV = "KITH_CONFIG"
+DEFAULT_DATA_DIR = "kith-data"
+CONFIG_FILE_NAME = "config.toml"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, naming the key (and the variable or file it came from)."""
+
+    def __init__(self, key: str, problem: str, origin: str = "") -> None:
+        self.key = key
+        self.problem = problem
+        where = f" ({origin})" if origin else ""
+        super().__init__(f"{key}{where}: {problem}")
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    domain: str = field(
+        default="",
+        metadata=_doc(
+            "The public name of this node, as in @alice@DOMAIN. It is part of every actor id and\n"
+            "cannot change once the node has federated. Empty means localhost:PORT, for\n"
+            "development only."
+        ),
+    )
+    base_url: str = field(
+        default="",
+        metadata=_doc(
+            "The URL peers and clients use to reach this node (scheme, host, optional port, no\n"
+            "path). Empty means https://DOMAIN, or http://DOMAIN for localhost and loopback."
+        ),
+    )
+    name: str = field(default="Kith", metadata=_doc("The node's name, shown to people and peers."))
+    description: str = field(
+        default="A Kith community server.",
+        metadata=_doc("One or two sentences about this community."),
+    )
+    open_registrations: bool = field(
+        default=False,
+        metadata=_doc("Whether anyone may sign up (reported in NodeInfo)."),
+    )
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = field(
+        default="127.0.0.1",
+        metadata=_doc("The address to listen on. Put a TLS-terminating reverse proxy in front."),
+    )
+    port: int = field(default=8080, metadata=_doc("The TCP port to listen on."))
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    data_dir: str = field(
+        default=DEFAULT_DATA_DIR,
+        metadata=_doc(
+            "Where the node keeps its SQLite database and files. A relative path is taken from\n"
+            "the directory holding this file (from the working directory when there is no file)."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = field(
+        default="",
+        metadata=_doc(
+            "SQLAlchemy URL of the database. Empty means SQLite at DATA_DIR/kith.db.\n"
+            'PostgreSQL: "postgresql+asyncpg://USER:PASSWORD@HOST:5432/DBNAME".'
+        ),
+    )
+    pool_size: int = field(
+        default=10, metadata=_doc("PostgreSQL: connections this process keeps open.")
+    )
+    busy_timeout_ms: int = field(
+        default=5000,
+        metadata=_doc("SQLite: how long a writer waits for another writer before failing."),
+    )
+    statement_timeout_ms: int = field(
+        default=10000,
+        metadata=_doc("Longest a single query may run before it is cancelled (0: no limit)."),
+    )
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    allow_private_addresses: bool = field(
+        default=False,
+        metadata=_doc(
+            "Fetch from and deliver to loopback and private addresses. Leave false in\n"
+            "production: remote input must not make this node reach into your network."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = field(default="info", metadata=_doc("One of: debug, info, warning, error."))
+    format: str = field(
+        default="text",
+        metadata=_doc('"text" (key=value, one event per line) or "json" (one object per line).'),
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole, validated configuration of one node."""
+
+    instance: InstanceConfig = field(default_factory=InstanceConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.storage.data_dir)
+
+    @property
+    def domain(self) -> str:
+        return self.instance.domain
+
+    @property
+    def base_url(self) -> str:
+        return self.instance.base_url
+
+
+SECTION_DOCS = {
+    "instance": "Who this node is.",
+    "server": "Where it listens.",
+    "storage": "Where it keeps its files.",
+    "database": "Its database.",
+    "federation": "How it talks to other servers.",
+    "logging": "What it tells the operator.",
+}
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def _keys(section_type: type) -> dict[str, tuple[dataclasses.Field, object]]:
+    hints = typing.get_type_hints(section_type)
+    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(section_type)}
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+    cwd: Path | None = None,
+) -> Config:
+    """Read the file (if any), apply environment then explicit overrides, validate, resolve."""
+    environ = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+    raw: dict[str, dict[str, object]] = {}
+    if path is not None:
+        raw = _read_file(path)
+    values = _typed_values(raw, origin=str(path) if path else "")
+    for key, (value, origin) in _environment_values(environ).items():
+        values[key] = (value, origin)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = (_coerce(key, value, "command line"), "command line")
+    data_dir_origin = values.get("storage.data_dir", (None, ""))[1]
+    from_file = path is not None and data_dir_origin == str(path)
+    return _resolve(_build(values), anchor=path.parent if from_file else cwd)
+
+
+def find_config_file(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Path | None:
+    """--config, else $KITH_CONFIG, else ./kith-data/config.toml when it exists, else none."""
+    if explicit:
+        return Path(explicit)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    default = cwd / DEFAULT_DATA_DIR / CONFIG_FILE_NAME
+    return default if default.is_file() else None
+
+
+def _read_file(path: Path) -> dict[str, dict[str, object]]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError("config", f"file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    sections = _sections()
+    for name, table in data.items():
+        if name not in sections:
+            raise ConfigError(name, "unknown section", str(path))
+        if not isinstance(table, dict):
+            raise ConfigError(name, "must be a table ([section])", str(path))
+    return data
+
+
+def _typed_values(raw: dict[str, dict[str, object]], origin: str) -> dict[str, tuple[object, str]]:
+    values: dict[str, tuple[object, str]] = {}
+    sections = _sections()
+    for section, table in raw.items():
+        known = _keys(sections[section])
+        for key, value in table.items():
+            dotted = f"{section}.{key}"
+            if key not in known:
+                raise ConfigError(dotted, "unknown key", origin)
+            values[dotted] = (_check_type(dotted, value, known[key][1], origin), origin)
+    return values
+
+
+def _environment_values(environ: Mapping[str, str]) -> dict[str, tuple[object, str]]:
+    values: dict[str, tuple[object, str]] = {}
+    sections = _sections()
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        dotted = f"{section}.{key}"
+        if section not in sections or key not in _keys(sections[section]):
+            raise ConfigError(dotted, "no such configuration key", name)
+        values[dotted] = (_coerce(dotted, text, name), name)
+    return values
+
+
+def _key_type(dotted: str) -> object:
+    section, _, key = dotted.partition(".")
+    sections = _sections()
+    if section not in sections or key not in _keys(sections[section]):
+        raise ConfigError(dotted, "no such configuration key")
+    return _keys(sections[section])[key][1]
+
+
+def _coerce(dotted: str, value: object, origin: str) -> object:
+    """Turn an environment or command-line string into the key's type."""
+    expected = _key_type(dotted)
+    if not isinstance(value, str) or expected is str:
+        return _check_type(dotted, value, expected, origin)
+    text = value.strip()
+    if expected is bool:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(dotted, f"expected true or false, got {value!r}", origin)
+    if expected is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(dotted, f"expected an integer, got {value!r}", origin) from None
+    if expected == tuple[str, ...]:
+        if text.startswith("["):
+            try:
+                items = json.loads(text)
+            except ValueError:
+                raise ConfigError(dotted, "expected a JSON list of strings", origin) from None
+        else:
+            items = [item.strip() for item in text.split(",") if item.strip()]
+        return _check_type(dotted, items, expected, origin)
+    raise ConfigError(dotted, f"cannot be set from text ({expected})", origin)
+
+
+def _check_type(dotted: str, value: object, expected: object, origin: str) -> object:
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(dotted, f"expected true or false, got {value!r}", origin)
+    elif expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(dotted, f"expected an integer, got {value!r}", origin)
+    elif expected is str:
+        if not isinstance(value, str):
+            raise ConfigError(dotted, f"expected a string, got {value!r}", origin)
+    elif expected == tuple[str, ...]:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(dotted, "expected a list of strings", origin)
+        return tuple(value)
+    return value
+
+
+def _build(values: dict[str, tuple[object, str]]) -> Config:
+    sections = {}
+    for section, section_type in _sections().items():
+        kwargs = {
+            key: values[f"{section}.{key}"][0]
+            for key in _keys(section_type)
+            if f"{section}.{key}" in values
+        }
+        sections[section] = section_type(**kwargs)
+    return Config(**sections)
+
+
+def _resolve(config: Config, anchor: Path) -> Config:
+    """Validate every key and fill in the values that derive from others."""
+    _validate_plain_keys(config)
+    data_dir = (anchor / Path(config.storage.data_dir).expanduser()).resolve()
+    domain = _resolve_domain(config)
+    base_url = _resolve_base_url(config.instance.base_url, domain)
+    database_url = _resolve_database_url(config.database.url, data_dir)
+    return dataclasses.replace(
+        config,
+        instance=dataclasses.replace(config.instance, domain=domain, base_url=base_url),
+        storage=dataclasses.replace(config.storage, data_dir=str(data_dir)),
+        database=dataclasses.replace(config.database, url=database_url),
+    )
+
+
+def _validate_plain_keys(config: Config) -> None:
+    if not 0 <= config.server.port <= 65535:
+        raise ConfigError("server.port", f"must be between 0 and 65535, got {config.server.port}")
+    if not config.server.host.strip():
+        raise ConfigError("server.host", "must not be empty")
+    if config.logging.level not in LOG_LEVELS:
+        raise ConfigError("logging.level", f"must be one of {', '.join(LOG_LEVELS)}")
+    if config.logging.format not in LOG_FORMATS:
+        raise ConfigError("logging.format", f"must be one of {', '.join(LOG_FORMATS)}")
+    if not config.storage.data_dir.strip():
+        raise ConfigError("storage.data_dir", "must not be empty")
+    for key in ("pool_size", "busy_timeout_ms", "statement_timeout_ms"):
+        value = getattr(config.database, key)
+        minimum = 1 if key == "pool_size" else 0
+        if value < minimum:
+            raise ConfigError(f"database.{key}", f"must be at least {minimum}, got {value}")
+    if not config.instance.name.strip():
+        raise ConfigError("instance.name", "must not be empty")
+
+
+def _resolve_domain(config: Config) -> str:
+    domain = config.instance.domain.strip()
+    if not domain:
+        return f"localhost:{config.server.port}"
+    if "://" in domain or "/" in domain:
+        raise ConfigError("instance.domain", "is a host name (and port), not a URL")
+    try:
+        return normalize_host(domain)
+    except InvalidResource as exc:
+        raise ConfigError("instance.domain", str(exc)) from None
+
+
+def _resolve_base_url(base_url: str, domain: str) -> str:
+    if not base_url.strip():
+        host = domain.rpartition(":")[0] if domain.count(":") == 1 else domain
+        scheme = "http" if is_loopback_host(host) else "https"
+        return f"{scheme}://{domain}"
+    try:
+        parts = urlsplit(base_url.strip())
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError("instance.base_url", f"is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("instance.base_url", "must be an http:// or https:// URL with a host")
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise ConfigError("instance.base_url", "must not have a path, query or fragment")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a host name or literal means this machine (development nodes use plain http)."""
+    host = host.strip("[]").lower()
+    return host in ("localhost", "::1") or host.startswith("127.") or host.endswith(".localhost")
+
+
+def _resolve_database_url(url: str, data_dir: Path) -> str:
+    if not url.strip():
+        return f"sqlite+aiosqlite:///{data_dir / 'kith.db'}"
+    try:
+        parsed = make_url(url.strip())
+    except ArgumentError:
+        raise ConfigError("database.url", "is not a database URL") from None
+    driver = {
+        "sqlite": "sqlite+aiosqlite",
+        "sqlite+aiosqlite": "sqlite+aiosqlite",
+        "postgres": "postgresql+asyncpg",
+        "postgresql": "postgresql+asyncpg",
+        "postgresql+asyncpg": "postgresql+asyncpg",
+    }.get(parsed.drivername)
+    if driver is None:
+        raise ConfigError(
+            "database.url",
+            f"unsupported database {parsed.drivername!r}: use sqlite+aiosqlite:/// or "
+            "postgresql+asyncpg://",
+        )
+    if driver == "sqlite+aiosqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigError("database.url", "SQLite needs a file path (sqlite+aiosqlite:///PATH)")
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def redacted_database_url(url: str) -> str:
+    """The database URL with any password masked, for logs and status output."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def render_example(values: Mapping[str, object] | None = None) -> str:
+    """`config.example.toml`: every key with its comment and default, or with `values` set."""
+    values = dict(values or {})
+    lines = [
+        "# Kith node configuration.",
+        "#",
+        "# Every key is listed with its documentation and its default value. Any key can also be",
+        "# set by an environment variable KITH_<SECTION>__<KEY>, which wins over this file, e.g.",
+        "# KITH_DATABASE__URL or KITH_SERVER__PORT. The node refuses to start on an invalid value",
+        "# and names the key. `kith config check` shows the result of this file and the",
+        "# environment together.",
+    ]
+    for section, section_type in _sections().items():
+        lines += ["", f"# {SECTION_DOCS[section]}", f"[{section}]"]
+        for key, (fld, _) in _keys(section_type).items():
+            dotted = f"{section}.{key}"
+            default = (
+                fld.default if fld.default is not dataclasses.MISSING else fld.default_factory()
+            )
+            value = values.pop(dotted, default)
+            lines += [f"# {line}" if line else "#" for line in fld.metadata["doc"].split("\n")]
+            lines.append(f"{key} = {_toml_value(value)}")
+    if values:
+        raise ConfigError(sorted(values)[0], "no such configuration key")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")

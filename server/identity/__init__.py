@@ -1,0 +1,1 @@
+"""Local identities: accounts, their keys, passwords and access tokens."""

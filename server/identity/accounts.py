@@ -1,0 +1,223 @@
+"""Local accounts and the instance actor: creation, lookup and counts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.identity.keys import ActorKeys
+from server.identity.passwords import hash_password
+from server.storage.ids import new_id
+from server.storage.tables import USERNAME_LENGTH_MAX, account_keys, accounts
+
+# Mastodon's rule for local names: letters, digits and underscores, compared without case.
+_USERNAME = re.compile(r"[A-Za-z0-9_]+")
+# The instance actor's row key: a dot can never appear in a user's name, so no clash.
+INSTANCE_ACTOR_KEY = "instance.actor"
+
+
+class InvalidUsername(ValueError):
+    """A username that breaks the naming rules."""
+
+
+class UsernameTaken(ValueError):
+    """Another account already has this name (ignoring case)."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """A local actor as the rest of the node sees it (no secrets)."""
+
+    id: int
+    username: str
+    actor_type: str
+    is_instance_actor: bool
+    display_name: str
+    note: str
+    is_locked: bool
+    is_discoverable: bool
+    is_indexable: bool
+    is_admin: bool
+    has_password: bool
+    created_at: datetime
+    last_active_at: datetime | None
+    deleted_at: datetime | None
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    @property
+    def is_bot(self) -> bool:
+        return self.actor_type == "Service"
+
+
+@dataclass(frozen=True)
+class PublicKeys:
+    """The public halves of an account's keys, for its actor document."""
+
+    rsa_public_pem: str
+    ed25519_public: bytes
+
+
+_COLUMNS = [c for c in accounts.c if c.name not in ("password_hash", "username_key")]
+
+
+def validate_username(username: str) -> str:
+    """Return the name if it follows the rules; raise InvalidUsername saying which rule broke."""
+    if not username:
+        raise InvalidUsername("a username cannot be empty")
+    if len(username) > USERNAME_LENGTH_MAX:
+        raise InvalidUsername(f"a username has at most {USERNAME_LENGTH_MAX} characters")
+    if not _USERNAME.fullmatch(username):
+        raise InvalidUsername("a username may only hold letters a-z, digits 0-9 and underscores")
+    return username
+
+
+async def create_account(
+    conn: AsyncConnection,
+    username: str,
+    keys: ActorKeys,
+    now: datetime,
+    password: str | None = None,
+    display_name: str = "",
+    is_admin: bool = False,
+    is_bot: bool = False,
+) -> Account:
+    """Store a new local account with its keys. `password=None` means no password login."""
+    validate_username(username)
+    values = {
+        "id": new_id(now),
+        "username": username,
+        "username_key": username.lower(),
+        "actor_type": "Service" if is_bot else "Person",
+        "is_instance_actor": False,
+        "display_name": display_name,
+        "is_admin": is_admin,
+        "password_hash": hash_password(password) if password is not None else None,
+    }
+    return await _insert_account(conn, values, keys, now)
+
+
+async def ensure_instance_actor(conn: AsyncConnection, keys: ActorKeys, now: datetime) -> Account:
+    """The instance actor, created with `keys` the first time (safe when processes race)."""
+    existing = await instance_actor(conn)
+    if existing is not None:
+        return existing
+    values = {
+        "id": new_id(now),
+        "username": INSTANCE_ACTOR_KEY,
+        "username_key": INSTANCE_ACTOR_KEY,
+        "actor_type": "Application",
+        "is_instance_actor": True,
+        "display_name": "",
+        "is_admin": False,
+        "is_locked": True,
+        "is_discoverable": False,
+        "password_hash": None,
+    }
+    try:
+        async with conn.begin_nested():
+            return await _insert_account(conn, values, keys, now)
+    except UsernameTaken:
+        found = await instance_actor(conn)
+        assert found is not None
+        return found
+
+
+async def _insert_account(
+    conn: AsyncConnection, values: dict, keys: ActorKeys, now: datetime
+) -> Account:
+    row = {
+        "display_name": "",
+        "note": "",
+        "is_locked": False,
+        "is_discoverable": True,
+        "is_indexable": False,
+        "created_at": now,
+        **values,
+    }
+    try:
+        await conn.execute(insert(accounts).values(row))
+    except IntegrityError:
+        raise UsernameTaken(f"the username {values['username']!r} is taken") from None
+    await conn.execute(
+        insert(account_keys).values(
+            account_id=row["id"],
+            rsa_private_pem=keys.rsa_private_pem,
+            rsa_public_pem=keys.rsa_public_pem,
+            ed25519_seed=keys.ed25519_seed,
+            ed25519_public=keys.ed25519_public,
+            created_at=now,
+        )
+    )
+    found = await find_account(conn, values["username"])
+    assert found is not None
+    return found
+
+
+def _select_accounts():
+    return select(*_COLUMNS, accounts.c.password_hash.is_not(None).label("has_password"))
+
+
+def _to_account(row: object) -> Account:
+    return Account(**row._mapping)  # type: ignore[attr-defined]
+
+
+async def find_account(conn: AsyncConnection, username: str) -> Account | None:
+    """A local account (deleted ones too) by name, ignoring case; None if there is none."""
+    result = await conn.execute(
+        _select_accounts().where(accounts.c.username_key == username.lower())
+    )
+    row = result.first()
+    return _to_account(row) if row else None
+
+
+async def get_account(conn: AsyncConnection, account_id: int) -> Account | None:
+    """A local account by id."""
+    result = await conn.execute(_select_accounts().where(accounts.c.id == account_id))
+    row = result.first()
+    return _to_account(row) if row else None
+
+
+async def instance_actor(conn: AsyncConnection) -> Account | None:
+    """The node's own Application actor, if it has been created."""
+    result = await conn.execute(_select_accounts().where(accounts.c.is_instance_actor.is_(True)))
+    row = result.first()
+    return _to_account(row) if row else None
+
+
+async def list_accounts(conn: AsyncConnection) -> list[Account]:
+    """Every local user account (not the instance actor), oldest first."""
+    result = await conn.execute(
+        _select_accounts().where(accounts.c.is_instance_actor.is_(False)).order_by(accounts.c.id)
+    )
+    return [_to_account(row) for row in result]
+
+
+async def public_keys(conn: AsyncConnection, account_id: int) -> PublicKeys:
+    """The public halves of an account's keys."""
+    result = await conn.execute(
+        select(account_keys.c.rsa_public_pem, account_keys.c.ed25519_public).where(
+            account_keys.c.account_id == account_id
+        )
+    )
+    row = result.one()
+    return PublicKeys(rsa_public_pem=row.rsa_public_pem, ed25519_public=bytes(row.ed25519_public))
+
+
+async def count_users(conn: AsyncConnection, active_since: datetime | None = None) -> int:
+    """Live local users, optionally only those active since a moment."""
+    query = (
+        select(func.count())
+        .select_from(accounts)
+        .where(accounts.c.is_instance_actor.is_(False), accounts.c.deleted_at.is_(None))
+    )
+    if active_since is not None:
+        query = query.where(accounts.c.last_active_at >= active_since)
+    return int((await conn.execute(query)).scalar_one())

@@ -1,0 +1,169 @@
+"""Bearer access tokens and the OAuth scopes they carry (Mastodon's scope names)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.identity.accounts import Account, get_account
+from server.storage.ids import new_id
+from server.storage.tables import access_tokens, accounts
+
+_READ = (
+    "accounts",
+    "blocks",
+    "bookmarks",
+    "favourites",
+    "filters",
+    "follows",
+    "lists",
+    "mutes",
+    "notifications",
+    "search",
+    "statuses",
+)
+_WRITE = (
+    "accounts",
+    "blocks",
+    "bookmarks",
+    "conversations",
+    "favourites",
+    "filters",
+    "follows",
+    "lists",
+    "media",
+    "mutes",
+    "notifications",
+    "reports",
+    "statuses",
+)
+_ADMIN = (
+    "accounts",
+    "reports",
+    "domain_allows",
+    "domain_blocks",
+    "ip_blocks",
+    "email_domain_blocks",
+    "canonical_email_blocks",
+)
+KNOWN_SCOPES = frozenset(
+    ["read", "write", "follow", "push", "profile", "admin:read", "admin:write"]
+    + [f"read:{s}" for s in _READ]
+    + [f"write:{s}" for s in _WRITE]
+    + [f"admin:read:{s}" for s in _ADMIN]
+    + [f"admin:write:{s}" for s in _ADMIN]
+)
+# The legacy `follow` scope covers these (Mastodon keeps it for old apps).
+_FOLLOW_COVERS = frozenset(
+    {"read:blocks", "write:blocks", "read:follows", "write:follows", "read:mutes", "write:mutes"}
+)
+DEFAULT_SCOPES = ("read", "write", "follow", "push")
+# Writing last_used_at on every request would turn reads into writes; once a minute will do.
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class InvalidScope(ValueError):
+    """A scope name Kith does not know."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Who a valid token speaks for, and with which scopes."""
+
+    token_id: int
+    account: Account
+    scopes: frozenset[str]
+    last_used_at: datetime | None
+
+    def needs_recording(self, now: datetime) -> bool:
+        """Whether `record_use` would write (so callers open a write transaction only then)."""
+        return self.last_used_at is None or now - self.last_used_at >= _LAST_USED_RESOLUTION
+
+    def allows(self, required: str) -> bool:
+        return scope_allows(self.scopes, required)
+
+
+def parse_scopes(text: str) -> tuple[str, ...]:
+    """Split a space-separated scope list, keeping order and dropping repeats."""
+    scopes = tuple(dict.fromkeys(text.split()))
+    unknown = [s for s in scopes if s not in KNOWN_SCOPES]
+    if unknown:
+        raise InvalidScope(f"unknown scope {unknown[0]!r}")
+    if not scopes:
+        raise InvalidScope("at least one scope is needed")
+    return scopes
+
+
+def scope_allows(granted: frozenset[str], required: str) -> bool:
+    """Whether a grant covers `required`: `read` covers `read:statuses`, and so on."""
+    if required in granted:
+        return True
+    if required in _FOLLOW_COVERS and "follow" in granted:
+        return True
+    parent = required.rpartition(":")[0]
+    return bool(parent) and scope_allows(granted, parent)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+async def create_token(
+    conn: AsyncConnection, account_id: int, scopes: tuple[str, ...], name: str, now: datetime
+) -> str:
+    """Store a new token and return it; this is the only time its text exists."""
+    token = secrets.token_urlsafe(32)
+    await conn.execute(
+        insert(access_tokens).values(
+            id=new_id(now),
+            account_id=account_id,
+            token_sha256=_digest(token),
+            scopes=" ".join(scopes),
+            name=name,
+            created_at=now,
+        )
+    )
+    return token
+
+
+async def authenticate(conn: AsyncConnection, token: str) -> Grant | None:
+    """The grant behind a bearer token, or None if it is unknown, revoked or its owner gone."""
+    result = await conn.execute(
+        select(
+            access_tokens.c.id,
+            access_tokens.c.account_id,
+            access_tokens.c.scopes,
+            access_tokens.c.last_used_at,
+        ).where(
+            access_tokens.c.token_sha256 == _digest(token), access_tokens.c.revoked_at.is_(None)
+        )
+    )
+    row = result.first()
+    if row is None:
+        return None
+    account = await get_account(conn, row.account_id)
+    if account is None or account.is_deleted:
+        return None
+    return Grant(
+        token_id=row.id,
+        account=account,
+        scopes=frozenset(row.scopes.split()),
+        last_used_at=row.last_used_at,
+    )
+
+
+async def record_use(conn: AsyncConnection, grant: Grant, now: datetime) -> None:
+    """Note when a token (and so its account) was last active, at most once a minute."""
+    if not grant.needs_recording(now):
+        return
+    await conn.execute(
+        update(access_tokens).where(access_tokens.c.id == grant.token_id).values(last_used_at=now)
+    )
+    await conn.execute(
+        update(accounts).where(accounts.c.id == grant.account.id).values(last_active_at=now)
+    )

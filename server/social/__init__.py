@@ -1,0 +1,1 @@
+"""The social domain: accounts' public faces, posts, chats, follows, timelines."""

@@ -1,0 +1,87 @@
+"""The database engine and units of work, with SQLite tuned for durability and concurrency."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from server.config import DatabaseConfig
+
+
+class Database:
+    """One engine plus the two kinds of unit of work the node uses.
+
+    `transaction()` is for work that writes: on SQLite it starts with BEGIN IMMEDIATE, so a
+    writer waits (up to the busy timeout) at the start instead of failing half-way when a
+    read lock cannot be upgraded. `read()` is for work that only reads.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._writer = engine.execution_options(kith_sqlite_begin="BEGIN IMMEDIATE")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A read-write unit of work, committed when the block ends without an error."""
+        async with self._writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only unit of work."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def create_database(url: str, config: DatabaseConfig) -> Database:
+    """An engine for `url` (already resolved by the config loader)."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": config.busy_timeout_ms / 1000})
+        _tune_sqlite(engine, config)
+    else:
+        server_settings = {"application_name": "kith"}
+        if config.statement_timeout_ms:
+            server_settings["statement_timeout"] = str(config.statement_timeout_ms)
+        engine = create_async_engine(
+            url,
+            pool_size=config.pool_size,
+            max_overflow=config.pool_size,
+            pool_pre_ping=True,
+            pool_timeout=30,
+            connect_args={"server_settings": server_settings, "timeout": 10},
+        )
+    return Database(engine)
+
+
+def _tune_sqlite(engine: AsyncEngine, config: DatabaseConfig) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: object, _record: object) -> None:
+        # Take over BEGIN from the driver so that we choose DEFERRED or IMMEDIATE.
+        dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(config.busy_timeout_ms)}")
+        # FULL: a commit is on disk before we acknowledge it (payments and inbox 202s rely
+        # on that); WAL keeps it cheap.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(conn.get_execution_options().get("kith_sqlite_begin", "BEGIN"))

@@ -1,0 +1,17 @@
+"""Time-sorted 64-bit ids, shown to clients as decimal strings as Mastodon does."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from datetime import datetime
+
+_SEQUENCE_BITS = 16
+# A random start keeps two processes that begin in the same millisecond apart.
+_sequence = itertools.count(secrets.randbelow(1 << _SEQUENCE_BITS))
+
+
+def new_id(now: datetime) -> int:
+    """An id that sorts by creation time: milliseconds since the epoch, then a sequence."""
+    millis = int(now.timestamp() * 1000)
+    return (millis << _SEQUENCE_BITS) | (next(_sequence) & ((1 << _SEQUENCE_BITS) - 1))

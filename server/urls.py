@@ -1,0 +1,61 @@
+"""Every URL this node mints for its actors and documents, built in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from server.identity.accounts import Account
+
+INSTANCE_ACTOR_PATH = "/actor"
+
+
+@dataclass(frozen=True)
+class Urls:
+    """URLs under the node's `base_url`; the actor paths follow DESIGN.md §6."""
+
+    base_url: str
+    domain: str
+
+    @property
+    def authority(self) -> str:
+        """host[:port] of base_url, which may differ from the handle domain."""
+        return urlsplit(self.base_url).netloc
+
+    def actor_path(self, account: Account) -> str:
+        return INSTANCE_ACTOR_PATH if account.is_instance_actor else f"/users/{account.username}"
+
+    def actor(self, account: Account) -> str:
+        return self.base_url + self.actor_path(account)
+
+    def actor_collection(self, account: Account, name: str) -> str:
+        """`inbox`, `outbox`, `followers`, `following`, `collections/featured`..."""
+        return f"{self.actor(account)}/{name}"
+
+    def profile(self, account: Account) -> str:
+        if account.is_instance_actor:
+            return f"{self.base_url}/about"
+        return f"{self.base_url}/@{account.username}"
+
+    def preferred_username(self, account: Account) -> str:
+        """Mastodon names the instance actor after the domain; users by their name."""
+        return self.domain if account.is_instance_actor else account.username
+
+    def handle(self, account: Account) -> str:
+        """`user@domain`, the WebFinger address without the acct: scheme."""
+        return f"{self.preferred_username(account)}@{self.domain}"
+
+    @property
+    def shared_inbox(self) -> str:
+        return f"{self.base_url}/inbox"
+
+    @property
+    def webfinger_template(self) -> str:
+        return f"{self.base_url}/.well-known/webfinger?resource={{uri}}"
+
+    @property
+    def nodeinfo_template(self) -> str:
+        return f"{self.base_url}/nodeinfo/{{version}}"
+
+    def static(self, name: str) -> str:
+        return f"{self.base_url}/static/{name}"
