@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy.engine import make_url
 
 from protocol.multibase import encode_ed25519_multikey
 from server import __version__
@@ -37,7 +38,7 @@ from server.identity.keys import generate_actor_keys
 from server.identity.passwords import WeakPassword, check_password_rules, generate_password
 from server.identity.tokens import DEFAULT_SCOPES, InvalidScope, create_token, parse_scopes
 from server.logs import configure_logging
-from server.node import open_database, serve
+from server.node import ensure_data_dir, open_database, serve
 from server.storage.engine import Database, create_database
 from server.storage.schema import SchemaError, schema_state, upgrade
 from server.urls import Urls
@@ -225,7 +226,7 @@ async def cmd_init(args: argparse.Namespace) -> int:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     temporary = config_path.with_suffix(".tmp")
     temporary.write_text(text, encoding="utf-8")
-    config = load_config(temporary, environ={}, cwd=data_dir)  # validate before replacing
+    config = load_config(temporary, os.environ, cwd=data_dir)  # validate before replacing
     temporary.chmod(0o600)  # it may hold a database password
     temporary.replace(config_path)
     db = await open_database(config, initialize_empty=True, progress=_say)
@@ -251,6 +252,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
 async def cmd_db_upgrade(args: argparse.Namespace) -> int:
     config = _load(args)
+    ensure_data_dir(config)
     db = create_database(config.database.url, config.database)
     try:
         before = await schema_state(db)
@@ -266,10 +268,10 @@ async def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 async def cmd_db_status(args: argparse.Namespace) -> int:
     config = _load(args)
-    if config.database.url.startswith("sqlite") and not config.data_dir.exists():
-        raise CommandError(
-            f"no data directory at {config.data_dir}: run `kith init` or `kith serve`"
-        )
+    if config.database.url.startswith("sqlite"):
+        sqlite_file = Path(make_url(config.database.url).database or "")
+        if not sqlite_file.is_file():
+            raise CommandError(f"no database at {sqlite_file} yet: run `kith init` or `kith serve`")
     db = create_database(config.database.url, config.database)
     try:
         state = await schema_state(db)
