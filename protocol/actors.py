@@ -5,7 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from protocol.multibase import encode_ed25519_multikey
+from protocol.as2 import (
+    as_list,
+    id_of,
+    ids_of,
+    is_http_url,
+    require_url,
+    same_origin,
+    text_of,
+    url_of,
+)
+from protocol.errors import InvalidKey, ProtocolError
+from protocol.multibase import decode_ed25519_multikey, encode_ed25519_multikey
 from protocol.vocab import (
     ACTOR_EXTENSION_TERMS,
     ACTOR_TYPES,
@@ -103,3 +114,109 @@ def format_datetime(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("datetimes on the wire must be timezone-aware")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class RemoteKey:
+    """A public key an actor publishes: RSA for HTTP Signatures, Ed25519 for object proofs."""
+
+    key_id: str
+    algorithm: str  # "rsa" (SPKI PEM) or "ed25519" (multibase)
+    public_key: str
+
+
+@dataclass(frozen=True)
+class RemoteActor:
+    """What Kith reads from a peer's actor document."""
+
+    actor_id: str
+    actor_type: str
+    preferred_username: str
+    inbox: str
+    shared_inbox: str | None
+    outbox: str | None
+    followers: str | None
+    following: str | None
+    profile_url: str | None
+    name: str
+    summary_html: str
+    icon_url: str | None
+    manually_approves_followers: bool
+    discoverable: bool
+    also_known_as: tuple[str, ...]
+    moved_to: str | None
+    keys: tuple[RemoteKey, ...]
+
+
+_NAME_LENGTH_MAX = 500
+_SUMMARY_LENGTH_MAX = 20_000
+
+
+def parse_actor(document: dict) -> RemoteActor:
+    """Validate a fetched actor document; ProtocolError names the first problem.
+
+    Keys are kept only when their owner/controller is this actor and they live on its
+    origin (FEP-fe34): a document cannot claim someone else's key.
+    """
+    actor_id = require_url(document, "id")
+    actor_type = document.get("type")
+    if actor_type not in ACTOR_TYPES:
+        raise ProtocolError(f"{actor_type!r} is not an actor type")
+    username = document.get("preferredUsername")
+    if not isinstance(username, str) or not username.strip() or len(username) > 255:
+        raise ProtocolError("preferredUsername is missing")
+    endpoints = document.get("endpoints") if isinstance(document.get("endpoints"), dict) else {}
+    shared_inbox = id_of(endpoints.get("sharedInbox"))
+    return RemoteActor(
+        actor_id=actor_id,
+        actor_type=actor_type,
+        preferred_username=username,
+        inbox=require_url(document, "inbox"),
+        shared_inbox=shared_inbox if is_http_url(shared_inbox) else None,
+        outbox=_optional_url(document, "outbox"),
+        followers=_optional_url(document, "followers"),
+        following=_optional_url(document, "following"),
+        profile_url=url_of(document.get("url")),
+        name=text_of(document.get("name"), _NAME_LENGTH_MAX),
+        summary_html=text_of(document.get("summary"), _SUMMARY_LENGTH_MAX),
+        icon_url=url_of(document.get("icon")),
+        manually_approves_followers=document.get("manuallyApprovesFollowers") is True,
+        discoverable=document.get("discoverable") is True,
+        also_known_as=tuple(u for u in ids_of(document.get("alsoKnownAs")) if is_http_url(u)),
+        moved_to=_optional_url(document, "movedTo"),
+        keys=tuple(_keys(document, actor_id)),
+    )
+
+
+def _optional_url(document: dict, key: str) -> str | None:
+    value = id_of(document.get(key))
+    return value if is_http_url(value) else None
+
+
+def _keys(document: dict, actor_id: str) -> list[RemoteKey]:
+    keys = []
+    for entry in as_list(document.get("publicKey")):
+        if not isinstance(entry, dict):
+            continue
+        key_id, pem = entry.get("id"), entry.get("publicKeyPem")
+        if id_of(entry.get("owner")) != actor_id or not isinstance(pem, str):
+            continue
+        if is_http_url(key_id) and same_origin(key_id, actor_id):
+            keys.append(RemoteKey(key_id=key_id, algorithm="rsa", public_key=pem))
+    for entry in as_list(document.get("assertionMethod")):
+        if not isinstance(entry, dict) or entry.get("type") != "Multikey":
+            continue
+        key_id, value = entry.get("id"), entry.get("publicKeyMultibase")
+        if id_of(entry.get("controller")) != actor_id or not isinstance(value, str):
+            continue
+        if is_http_url(key_id) and same_origin(key_id, actor_id) and _is_ed25519(value):
+            keys.append(RemoteKey(key_id=key_id, algorithm="ed25519", public_key=value))
+    return keys
+
+
+def _is_ed25519(multibase: str) -> bool:
+    try:
+        decode_ed25519_multikey(multibase)
+    except InvalidKey:
+        return False
+    return True
