@@ -26,6 +26,9 @@ class Urls:
         return INSTANCE_ACTOR_PATH if account.is_instance_actor else f"/users/{account.username}"
 
     def actor(self, account: Account) -> str:
+        """The actor id: ours for local accounts, the peer's for remote ones."""
+        if account.uri:
+            return account.uri
         return self.base_url + self.actor_path(account)
 
     def actor_collection(self, account: Account, name: str) -> str:

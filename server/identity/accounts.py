@@ -35,6 +35,7 @@ class Account:
 
     id: int
     username: str
+    domain: str
     actor_type: str
     is_instance_actor: bool
     display_name: str
@@ -47,6 +48,21 @@ class Account:
     created_at: datetime
     last_active_at: datetime | None
     deleted_at: datetime | None
+    uri: str | None = None
+    url: str | None = None
+    followers_url: str | None = None
+    also_known_as: str | None = None
+    moved_to_uri: str | None = None
+    fetched_at: datetime | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.domain == ""
+
+    @property
+    def acct(self) -> str:
+        """Mastodon's `acct`: the bare name for local accounts, name@domain for remote ones."""
+        return self.username if self.is_local else f"{self.username}@{self.domain}"
 
     @property
     def is_deleted(self) -> bool:
@@ -172,7 +188,9 @@ def _to_account(row: object) -> Account:
 async def find_account(conn: AsyncConnection, username: str) -> Account | None:
     """A local account (deleted ones too) by name, ignoring case; None if there is none."""
     result = await conn.execute(
-        _select_accounts().where(accounts.c.username_key == username.lower())
+        _select_accounts().where(
+            accounts.c.username_key == username.lower(), accounts.c.domain == ""
+        )
     )
     row = result.first()
     return _to_account(row) if row else None
@@ -195,7 +213,9 @@ async def instance_actor(conn: AsyncConnection) -> Account | None:
 async def list_accounts(conn: AsyncConnection) -> list[Account]:
     """Every local user account (not the instance actor), oldest first."""
     result = await conn.execute(
-        _select_accounts().where(accounts.c.is_instance_actor.is_(False)).order_by(accounts.c.id)
+        _select_accounts()
+        .where(accounts.c.is_instance_actor.is_(False), accounts.c.domain == "")
+        .order_by(accounts.c.id)
     )
     return [_to_account(row) for row in result]
 

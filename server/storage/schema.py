@@ -42,9 +42,10 @@ class SchemaState:
 
 def target_metadata() -> list[MetaData]:
     """Every package's tables, for migrations and the schema-drift test."""
+    from federation.tables import metadata as federation_metadata
     from server.storage.tables import metadata as server_metadata
 
-    return [server_metadata]
+    return [server_metadata, federation_metadata]
 
 
 def _alembic_config() -> AlembicConfig:
@@ -110,8 +111,10 @@ def check_usable(state: SchemaState) -> None:
         )
 
 
-async def upgrade(db: Database, progress: Callable[[str], None] = lambda _: None) -> SchemaState:
-    """Apply every pending migration in one transaction; refuse a newer or foreign schema."""
+async def upgrade(
+    db: Database, progress: Callable[[str], None] = lambda _: None, target: str = "head"
+) -> SchemaState:
+    """Apply pending migrations (up to `target`) in one transaction; refuse unknown schemas."""
     before = await schema_state(db)
     if not before.is_known:
         check_usable(before)
@@ -123,7 +126,7 @@ async def upgrade(db: Database, progress: Callable[[str], None] = lambda _: None
     def _run(connection: Connection) -> None:
         config = _alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, target)
 
     async with db.transaction() as conn:
         await conn.run_sync(_run)

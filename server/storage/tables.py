@@ -1,4 +1,4 @@
-"""The server package's tables: local accounts, their keys, and access tokens."""
+"""The server package's tables: accounts (local and remote), keys, tokens, the social graph."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    Index,
     LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
+    text,
 )
 
 from server.storage.types import UTCDateTime
@@ -34,10 +37,21 @@ accounts = Table(
     Column("id", BigInteger, primary_key=True, autoincrement=False),
     # As typed at sign-up; `username_key` (lower case) is what makes names unique.
     Column("username", String(USERNAME_LENGTH_MAX), nullable=False),
-    Column("username_key", String(USERNAME_LENGTH_MAX), nullable=False, unique=True),
+    Column("username_key", String(USERNAME_LENGTH_MAX), nullable=False),
+    # '' for local accounts; the actor's host[:port] for remote ones.
+    Column("domain", String(255), nullable=False, server_default=""),
+    # Remote accounts only: the actor id, its profile page, and its followers collection
+    # (to recognise followers-only addressing).
+    Column("uri", String(2048), nullable=True, unique=True),
+    Column("url", String(2048), nullable=True),
+    Column("followers_url", String(2048), nullable=True),
+    Column("also_known_as", Text, nullable=True),  # JSON list of actor ids
+    Column("moved_to_uri", String(2048), nullable=True),
+    Column("fetched_at", UTCDateTime, nullable=True),
     Column("actor_type", String(16), nullable=False),
     Column("is_instance_actor", Boolean, nullable=False, default=False),
     Column("display_name", String(100), nullable=False, default=""),
+    # Local: what the user typed. Remote: the actor's summary, sanitised HTML.
     Column("note", Text, nullable=False, default=""),
     Column("is_locked", Boolean, nullable=False, default=False),
     Column("is_discoverable", Boolean, nullable=False, default=True),
@@ -47,9 +61,19 @@ accounts = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_active_at", UTCDateTime, nullable=True),
     Column("deleted_at", UTCDateTime, nullable=True),
+    # Local names are unique ignoring case; remote accounts are unique by `uri`.
+    Index(
+        "uq_accounts_local_username",
+        "username_key",
+        unique=True,
+        sqlite_where=text("domain = ''"),
+        postgresql_where=text("domain = ''"),
+    ),
+    Index("ix_accounts_username_key_domain", "username_key", "domain"),
 )
 
-# Kept apart from `accounts` so that reading a profile never loads a private key.
+# Local accounts' keys, kept apart from `accounts` so reading a profile never loads a private
+# key. (Remote actors' public keys belong to federation: `remote_keys`.)
 account_keys = Table(
     "account_keys",
     metadata,
@@ -84,4 +108,151 @@ access_tokens = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_used_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+# --- the social graph and posts (the federation issue) -------------------------------------
+
+# Statuses: local posts, remote posts we received or fetched, and boosts (`reblog_of_id`).
+statuses = Table(
+    "statuses",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("uri", String(2048), nullable=False, unique=True),
+    Column("url", String(2048), nullable=True),
+    Column(
+        "account_id",
+        BigInteger,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "in_reply_to_id",
+        BigInteger,
+        ForeignKey("statuses.id", ondelete="SET NULL"),
+        nullable=True,
+        index=True,
+    ),
+    Column("in_reply_to_uri", String(2048), nullable=True),
+    Column(
+        "reblog_of_id",
+        BigInteger,
+        ForeignKey("statuses.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    ),
+    # Sanitised HTML for remote posts; rendered from `text` for local ones.
+    Column("content", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("spoiler_text", Text, nullable=False),
+    Column("sensitive", Boolean, nullable=False),
+    Column("visibility", String(16), nullable=False),
+    Column("language", String(16), nullable=True),
+    # FEP-7888 `context` (Mastodon's `conversation`): groups a thread across servers.
+    Column("context_uri", String(2048), nullable=True, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("edited_at", UTCDateTime, nullable=True),
+    Index("ix_statuses_account_id_id", "account_id", "id"),
+    Index("uq_statuses_account_id_reblog_of_id", "account_id", "reblog_of_id", unique=True),
+)
+
+# Who a status mentions; `silent` marks addressed-but-untagged actors (Mastodon's "limited").
+mentions = Table(
+    "mentions",
+    metadata,
+    Column(
+        "status_id",
+        BigInteger,
+        ForeignKey("statuses.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "account_id",
+        BigInteger,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+    Column("silent", Boolean, nullable=False),
+)
+
+status_tags = Table(
+    "status_tags",
+    metadata,
+    Column(
+        "status_id",
+        BigInteger,
+        ForeignKey("statuses.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("name", String(255), primary_key=True, index=True),
+)
+
+
+def _edge(name: str, *extra: Column) -> Table:
+    """An account→account (or account→status) relation with the activity that made it."""
+    return Table(
+        name,
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=False),
+        Column(
+            "account_id",
+            BigInteger,
+            ForeignKey("accounts.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        *extra,
+        Column("uri", String(2048), nullable=True, unique=True),
+        Column("created_at", UTCDateTime, nullable=False),
+    )
+
+
+def _target_account() -> Column:
+    return Column(
+        "target_account_id",
+        BigInteger,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
+
+
+follows = _edge(
+    "follows",
+    _target_account(),
+    # "requested" until the target (or its server) accepts; then "accepted".
+    Column("state", String(16), nullable=False),
+    Column("show_reblogs", Boolean, nullable=False),
+    Column("notify", Boolean, nullable=False),
+    UniqueConstraint("account_id", "target_account_id"),
+)
+
+blocks = _edge("blocks", _target_account(), UniqueConstraint("account_id", "target_account_id"))
+
+favourites = _edge(
+    "favourites",
+    Column(
+        "status_id",
+        BigInteger,
+        ForeignKey("statuses.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    UniqueConstraint("account_id", "status_id"),
+)
+
+# Reports (remote `Flag`s now; local reports with the moderation issue).
+reports = _edge(
+    "reports",
+    _target_account(),
+    Column("status_uris", Text, nullable=False),  # JSON list
+    Column("comment", Text, nullable=False),
+)
+
+# Objects deleted before we saw them created (or after): a later Create must not revive them.
+tombstones = Table(
+    "tombstones",
+    metadata,
+    Column("uri", String(2048), primary_key=True),
+    Column("account_uri", String(2048), nullable=False),
+    Column("deleted_at", UTCDateTime, nullable=False),
 )

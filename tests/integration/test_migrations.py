@@ -151,3 +151,29 @@ async def test_concurrent_writers_wait_for_each_other_instead_of_failing(
             assert len(await list_accounts(conn)) == 8
     finally:
         await db.dispose()
+
+
+async def test_a_database_populated_at_the_first_revision_upgrades_with_its_data(
+    databases: DatabaseFactory, tmp_path
+) -> None:
+    config = _config(await databases.new(), tmp_path)
+    db = create_database(config.database.url, config.database)
+    try:
+        await upgrade(db, target="0001")
+        async with db.transaction() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO accounts (id, username, username_key, actor_type, "
+                    "is_instance_actor, display_name, note, is_locked, is_discoverable, "
+                    "is_indexable, is_admin, created_at) VALUES (1, 'Alice', 'alice', 'Person', "
+                    "false, 'Alice', '', false, true, false, false, :now)"
+                ),
+                {"now": NOW},
+            )
+        state = await upgrade(db)
+        assert state.is_current
+        async with db.read() as conn:
+            (alice,) = await list_accounts(conn)
+        assert (alice.username, alice.domain, alice.is_local) == ("Alice", "", True)
+    finally:
+        await db.dispose()
