@@ -25,11 +25,12 @@ REFRESH_AFTER = timedelta(days=1)
 class ActorUnavailable(Exception):
     """A remote actor could not be fetched or was invalid; `gone` when its server said 410."""
 
-    def __init__(self, uri: str, reason: str, gone: bool = False) -> None:
+    def __init__(self, uri: str, reason: str, gone: bool = False, temporary: bool = False) -> None:
         super().__init__(f"{uri}: {reason}")
         self.uri = uri
         self.reason = reason
         self.gone = gone
+        self.temporary = temporary
 
 
 class ActorDirectory:
@@ -65,7 +66,9 @@ class ActorDirectory:
         except FetchError as exc:
             if exc.is_gone:
                 await self.mark_gone(uri)
-            raise ActorUnavailable(uri, exc.reason, gone=exc.is_gone) from None
+            raise ActorUnavailable(
+                uri, exc.reason, gone=exc.is_gone, temporary=exc.is_temporary
+            ) from None
         except ProtocolError as exc:
             raise ActorUnavailable(uri, str(exc)) from None
         async with self.db.transaction() as conn:
@@ -77,7 +80,9 @@ class ActorDirectory:
         try:
             uri = await self.fetcher.webfinger(username, host)
         except FetchError as exc:
-            raise ActorUnavailable(f"{username}@{host}", exc.reason) from None
+            raise ActorUnavailable(
+                f"{username}@{host}", exc.reason, temporary=exc.is_temporary
+            ) from None
         actor = await self.get(uri)
         if host_of(actor.actor_id) != host.lower():
             # The actor lives elsewhere: its own server must vouch for the handle.

@@ -41,12 +41,21 @@ class FetchError(Exception):
         return self.status == 410
 
     @property
+    def is_temporary(self) -> bool:
+        """A failure worth retrying later (a timeout, a network error, a 5xx)."""
+        return self.status is None or self.status >= 500 or self.status == 429
+
+    @property
     def is_not_found(self) -> bool:
         return self.status == 404
 
 
 class ForbiddenAddress(FetchError):
     """The URL points at an address remote input must not make us reach."""
+
+    @property
+    def is_temporary(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
@@ -126,12 +135,12 @@ def check_url(url: str, policy: FetchPolicy) -> None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a malformed port
     except ValueError:
-        raise FetchError(f"malformed URL {url!r}") from None
+        raise ForbiddenAddress(f"malformed URL {url!r}") from None
     allowed = ("https", "http") if policy.allow_http else ("https",)
     if parts.scheme not in allowed or not parts.hostname:
-        raise FetchError(f"refusing to fetch {url!r}: only {'/'.join(allowed)} URLs")
+        raise ForbiddenAddress(f"refusing to fetch {url!r}: only {'/'.join(allowed)} URLs")
     if parts.username or parts.password:
-        raise FetchError("refusing a URL with credentials")
+        raise ForbiddenAddress("refusing a URL with credentials")
     host = parts.hostname
     try:
         literal = ipaddress.ip_address(host)
@@ -161,7 +170,7 @@ class Fetcher:
 
     async def get_object(self, url: str) -> Fetched:
         """An AS2 object whose `id` is the URL it was finally served from, on the same host."""
-        fetched = await self.get_json(url, accept=AS2_ACCEPT, media_types=_is_as2)
+        fetched = await self.get_json(url, accept=AS2_ACCEPT, media_types=is_as2_media_type)
         if fetched.document.get("id") != fetched.url:
             raise FetchError(f"the document at {fetched.url} has another id")
         if urlsplit(fetched.url).netloc != urlsplit(url).netloc:
@@ -209,7 +218,7 @@ class Fetcher:
             if (
                 isinstance(link, dict)
                 and link.get("rel") == "self"
-                and _is_as2(str(link.get("type", "")))
+                and is_as2_media_type(str(link.get("type", "")))
             ):
                 href = link.get("href")
                 if isinstance(href, str):
@@ -236,7 +245,7 @@ def _media_type(content_type: str) -> tuple[str, str]:
     return kind.strip().lower(), params
 
 
-def _is_as2(content_type: str) -> bool:
+def is_as2_media_type(content_type: str) -> bool:
     """activity+json, or ld+json with the ActivityStreams profile (Mastodon's rule)."""
     kind, params = _media_type(content_type)
     if kind == AS2_MEDIA_TYPE:
@@ -246,4 +255,4 @@ def _is_as2(content_type: str) -> bool:
 
 def _is_json(content_type: str) -> bool:
     kind, _ = _media_type(content_type)
-    return kind in (JRD_MEDIA_TYPE, "application/json") or _is_as2(content_type)
+    return kind in (JRD_MEDIA_TYPE, "application/json") or is_as2_media_type(content_type)

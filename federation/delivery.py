@@ -1,0 +1,335 @@
+"""Outbound delivery: the queue in the database, and the worker that signs and POSTs.
+
+Mastodon's behaviour is the model: one POST per (shared) inbox, retries with jittered
+polynomial backoff for about two days on 5xx/401/408/429 and network errors, an immediate
+give-up on other 4xx, `Retry-After` honoured, hosts marked unavailable after failures on
+seven distinct days and revived by any success or signed request from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from federation.actors import inboxes_for
+from federation.db import UnitOfWork, insert_ignoring_duplicates, upsert
+from federation.dispatch import Outbound
+from federation.fetch import FetchError, FetchPolicy, check_url
+from federation.tables import deliveries, hosts, utc
+from protocol.as2 import host_of
+from protocol.httpsig import HttpRequest, PrivateKey, sign_cavage, sign_rfc9421
+
+log = logging.getLogger("kith.federation.delivery")
+
+QUEUED, DELIVERED, FAILED = "queued", "delivered", "failed"
+ATTEMPTS_MAX = 16  # with (n⁴ + 15) s and jitter: about two to three days
+UNAVAILABLE_AFTER_DAYS = 7
+RETRY_AFTER_MAX = timedelta(hours=6)
+_RETRYABLE_4XX = frozenset({401, 408, 429})
+# (key id, private key) for a local actor id.
+SigningKeys = Callable[[str], Awaitable[tuple[str, PrivateKey]]]
+
+
+async def enqueue(
+    conn: AsyncConnection, outbound: Outbound, new_id: Callable[[datetime], int], now: datetime
+) -> int:
+    """Queue one delivery per distinct inbox (in the caller's transaction); returns how many."""
+    targets = set(outbound.inboxes)
+    targets.update((await inboxes_for(conn, outbound.recipients)).values())
+    body = json.dumps(outbound.activity)
+    activity_id = outbound.activity["id"]
+    queued = 0
+    for inbox in sorted(targets):
+        queued += await insert_ignoring_duplicates(
+            conn,
+            deliveries,
+            {
+                "id": new_id(now),
+                "activity_id": activity_id,
+                "inbox_url": inbox,
+                "host": host_of(inbox),
+                "signer_uri": outbound.signer_uri,
+                "body": body,
+                "priority": outbound.priority,
+                "state": QUEUED,
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+            },
+            keys=["activity_id", "inbox_url"],
+        )
+    return queued
+
+
+def backoff(attempts: int) -> timedelta:
+    """Mastodon's Sidekiq schedule: (n⁴ + 15) seconds plus up to 50% jitter."""
+    base = attempts**4 + 15
+    return timedelta(seconds=base * (1 + random.random() / 2))  # noqa: S311 - jitter, not secrecy
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of one POST."""
+
+    status: int | None
+    error: str | None = None
+    retry_after: timedelta | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def permanent(self) -> bool:
+        return (
+            self.status is not None
+            and 400 <= self.status < 500
+            and (self.status not in _RETRYABLE_4XX)
+        )
+
+
+@dataclass(frozen=True)
+class _Job:
+    id: int
+    inbox_url: str
+    host: str
+    signer_uri: str
+    body: bytes
+    attempts: int
+
+
+class DeliveryWorker:
+    """Drains the delivery queue with a global and a per-host concurrency cap."""
+
+    def __init__(
+        self,
+        db: UnitOfWork,
+        session: aiohttp.ClientSession,
+        policy: FetchPolicy,
+        signing_keys: SigningKeys,
+        clock: Callable[[], datetime],
+        concurrency: int = 32,
+        per_host: int = 4,
+        batch: int = 256,
+        lock_for: timedelta = timedelta(minutes=2),
+    ) -> None:
+        self.db = db
+        self.session = session
+        self.policy = policy
+        self.signing_keys = signing_keys
+        self.clock = clock
+        self.batch = batch
+        self.lock_for = lock_for
+        self._slots = asyncio.Semaphore(concurrency)
+        self._per_host = per_host
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
+
+    async def deliver_due(self) -> int:
+        """Claim a batch of due deliveries and attempt each; returns how many were attempted."""
+        jobs = await self._claim()
+        await asyncio.gather(*(self._attempt(job) for job in jobs))
+        return len(jobs)
+
+    async def _claim(self) -> list[_Job]:
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        deliveries.c.id,
+                        deliveries.c.inbox_url,
+                        deliveries.c.host,
+                        deliveries.c.signer_uri,
+                        deliveries.c.body,
+                        deliveries.c.attempts,
+                    )
+                    .where(
+                        deliveries.c.state == QUEUED,
+                        deliveries.c.next_attempt_at <= now,
+                        or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now),
+                    )
+                    .order_by(deliveries.c.priority, deliveries.c.next_attempt_at)
+                    .limit(self.batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if rows:
+                await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_([row.id for row in rows]))
+                    .values(locked_until=now + self.lock_for)
+                )
+        return [
+            _Job(r.id, r.inbox_url, r.host, r.signer_uri, r.body.encode(), r.attempts) for r in rows
+        ]
+
+    async def _attempt(self, job: _Job) -> None:
+        host_slot = self._host_slots.setdefault(job.host, asyncio.Semaphore(self._per_host))
+        async with self._slots, host_slot:
+            scheme, unavailable = await self._host_state(job.host)
+            if unavailable:
+                await self._record(job, Attempt(None, "the host is marked unavailable"), final=True)
+                return
+            attempt = await self._post(job, scheme)
+            if attempt.status in (400, 401) and scheme == "cavage":
+                # Double-knock: the peer may only take RFC 9421 signatures.
+                retry = await self._post(job, "rfc9421")
+                if retry.delivered:
+                    await self._remember_scheme(job.host, "rfc9421")
+                    attempt = retry
+        await self._record(job, attempt)
+
+    async def _post(self, job: _Job, scheme: str) -> Attempt:
+        try:
+            check_url(job.inbox_url, self.policy)
+            key_id, private_key = await self.signing_keys(job.signer_uri)
+            headers = {"Content-Type": "application/activity+json", "Host": job.host}
+            request = HttpRequest("POST", job.inbox_url, headers, job.body)
+            sign = sign_rfc9421 if scheme == "rfc9421" else sign_cavage
+            headers.update(sign(request, key_id, private_key, self.clock()))
+            async with self.session.post(
+                job.inbox_url, data=job.body, headers=headers, allow_redirects=False
+            ) as response:
+                await response.read()
+                return Attempt(response.status, retry_after=_retry_after(response, self.clock()))
+        except FetchError as exc:
+            return Attempt(None, exc.reason) if exc.is_temporary else Attempt(400, exc.reason)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return Attempt(None, type(exc).__name__)
+
+    async def _host_state(self, host: str) -> tuple[str, bool]:
+        """The signature scheme the host takes, and whether it is marked unavailable."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(hosts.c.signature_scheme, hosts.c.is_unavailable).where(
+                        hosts.c.host == host
+                    )
+                )
+            ).first()
+        if row is None:
+            return "cavage", False
+        return row.signature_scheme or "cavage", row.is_unavailable
+
+    async def _remember_scheme(self, host: str, scheme: str) -> None:
+        async with self.db.transaction() as conn:
+            await _touch_host(conn, host)
+            await conn.execute(
+                update(hosts).where(hosts.c.host == host).values(signature_scheme=scheme)
+            )
+
+    async def _record(self, job: _Job, attempt: Attempt, final: bool = False) -> None:
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            if attempt.delivered:
+                await _finish(conn, job, DELIVERED, attempt, now)
+                await record_host_success(conn, job.host, now)
+            elif final:
+                await _finish(conn, job, FAILED, attempt, now)
+            elif attempt.permanent or job.attempts + 1 >= ATTEMPTS_MAX:
+                await _finish(conn, job, FAILED, attempt, now)
+                await _record_host_failure(conn, job.host, now)
+            else:
+                delay = attempt.retry_after or backoff(job.attempts + 1)
+                await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == job.id)
+                    .values(
+                        attempts=job.attempts + 1,
+                        next_attempt_at=now + min(delay, RETRY_AFTER_MAX),
+                        locked_until=None,
+                        last_status=attempt.status,
+                        last_error=attempt.error,
+                    )
+                )
+                await _record_host_failure(conn, job.host, now)
+        if not attempt.delivered:
+            log.info(
+                "delivery attempt failed",
+                extra={"inbox": job.inbox_url, "status": attempt.status, "error": attempt.error},
+            )
+
+
+async def _finish(
+    conn: AsyncConnection, job: _Job, state: str, attempt: Attempt, now: datetime
+) -> None:
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == job.id)
+        .values(
+            state=state,
+            attempts=job.attempts + 1,
+            finished_at=now,
+            locked_until=None,
+            last_status=attempt.status,
+            last_error=attempt.error,
+        )
+    )
+
+
+async def _touch_host(conn: AsyncConnection, host: str) -> None:
+    await insert_ignoring_duplicates(
+        conn, hosts, {"host": host, "is_unavailable": False, "failure_days": 0}, keys=["host"]
+    )
+
+
+async def record_host_success(conn: AsyncConnection, host: str, now: datetime) -> None:
+    """Any success (or a signed request from the host) makes it available again."""
+    await upsert(
+        conn,
+        hosts,
+        {
+            "host": host,
+            "is_unavailable": False,
+            "failure_days": 0,
+            "first_failure_at": None,
+            "last_success_at": now,
+        },
+        keys=["host"],
+    )
+
+
+async def _record_host_failure(conn: AsyncConnection, host: str, now: datetime) -> None:
+    """Count the distinct days a host failed; seven make it unavailable (Mastodon's rule)."""
+    await _touch_host(conn, host)
+    row = (
+        await conn.execute(
+            select(hosts.c.failure_days, hosts.c.last_failure_at, hosts.c.first_failure_at).where(
+                hosts.c.host == host
+            )
+        )
+    ).one()
+    last = utc(row.last_failure_at)
+    days = row.failure_days + 1 if last is None or last.date() != now.date() else row.failure_days
+    await conn.execute(
+        update(hosts)
+        .where(hosts.c.host == host)
+        .values(
+            failure_days=days,
+            last_failure_at=now,
+            first_failure_at=utc(row.first_failure_at) or now,
+            is_unavailable=days >= UNAVAILABLE_AFTER_DAYS,
+        )
+    )
+
+
+def _retry_after(response: aiohttp.ClientResponse, now: datetime) -> timedelta | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return timedelta(seconds=int(value.strip()))
+    try:
+        return max(parsedate_to_datetime(value) - now, timedelta(0))
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,75 @@
+"""The table of inbound activity handlers, filled by the server at start-up.
+
+Federation never imports the social domain or payments; they register here instead. A
+handler is two steps: `prefetch` (optional, outside any transaction: remote fetches) and
+`apply` (inside the worker's transaction; returns what to deliver, never sends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+PRIORITY_DIRECT = 0  # private messages and payments: ahead of everything
+PRIORITY_INTERACTIVE = 5  # follows, likes, replies to a person
+PRIORITY_BULK = 10  # public fan-out
+
+
+class Reject(Exception):
+    """A permanent refusal of an activity (logged with the reason, never retried)."""
+
+
+@dataclass(frozen=True)
+class InboundActivity:
+    """A verified activity taken from the inbox log."""
+
+    item_id: int
+    activity_id: str
+    activity_type: str
+    actor_uri: str
+    activity: dict[str, Any]
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """An activity to deliver, signed by `signer_uri`, to these actors' inboxes."""
+
+    activity: dict[str, Any]
+    signer_uri: str
+    recipients: tuple[str, ...]
+    priority: int = PRIORITY_BULK
+    # Explicit inbox URLs (e.g. a follower's shared inbox already known), besides recipients.
+    inboxes: tuple[str, ...] = ()
+
+
+Prefetch = Callable[[InboundActivity], Awaitable[Any]]
+Apply = Callable[[AsyncConnection, InboundActivity, Any, datetime], Awaitable[list[Outbound]]]
+
+
+@dataclass(frozen=True)
+class Handler:
+    apply: Apply
+    prefetch: Prefetch | None = None
+
+
+@dataclass
+class Dispatcher:
+    """Handlers by activity type; `object_types` narrows by the (embedded) object's type."""
+
+    _handlers: dict[str, Handler] = field(default_factory=dict)
+
+    def register(self, activity_type: str, apply: Apply, prefetch: Prefetch | None = None) -> None:
+        if activity_type in self._handlers:
+            raise ValueError(f"a handler for {activity_type} is already registered")
+        self._handlers[activity_type] = Handler(apply=apply, prefetch=prefetch)
+
+    def handler_for(self, activity_type: str) -> Handler | None:
+        return self._handlers.get(activity_type)
+
+    def supports(self, activity_type: str) -> bool:
+        return activity_type in self._handlers

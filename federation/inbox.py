@@ -1,0 +1,256 @@
+"""The inbox's request-time path: cheap checks, signature, origin, de-duplication, store, 202.
+
+Nothing here applies an activity: a verified activity is written to `inbox_items` and a
+worker (federation.worker) processes it later. Every refusal is logged with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from federation.db import UnitOfWork, insert_ignoring_duplicates
+from federation.keys import KeyStore, KeyUnavailable, ResolvedKey
+from federation.tables import inbox_items
+from protocol.as2 import host_of, id_of, is_http_url
+from protocol.errors import ProtocolError
+from protocol.httpsig import (
+    HttpRequest,
+    ParsedSignature,
+    SignatureError,
+    check_policy,
+    parse_signature,
+    verify,
+)
+from protocol.jsonsafe import parse_json_document
+
+log = logging.getLogger("kith.federation.inbox")
+_ACCEPTED_MEDIA_TYPES = ("application/activity+json", "application/ld+json", "application/json")
+# Activities whose embedded object must come from the actor's own origin (FEP-fe34).
+_OWN_OBJECT_TYPES = frozenset({"Create", "Update"})
+
+
+@dataclass(frozen=True)
+class InboxPolicy:
+    """Limits on what the inbox takes in."""
+
+    body_bytes_max: int = 1024 * 1024
+    blocked_domains: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The answer to a peer: a status and, for refusals, a short reason."""
+
+    status: int
+    reason: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class Refused(Exception):
+    """A request the inbox turns down, with the status to answer."""
+
+    def __init__(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(reason)
+        self.receipt = Receipt(status, reason, headers)
+
+
+ACCEPTED = Receipt(202)
+
+
+class Inbox:
+    """Receives activities from peers (shared inbox and personal inboxes alike)."""
+
+    def __init__(
+        self,
+        db: UnitOfWork,
+        keys: KeyStore,
+        policy: InboxPolicy,
+        supports: Callable[[str], bool],
+        new_id: Callable[[datetime], int],
+        on_stored: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.keys = keys
+        self.policy = policy
+        self.supports = supports
+        self.new_id = new_id
+        self.on_stored = on_stored
+        self._unsupported_seen: set[str] = set()
+
+    async def receive(self, request: HttpRequest, now: datetime) -> Receipt:
+        """Check, verify and store one POSTed activity."""
+        try:
+            return await self._receive(request, now)
+        except Refused as refused:
+            log.info(
+                "inbox refused an activity",
+                extra={"status": refused.receipt.status, "reason": refused.receipt.reason},
+            )
+            return refused.receipt
+
+    async def _receive(self, request: HttpRequest, now: datetime) -> Receipt:
+        _check_envelope(request, self.policy)
+        signature = _parse_signature(request, now)
+        activity = _parse_activity(request.body)
+        activity_id, activity_type, actor_uri = _identify(activity)
+        if _is_blocked(actor_uri, signature.key_id, self.policy.blocked_domains):
+            log.info("dropped an activity from a blocked domain", extra={"actor": actor_uri})
+            return ACCEPTED
+        if not self.supports(activity_type):
+            self._log_unsupported_once(activity_type)
+            return ACCEPTED
+        if await self._already_stored(activity_id):
+            return ACCEPTED
+        key = await self._verified_key(signature, activity, now)
+        if key is None:
+            return ACCEPTED
+        if key.owner_uri != actor_uri:
+            raise Refused(401, "the request is signed by another actor than the activity's")
+        _check_origins(activity, activity_id, activity_type, actor_uri)
+        await self._store(activity, activity_id, activity_type, actor_uri, key.key_id, now)
+        return ACCEPTED
+
+    async def _already_stored(self, activity_id: str) -> bool:
+        async with self.db.read() as conn:
+            row = await conn.execute(
+                select(inbox_items.c.id).where(inbox_items.c.activity_id == activity_id)
+            )
+            return row.first() is not None
+
+    async def _verified_key(
+        self, signature: ParsedSignature, activity: dict[str, Any], now: datetime
+    ) -> ResolvedKey | None:
+        """The key that verifies the signature, trying a fresh copy once; None: drop quietly."""
+        for refresh in (False, True):
+            try:
+                key = await self.keys.resolve(signature.key_id, refresh=refresh)
+            except KeyUnavailable as exc:
+                return _unavailable_key(exc, activity, refresh)
+            try:
+                verify(signature, key.public_key, now)
+            except SignatureError as exc:
+                if refresh:
+                    raise Refused(401, f"signature: {exc}") from None
+                continue
+            return key
+        raise AssertionError("unreachable")
+
+    async def _store(
+        self,
+        activity: dict[str, Any],
+        activity_id: str,
+        activity_type: str,
+        actor_uri: str,
+        key_id: str,
+        now: datetime,
+    ) -> None:
+        async with self.db.transaction() as conn:
+            stored = await insert_ignoring_duplicates(
+                conn,
+                inbox_items,
+                {
+                    "id": self.new_id(now),
+                    "activity_id": activity_id,
+                    "activity_type": activity_type,
+                    "actor_uri": actor_uri,
+                    "signer_key_id": key_id,
+                    "body": json.dumps(activity),
+                    "state": "queued",
+                    "attempts": 0,
+                    "received_at": now,
+                    "next_attempt_at": now,
+                },
+                keys=["activity_id"],
+            )
+        if stored:
+            self.on_stored()
+
+    def _log_unsupported_once(self, activity_type: str) -> None:
+        if activity_type not in self._unsupported_seen and len(self._unsupported_seen) < 1000:
+            self._unsupported_seen.add(activity_type)
+            log.info("dropping activities of an unsupported type", extra={"type": activity_type})
+
+
+def _check_envelope(request: HttpRequest, policy: InboxPolicy) -> None:
+    media_type = (request.header("content-type") or "").split(";", 1)[0].strip().lower()
+    if media_type not in _ACCEPTED_MEDIA_TYPES:
+        raise Refused(415, "the inbox takes application/activity+json")
+    if len(request.body) > policy.body_bytes_max:
+        raise Refused(413, f"the body is larger than {policy.body_bytes_max} bytes")
+
+
+def _parse_signature(request: HttpRequest, now: datetime) -> ParsedSignature:
+    """Parse and check the signature's coverage and time window before any key fetch."""
+    try:
+        signature = parse_signature(request)
+        check_policy(signature, now)
+    except SignatureError as exc:
+        raise Refused(401, f"signature: {exc}") from None
+    return signature
+
+
+def _parse_activity(body: bytes) -> dict[str, Any]:
+    try:
+        return parse_json_document(body)
+    except ProtocolError as exc:
+        raise Refused(400, str(exc)) from None
+
+
+def _identify(activity: dict[str, Any]) -> tuple[str, str, str]:
+    activity_id, activity_type = activity.get("id"), activity.get("type")
+    actor_uri = id_of(activity.get("actor"))
+    if not is_http_url(activity_id):
+        raise Refused(400, "the activity has no id")
+    if not isinstance(activity_type, str) or not activity_type or len(activity_type) > 64:
+        raise Refused(400, "the activity has no type")
+    if not is_http_url(actor_uri):
+        raise Refused(400, "the activity has no actor")
+    return activity_id, activity_type, actor_uri  # type: ignore[return-value]
+
+
+def _is_blocked(actor_uri: str, key_id: str, blocked: frozenset[str]) -> bool:
+    if not blocked:
+        return False
+    for url in (actor_uri, key_id):
+        host = host_of(url).rsplit(":", 1)[0] if is_http_url(url) else ""
+        if any(host == domain or host.endswith("." + domain) for domain in blocked):
+            return True
+    return False
+
+
+def _unavailable_key(
+    exc: KeyUnavailable, activity: dict[str, Any], refreshed: bool
+) -> ResolvedKey | None:
+    """Mastodon's rule for deleted actors: their Delete cannot be verified, but is harmless."""
+    if exc.gone and activity.get("type") == "Delete":
+        log.info("accepting nothing from a gone actor's Delete", extra={"key": exc.key_id})
+        return None
+    if exc.temporary:
+        raise Refused(
+            503, f"the signing key is unreachable: {exc.reason}", (("Retry-After", "60"),)
+        )
+    raise Refused(401, f"the signing key cannot be used: {exc.reason}")
+
+
+def _check_origins(
+    activity: dict[str, Any], activity_id: str, activity_type: str, actor_uri: str
+) -> None:
+    """FEP-fe34: an actor speaks only for its own origin."""
+    actor_host = host_of(actor_uri)
+    if host_of(activity_id) != actor_host:
+        raise Refused(403, "the activity id is not on the actor's server")
+    embedded = activity.get("object")
+    if activity_type in _OWN_OBJECT_TYPES and isinstance(embedded, dict):
+        object_id = embedded.get("id")
+        if not is_http_url(object_id) or host_of(object_id) != actor_host:
+            raise Refused(403, "the object is not on the actor's server")
+        author = id_of(embedded.get("attributedTo"))
+        if author is not None and author != actor_uri:
+            raise Refused(403, "the object is attributed to someone else")

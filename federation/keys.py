@@ -1,0 +1,119 @@
+"""Public keys of remote actors for verifying their requests: stored, cached parsed, refetched.
+
+A key id resolves to exactly one owner. Mastodon's `…#main-key` fragments live in the actor
+document; GoToSocial's `…/main-key` serves a stub whose `owner` we then fetch, and we trust
+the key only as the owner's own document states it (FEP-fe34: the owner vouches for its key).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from urllib.parse import urldefrag
+
+from sqlalchemy import select
+
+from federation.actors import ActorDirectory, ActorUnavailable
+from federation.db import UnitOfWork
+from federation.fetch import AS2_ACCEPT, Fetcher, FetchError, is_as2_media_type
+from federation.tables import remote_keys
+from protocol.actors import RemoteActor
+from protocol.as2 import as_list, id_of
+from protocol.errors import InvalidKey
+from protocol.httpsig import PublicKey, load_public_key_pem
+
+_PARSED_KEYS_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class ResolvedKey:
+    """A verified owner's public key, ready for `httpsig.verify`."""
+
+    key_id: str
+    owner_uri: str
+    public_key: PublicKey
+
+
+class KeyUnavailable(Exception):
+    """The key cannot be found or trusted; `gone` when the owner's server said 410."""
+
+    def __init__(
+        self, key_id: str, reason: str, gone: bool = False, temporary: bool = False
+    ) -> None:
+        super().__init__(f"{key_id}: {reason}")
+        self.key_id = key_id
+        self.reason = reason
+        self.gone = gone
+        self.temporary = temporary
+
+
+class KeyStore:
+    """Resolves signature key ids to owners and parsed public keys."""
+
+    def __init__(self, db: UnitOfWork, fetcher: Fetcher, actors: ActorDirectory) -> None:
+        self.db = db
+        self.fetcher = fetcher
+        self.actors = actors
+        # Parsing a PEM costs a third of a verification: keep parsed keys (bounded LRU).
+        self._parsed: OrderedDict[tuple[str, str], PublicKey] = OrderedDict()
+
+    async def resolve(self, key_id: str, refresh: bool = False) -> ResolvedKey:
+        """The key, from the database unless `refresh` (then from its owner's server)."""
+        if not refresh:
+            async with self.db.read() as conn:
+                row = (
+                    await conn.execute(
+                        select(remote_keys.c.owner_uri, remote_keys.c.public_key).where(
+                            remote_keys.c.key_id == key_id, remote_keys.c.algorithm == "rsa"
+                        )
+                    )
+                ).first()
+            if row is not None:
+                return self._resolved(key_id, row.owner_uri, row.public_key)
+        owner = await self._fetch_owner(key_id)
+        for key in owner.keys:
+            if key.key_id == key_id and key.algorithm == "rsa":
+                return self._resolved(key_id, owner.actor_id, key.public_key)
+        raise KeyUnavailable(key_id, "the owner's document does not publish this key")
+
+    async def _fetch_owner(self, key_id: str) -> RemoteActor:
+        url = urldefrag(key_id).url
+        try:
+            if url != key_id:  # a fragment: the document is the owner itself
+                return await self.actors.fetch(url)
+            stub = await self.fetcher.get_json(
+                url, accept=AS2_ACCEPT, media_types=is_as2_media_type
+            )
+            owner_uri = _owner_named_by(stub.document, key_id)
+            if owner_uri is None:
+                raise KeyUnavailable(key_id, "the key document names no owner")
+            return await self.actors.fetch(owner_uri)
+        except ActorUnavailable as exc:
+            raise KeyUnavailable(key_id, exc.reason, exc.gone, exc.temporary) from None
+        except FetchError as exc:
+            raise KeyUnavailable(key_id, exc.reason, exc.is_gone, exc.is_temporary) from None
+
+    def _resolved(self, key_id: str, owner_uri: str, pem: str) -> ResolvedKey:
+        cache_key = (key_id, pem)
+        parsed = self._parsed.get(cache_key)
+        if parsed is None:
+            try:
+                parsed = load_public_key_pem(pem)
+            except InvalidKey as exc:
+                raise KeyUnavailable(key_id, f"unusable key: {exc}") from None
+            self._parsed[cache_key] = parsed
+            if len(self._parsed) > _PARSED_KEYS_MAX:
+                self._parsed.popitem(last=False)
+        else:
+            self._parsed.move_to_end(cache_key)
+        return ResolvedKey(key_id=key_id, owner_uri=owner_uri, public_key=parsed)
+
+
+def _owner_named_by(document: dict, key_id: str) -> str | None:
+    """The `owner` of key `key_id` in a key document or an actor stub that embeds it."""
+    if document.get("id") == key_id:
+        return id_of(document.get("owner"))
+    for key in as_list(document.get("publicKey")):
+        if isinstance(key, dict) and key.get("id") == key_id:
+            return id_of(key.get("owner"))
+    return None

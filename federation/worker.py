@@ -1,0 +1,176 @@
+"""The inbox worker: takes verified activities from the log and applies them through handlers.
+
+Each activity is applied in one transaction together with the deliveries it causes and the
+mark that it is done (a transactional outbox): a crash replays it, never half-applies it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from federation.db import UnitOfWork
+from federation.delivery import enqueue
+from federation.dispatch import Dispatcher, InboundActivity, Reject
+from federation.tables import inbox_items, utc
+
+log = logging.getLogger("kith.federation.worker")
+
+QUEUED, DONE, REJECTED, FAILED = "queued", "done", "rejected", "failed"
+ATTEMPTS_MAX = 8
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Back off 2, 4, 8 … seconds, at most an hour, for activities that failed to apply."""
+    return timedelta(seconds=min(2**attempts, 3600))
+
+
+class InboxWorker:
+    """Processes due inbox items in arrival order."""
+
+    def __init__(
+        self,
+        db: UnitOfWork,
+        dispatcher: Dispatcher,
+        clock: Callable[[], datetime],
+        new_id: Callable[[datetime], int],
+        batch: int = 64,
+        lock_for: timedelta = timedelta(minutes=2),
+    ) -> None:
+        self.db = db
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.new_id = new_id
+        self.batch = batch
+        self.lock_for = lock_for
+
+    async def process_due(self) -> int:
+        """Claim and process one batch; returns how many items were taken."""
+        items = await self._claim()
+        for item, attempts in items:
+            await self._process(item, attempts)
+        return len(items)
+
+    async def _claim(self) -> list[tuple[InboundActivity, int]]:
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            rows = (
+                await conn.execute(
+                    select(inbox_items)
+                    .where(
+                        inbox_items.c.state == QUEUED,
+                        inbox_items.c.next_attempt_at <= now,
+                        or_(
+                            inbox_items.c.locked_until.is_(None),
+                            inbox_items.c.locked_until < now,
+                        ),
+                    )
+                    .order_by(inbox_items.c.id)
+                    .limit(self.batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if rows:
+                await conn.execute(
+                    update(inbox_items)
+                    .where(inbox_items.c.id.in_([row.id for row in rows]))
+                    .values(locked_until=now + self.lock_for)
+                )
+        return [
+            (
+                InboundActivity(
+                    item_id=row.id,
+                    activity_id=row.activity_id,
+                    activity_type=row.activity_type,
+                    actor_uri=row.actor_uri,
+                    activity=json.loads(row.body),
+                    received_at=utc(row.received_at),  # type: ignore[arg-type]
+                ),
+                row.attempts,
+            )
+            for row in rows
+        ]
+
+    async def _process(self, item: InboundActivity, attempts: int) -> None:
+        handler = self.dispatcher.handler_for(item.activity_type)
+        try:
+            prefetched = None
+            if handler is not None and handler.prefetch is not None:
+                prefetched = await handler.prefetch(item)
+            now = self.clock()
+            async with self.db.transaction() as conn:
+                if handler is not None:
+                    for outbound in await handler.apply(conn, item, prefetched, now):
+                        await enqueue(conn, outbound, self.new_id, now)
+                await self._finish(conn, item.item_id, DONE, None, now)
+        except Reject as exc:
+            log.info(
+                "activity rejected",
+                extra={
+                    "activity": item.activity_id,
+                    "type": item.activity_type,
+                    "reason": str(exc),
+                },
+            )
+            async with self.db.transaction() as conn:
+                await self._finish(conn, item.item_id, REJECTED, str(exc), self.clock())
+        except Exception as exc:
+            await self._retry_later(item, attempts, exc)
+
+    async def _retry_later(self, item: InboundActivity, attempts: int, exc: Exception) -> None:
+        log.warning(
+            "applying an activity failed",
+            extra={"activity": item.activity_id, "attempt": attempts + 1, "error": repr(exc)},
+            exc_info=attempts == 0,
+        )
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            if attempts + 1 >= ATTEMPTS_MAX:
+                await self._finish(conn, item.item_id, FAILED, repr(exc), now)
+                return
+            await conn.execute(
+                update(inbox_items)
+                .where(inbox_items.c.id == item.item_id)
+                .values(
+                    attempts=attempts + 1,
+                    next_attempt_at=now + retry_delay(attempts + 1),
+                    locked_until=None,
+                    last_error=repr(exc)[:2000],
+                )
+            )
+
+    @staticmethod
+    async def _finish(
+        conn: AsyncConnection, item_id: int, state: str, error: str | None, now: datetime
+    ) -> None:
+        await conn.execute(
+            update(inbox_items)
+            .where(inbox_items.c.id == item_id)
+            .values(state=state, finished_at=now, locked_until=None, last_error=error)
+        )
+
+
+async def run_loop(
+    name: str, step: Callable[[], object], wake: asyncio.Event, idle_s: float = 1.0
+) -> None:
+    """Call `step` until it finds nothing, then sleep until woken or `idle_s` passes."""
+    while True:
+        try:
+            did = await step()  # type: ignore[misc]
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker step failed", extra={"worker": name})
+            did = 0
+        if did:
+            continue
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), idle_s)
