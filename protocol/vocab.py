@@ -33,6 +33,9 @@ ACTOR_EXTENSION_TERMS: dict[str, object] = {
     "schema": "http://schema.org#",
     "PropertyValue": "schema:PropertyValue",
     "value": "schema:value",
+    # FEP-521a: neither AS2 nor security/v1 defines it, and AS2's "@vocab": "_:" would
+    # otherwise turn it into a blank-node predicate that RDF consumers drop.
+    "assertionMethod": {"@id": "https://w3id.org/security#assertionMethod", "@type": "@id"},
     "webfinger": {
         "@id": "https://purl.archive.org/socialweb/webfinger#webfinger",
         "@type": "http://www.w3.org/2001/XMLSchema#string",

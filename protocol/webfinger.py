@@ -71,8 +71,8 @@ def normalize_host(host: str) -> str:
     """Lower-case a host[:port] and turn internationalised names into their ASCII form."""
     host = host.strip().rstrip(".").lower()
     name, sep, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
-    if sep and not port.isdigit():
-        raise InvalidResource("the host's port is not a number")
+    if sep and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise InvalidResource("the host's port is not a number between 1 and 65535")
     try:
         ascii_name = name.encode("idna").decode("ascii") if not name.isascii() else name
     except UnicodeError:

@@ -8,6 +8,7 @@ default, and `config.example.toml` is rendered from it (a test keeps the two ide
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import tomllib
@@ -390,7 +391,12 @@ def _resolve_base_url(base_url: str, domain: str) -> str:
 def is_loopback_host(host: str) -> bool:
     """Whether a host name or literal means this machine (development nodes use plain http)."""
     host = host.strip("[]").lower()
-    return host in ("localhost", "::1") or host.startswith("127.") or host.endswith(".localhost")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _resolve_database_url(url: str, data_dir: Path) -> str:
@@ -450,13 +456,26 @@ def render_example(values: Mapping[str, object] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _toml_string(value: str) -> str:
+    """A TOML basic string: escapes quotes, backslashes and every control character."""
+    escaped = []
+    for ch in value:
+        if ch in ('"', "\\"):
+            escaped.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            escaped.append(f"\\u{ord(ch):04x}")
+        else:
+            escaped.append(ch)
+    return '"' + "".join(escaped) + '"'
+
+
 def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return _toml_string(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} as TOML")

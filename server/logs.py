@@ -28,7 +28,10 @@ class KeyValueFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        parts = [stamp, record.levelname.lower(), record.name, record.getMessage()]
+        message = (
+            record.getMessage().replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+        )
+        parts = [stamp, record.levelname.lower(), record.name, message]
         parts += [f"{key}={_kv_value(value)}" for key, value in event_fields(record).items()]
         line = " ".join(parts)
         if record.exc_info:

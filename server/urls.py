@@ -62,3 +62,26 @@ class Urls:
 
     def static(self, name: str) -> str:
         return f"{self.base_url}/static/{name}"
+
+    def followers(self, account: Account) -> str | None:
+        """The followers collection: ours, or the one a remote actor published."""
+        if not account.is_local:
+            return account.followers_url
+        return self.actor_collection(account, "followers")
+
+    def status(self, status_id: int) -> str:
+        """A local status's id (its Note)."""
+        return f"{self.base_url}/objects/{status_id}"
+
+    def status_page(self, account: Account, status_id: int) -> str:
+        return f"{self.base_url}/@{account.username}/{status_id}"
+
+    def activity(self, activity_id: int) -> str:
+        return f"{self.base_url}/activities/{activity_id}"
+
+    def context(self, root_status_id: int) -> str:
+        """A thread's FEP-7888 context, named after its first post."""
+        return f"{self.base_url}/contexts/{root_status_id}"
+
+    def tag(self, name: str) -> str:
+        return f"{self.base_url}/tags/{name}"

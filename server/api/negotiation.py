@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from server.api.errors import ApiError
@@ -42,9 +43,10 @@ def parse_accept(header: str | None) -> list[MediaRange]:
             name, _, value = param.partition("=")
             if name.strip().lower() == "q":
                 try:
-                    q = min(max(float(value.strip()), 0.0), 1.0)
+                    q = float(value.strip())
                 except ValueError:
                     q = 0.0
+                q = min(max(q, 0.0), 1.0) if math.isfinite(q) else 0.0
         ranges.append(MediaRange(kind, sub, q))
     return ranges
 

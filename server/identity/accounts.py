@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -177,47 +177,49 @@ async def _insert_account(
     return found
 
 
-def _select_accounts():
+def select_accounts() -> Select:
+    """A query for Account rows (every column but the secrets)."""
     return select(*_COLUMNS, accounts.c.password_hash.is_not(None).label("has_password"))
 
 
-def _to_account(row: object) -> Account:
+def account_from_row(row: object) -> Account:
+    """An Account from a row selected with `select_accounts()`."""
     return Account(**row._mapping)  # type: ignore[attr-defined]
 
 
 async def find_account(conn: AsyncConnection, username: str) -> Account | None:
     """A local account (deleted ones too) by name, ignoring case; None if there is none."""
     result = await conn.execute(
-        _select_accounts().where(
+        select_accounts().where(
             accounts.c.username_key == username.lower(), accounts.c.domain == ""
         )
     )
     row = result.first()
-    return _to_account(row) if row else None
+    return account_from_row(row) if row else None
 
 
 async def get_account(conn: AsyncConnection, account_id: int) -> Account | None:
     """A local account by id."""
-    result = await conn.execute(_select_accounts().where(accounts.c.id == account_id))
+    result = await conn.execute(select_accounts().where(accounts.c.id == account_id))
     row = result.first()
-    return _to_account(row) if row else None
+    return account_from_row(row) if row else None
 
 
 async def instance_actor(conn: AsyncConnection) -> Account | None:
     """The node's own Application actor, if it has been created."""
-    result = await conn.execute(_select_accounts().where(accounts.c.is_instance_actor.is_(True)))
+    result = await conn.execute(select_accounts().where(accounts.c.is_instance_actor.is_(True)))
     row = result.first()
-    return _to_account(row) if row else None
+    return account_from_row(row) if row else None
 
 
 async def list_accounts(conn: AsyncConnection) -> list[Account]:
     """Every local user account (not the instance actor), oldest first."""
     result = await conn.execute(
-        _select_accounts()
+        select_accounts()
         .where(accounts.c.is_instance_actor.is_(False), accounts.c.domain == "")
         .order_by(accounts.c.id)
     )
-    return [_to_account(row) for row in result]
+    return [account_from_row(row) for row in result]
 
 
 async def public_keys(conn: AsyncConnection, account_id: int) -> PublicKeys:

@@ -45,8 +45,8 @@ def verify_password(password: str, encoded: str | None) -> bool:
             return False
         expected = base64.b64decode(key)
         actual = _derive(password, base64.b64decode(salt), int(n), int(r), int(p))
-    except ValueError:
-        return False
+    except (ValueError, TypeError, OverflowError, MemoryError):
+        return False  # a corrupt stored hash is a failed login, never a crash
     return hmac.compare_digest(actual, expected)
 
 
