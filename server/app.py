@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 import jinja2
 from aiohttp import web
 
-from server.api import activitypub, health, wellknown
+from server.api import activitypub, health, static, wellknown
 from server.api import web as web_pages
 from server.api.cors import cors_middleware
 from server.api.errors import error_middleware, request_context_middleware
@@ -42,10 +40,9 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         activitypub.routes,
         web_pages.routes,
         health.routes,
+        static.routes,
         mastodon_accounts.routes,
     ):
         app.router.add_routes(table)
     activitypub.add_collection_routes(app.router)
-    static_dir = resources.files("server").joinpath("static")
-    app.router.add_static("/static", str(static_dir), append_version=False)
     return app

@@ -172,7 +172,7 @@ async def _insert_account(
             created_at=now,
         )
     )
-    found = await find_account(conn, values["username"])
+    found = await get_account(conn, row["id"])
     assert found is not None
     return found
 
@@ -188,10 +188,18 @@ def account_from_row(row: object) -> Account:
 
 
 async def find_account(conn: AsyncConnection, username: str) -> Account | None:
-    """A local account (deleted ones too) by name, ignoring case; None if there is none."""
+    """A local user (deleted ones too) by name, ignoring case; None if there is none.
+
+    Names that break the naming rules cannot exist, so they are not even looked up (a NUL
+    byte, for one, is an error on PostgreSQL). The instance actor is not a user.
+    """
+    if not _USERNAME.fullmatch(username) or len(username) > USERNAME_LENGTH_MAX:
+        return None
     result = await conn.execute(
         select_accounts().where(
-            accounts.c.username_key == username.lower(), accounts.c.domain == ""
+            accounts.c.username_key == username.lower(),
+            accounts.c.domain == "",
+            accounts.c.is_instance_actor.is_(False),
         )
     )
     row = result.first()
