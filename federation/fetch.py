@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -25,7 +25,7 @@ from protocol.vocab import AS2_CONTEXT, AS2_MEDIA_TYPE, AS2_PROFILE_MEDIA_TYPE, 
 
 AS2_ACCEPT = f"{AS2_MEDIA_TYPE}, {AS2_PROFILE_MEDIA_TYPE}"
 # Adds the headers that sign a request: (method, url, headers, body) -> headers to add.
-Signer = Callable[[str, str, Mapping[str, str], bytes], Mapping[str, str]]
+Signer = Callable[[str, str, Mapping[str, str], bytes], Awaitable[Mapping[str, str]]]
 
 
 class FetchError(Exception):
@@ -192,7 +192,7 @@ class Fetcher:
             check_url(url, self.policy)
             headers = {"Accept": accept}
             if self.signer is not None:
-                headers.update(self.signer("GET", url, headers, b""))
+                headers.update(await self.signer("GET", url, headers, b""))
             async with self.session.get(url, headers=headers, allow_redirects=False) as response:
                 if response.status in (301, 302, 303, 307, 308):
                     url = urljoin(url, response.headers.get("Location", ""))

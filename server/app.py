@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import jinja2
 from aiohttp import web
 
-from server.api import activitypub, health, static, wellknown
+from server.api import activitypub, health, inbox, static, wellknown
 from server.api import web as web_pages
 from server.api.cors import cors_middleware
 from server.api.errors import error_middleware, request_context_middleware
 from server.api.mastodon import accounts as mastodon_accounts
-from server.appkeys import CLOCK, CONFIG, DATABASE, TEMPLATES, URLS
+from server.appkeys import CLOCK, CONFIG, DATABASE, FEDERATION, TEMPLATES, URLS
 from server.clock import Clock, utcnow
 from server.config import Config
+from server.federating import Federation
 from server.storage.engine import Database
 from server.urls import Urls
 
@@ -29,7 +32,9 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
     app[CONFIG] = config
     app[DATABASE] = db
     app[CLOCK] = clock
-    app[URLS] = Urls(base_url=config.base_url, domain=config.domain)
+    app[URLS] = urls = Urls(base_url=config.base_url, domain=config.domain)
+    app[FEDERATION] = Federation(config, db, urls, clock)
+    app.cleanup_ctx.append(_run_federation)
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("server", "templates"),
         autoescape=True,
@@ -40,9 +45,18 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         activitypub.routes,
         web_pages.routes,
         health.routes,
+        inbox.routes,
         static.routes,
         mastodon_accounts.routes,
     ):
         app.router.add_routes(table)
     activitypub.add_collection_routes(app.router)
     return app
+
+
+async def _run_federation(app: web.Application) -> AsyncIterator[None]:
+    """Start the inbox and delivery workers with the app, stop them with it."""
+    federation = app[FEDERATION]
+    await federation.start()
+    yield
+    await federation.stop()

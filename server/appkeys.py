@@ -7,6 +7,7 @@ from aiohttp import web
 
 from server.clock import Clock
 from server.config import Config
+from server.federating import Federation
 from server.storage.engine import Database
 from server.urls import Urls
 
@@ -15,3 +16,4 @@ DATABASE = web.AppKey("database", Database)
 CLOCK = web.AppKey("clock", Clock)
 URLS = web.AppKey("urls", Urls)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
+FEDERATION = web.AppKey("federation", Federation)

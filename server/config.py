@@ -125,6 +125,23 @@ class FederationConfig:
             "production: remote input must not make this node reach into your network."
         ),
     )
+    blocked_domains: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Domains (and their subdomains) whose activities are dropped unread, before any\n"
+            'fetch. Example: ["spam.example", "bad.example"].'
+        ),
+    )
+    inbox_body_bytes_max: int = field(
+        default=1024 * 1024,
+        metadata=_doc("Largest activity the inbox accepts, in bytes (Mastodon's limit: 1 MiB)."),
+    )
+    delivery_concurrency: int = field(
+        default=32, metadata=_doc("Deliveries in flight at once, over all hosts.")
+    )
+    delivery_per_host: int = field(
+        default=4, metadata=_doc("Deliveries in flight at once to any one host.")
+    )
 
 
 @dataclass(frozen=True)
@@ -331,9 +348,11 @@ def _resolve(config: Config, anchor: Path) -> Config:
     domain = _resolve_domain(config)
     base_url = _resolve_base_url(config.instance.base_url, domain)
     database_url = _resolve_database_url(config.database.url, data_dir)
+    blocked = tuple(d.strip().lower().rstrip(".") for d in config.federation.blocked_domains)
     return dataclasses.replace(
         config,
         instance=dataclasses.replace(config.instance, domain=domain, base_url=base_url),
+        federation=dataclasses.replace(config.federation, blocked_domains=blocked),
         storage=dataclasses.replace(config.storage, data_dir=str(data_dir)),
         database=dataclasses.replace(config.database, url=database_url),
     )
@@ -357,6 +376,12 @@ def _validate_plain_keys(config: Config) -> None:
             raise ConfigError(f"database.{key}", f"must be at least {minimum}, got {value}")
     if not config.instance.name.strip():
         raise ConfigError("instance.name", "must not be empty")
+    for key in ("inbox_body_bytes_max", "delivery_concurrency", "delivery_per_host"):
+        if getattr(config.federation, key) < 1:
+            raise ConfigError(f"federation.{key}", "must be at least 1")
+    for domain in config.federation.blocked_domains:
+        if not domain.strip() or "/" in domain or " " in domain.strip():
+            raise ConfigError("federation.blocked_domains", f"{domain!r} is not a domain name")
 
 
 def _resolve_domain(config: Config) -> str:

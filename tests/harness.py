@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from server.app import create_app
+from server.appkeys import FEDERATION, URLS
 from server.clock import Clock
 from server.config import Config, load_config
+from server.federating import Federation
 from server.identity.accounts import Account, create_account, find_account
 from server.identity.keys import generate_actor_keys
 from server.identity.tokens import DEFAULT_SCOPES, create_token, parse_scopes
 from server.node import open_database
 from server.storage.engine import Database
+from server.urls import Urls
 from tests.databases import DatabaseFactory
 
 AS2 = {"Accept": "application/activity+json"}
@@ -86,6 +91,32 @@ class Node:
     def url(self, path: str) -> str:
         return self.base_url + path
 
+    @property
+    def app(self) -> web.Application:
+        return self.runner.app
+
+    @property
+    def federation(self) -> Federation:
+        return self.app[FEDERATION]
+
+    @property
+    def urls(self) -> Urls:
+        return self.app[URLS]
+
+    def handle(self, username: str) -> str:
+        """`username@domain`, as people on other nodes type it."""
+        return f"{username}@{self.domain}"
+
+    async def account(self, username: str) -> Account:
+        async with self.db.read() as conn:
+            account = await find_account(conn, username)
+        assert account is not None, f"no user {username}"
+        return account
+
+    async def perform(self, action: Callable[..., Awaitable[Any]]) -> Any:
+        """Run a social action (conn, now) -> outbound in one transaction, then deliver."""
+        return await self.federation.perform(action)
+
 
 class NodeFactory:
     """Starts nodes on free loopback ports; stops them and drops their databases at the end."""
@@ -130,3 +161,20 @@ class NodeFactory:
             await node.runner.cleanup()
             await node.db.dispose()
         self.nodes.clear()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]],
+    until: Callable[[Any], bool] = bool,
+    timeout_s: float = 10.0,
+    interval_s: float = 0.02,
+) -> Any:
+    """Poll `check` until `until(value)` holds (default: truthy); fail with its last value."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await check()
+        if until(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s (last: {value!r})")
+        await asyncio.sleep(interval_s)

@@ -282,7 +282,7 @@ async def test_gets_are_signed_when_a_signer_is_given(peer: Peer) -> None:
     peer.document("/u", {"id": f"{peer.base}/u"})
     seen: list[tuple[str, str]] = []
 
-    def signer(method: str, url: str, headers: object, body: bytes) -> dict[str, str]:
+    async def signer(method: str, url: str, headers: object, body: bytes) -> dict[str, str]:
         seen.append((method, url))
         return {"Signature": 'keyId="k",signature="s"'}
 

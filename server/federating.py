@@ -1,0 +1,170 @@
+"""The node's server-to-server machinery, wired from its config: fetches, keys, inbox, workers.
+
+Local actions run through `perform`, which commits the domain change and its deliveries in one
+transaction and then wakes the delivery worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from federation.actors import ActorDirectory
+from federation.delivery import DeliveryWorker, enqueue
+from federation.dispatch import Dispatcher
+from federation.fetch import Fetcher, FetchPolicy, create_session
+from federation.inbox import Inbox, InboxPolicy
+from federation.keys import KeyStore
+from federation.worker import InboxWorker, run_loop
+from protocol.actors import RSA_KEY_FRAGMENT
+from protocol.httpsig import HttpRequest, PrivateKey, sign_cavage
+from server import __version__
+from server.clock import Clock
+from server.config import Config
+from server.identity.accounts import Account, find_account, instance_actor
+from server.social.inbound import SocialInbox
+from server.social.remote_accounts import upsert_remote_account
+from server.storage.engine import Database
+from server.storage.ids import new_id
+from server.storage.tables import account_keys
+from server.urls import Urls
+
+Action = Callable[[AsyncConnection, datetime], Awaitable[Any]]
+
+
+class Federation:
+    """Everything that talks to other servers, for one node."""
+
+    def __init__(self, config: Config, db: Database, urls: Urls, clock: Clock) -> None:
+        self.db = db
+        self.urls = urls
+        self.clock = clock
+        self.policy = FetchPolicy(
+            allow_private_addresses=config.federation.allow_private_addresses,
+            allow_http=urls.base_url.startswith("http://"),
+            user_agent=f"Kith/{__version__} (+{urls.base_url})",
+        )
+        self.session = create_session(self.policy)
+        self.fetcher = Fetcher(self.session, self.policy, signer=self._sign_get)
+        self.directory = ActorDirectory(db, self.fetcher, clock, new_id)
+        self.keys = KeyStore(db, self.fetcher, self.directory)
+        self.dispatcher = Dispatcher()
+        SocialInbox(db, urls, self.directory, self.fetcher).register(self.dispatcher)
+        self.inbox_wake = asyncio.Event()
+        self.delivery_wake = asyncio.Event()
+        self.inbox = Inbox(
+            db,
+            self.keys,
+            InboxPolicy(
+                body_bytes_max=config.federation.inbox_body_bytes_max,
+                blocked_domains=frozenset(config.federation.blocked_domains),
+            ),
+            self.dispatcher.supports,
+            new_id,
+            on_stored=self.inbox_wake.set,
+        )
+        self.inbox_worker = InboxWorker(db, self.dispatcher, clock, new_id)
+        self.delivery = DeliveryWorker(
+            db,
+            self.session,
+            self.policy,
+            self._signing_keys,
+            clock,
+            concurrency=config.federation.delivery_concurrency,
+            per_host=config.federation.delivery_per_host,
+        )
+        self._private_keys: dict[str, tuple[str, PrivateKey]] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        """Start the inbox and delivery workers (they wait out a database outage)."""
+        self._tasks = [
+            asyncio.create_task(run_loop("inbox", self._process_inbox, self.inbox_wake)),
+            asyncio.create_task(
+                run_loop("delivery", self.delivery.deliver_due, self.delivery_wake)
+            ),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.session.close()
+
+    async def _process_inbox(self) -> int:
+        processed = await self.inbox_worker.process_due()
+        if processed:
+            self.delivery_wake.set()
+        return processed
+
+    async def perform(self, action: Action) -> Any:
+        """Run a local action in one transaction with its deliveries, then wake delivery.
+
+        The action returns a list of Outbound, or a (result, list of Outbound) pair.
+        """
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            returned = await action(conn, now)
+            result, outbound = (None, returned) if isinstance(returned, list) else returned
+            for item in outbound:
+                await enqueue(conn, item, new_id, now)
+        self.delivery_wake.set()
+        return result
+
+    async def resolve_account(self, handle: str) -> Account:
+        """`name` or `name@host` as an account: local, or remote via WebFinger (stored)."""
+        name, _, host = handle.lstrip("@").partition("@")
+        if not host or host.lower() == self.urls.domain:
+            async with self.db.read() as conn:
+                account = await find_account(conn, name)
+            if account is None:
+                raise LookupError(f"no account {handle}")
+            return account
+        actor = await self.directory.resolve_handle(name, host)
+        async with self.db.transaction() as conn:
+            return await upsert_remote_account(conn, actor, self.clock())
+
+    async def _sign_get(self, method: str, url: str, headers: Any, body: bytes) -> dict[str, str]:
+        """Sign a GET as the instance actor (authorized-fetch servers require it)."""
+        key_id, private_key = await self._signing_keys(f"{self.urls.base_url}/actor")
+        request = HttpRequest(method, url, dict(headers), body)
+        return sign_cavage(request, key_id, private_key, self.clock())
+
+    async def _signing_keys(self, actor_uri: str) -> tuple[str, PrivateKey]:
+        """The private key of a local actor, by its id (parsed once, then cached)."""
+        cached = self._private_keys.get(actor_uri)
+        if cached is not None:
+            return cached
+        account = await self._local_actor(actor_uri)
+        async with self.db.read() as conn:
+            pem = (
+                await conn.execute(
+                    select(account_keys.c.rsa_private_pem).where(
+                        account_keys.c.account_id == account.id
+                    )
+                )
+            ).scalar_one()
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+        found = (f"{actor_uri}#{RSA_KEY_FRAGMENT}", key)
+        self._private_keys[actor_uri] = found  # type: ignore[assignment]
+        return found  # type: ignore[return-value]
+
+    async def _local_actor(self, actor_uri: str) -> Account:
+        async with self.db.read() as conn:
+            if actor_uri == f"{self.urls.base_url}/actor":
+                account = await instance_actor(conn)
+            else:
+                account = await find_account(conn, actor_uri.rsplit("/", 1)[-1])
+        if account is None or self.urls.actor(account) != actor_uri:
+            raise LookupError(f"{actor_uri} is not a local actor")
+        return account

@@ -1,0 +1,182 @@
+"""What local users do with posts: publish, edit, delete. Each returns what to deliver."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from federation.dispatch import PRIORITY_BULK, PRIORITY_DIRECT, Outbound
+from protocol.activities import render_activity, render_note
+from protocol.addressing import DIRECT, VISIBILITIES
+from server.identity.accounts import Account
+from server.social.statuses import (
+    NewStatus,
+    Status,
+    audience_of,
+    insert_status,
+    mentioned_accounts,
+    note_document,
+    remote_follower_uris,
+    remove_status,
+    update_status_content,
+)
+from server.social.text import MentionKey, find_hashtags, render_post
+from server.storage.ids import new_id
+from server.urls import Urls
+
+TEXT_LENGTH_MAX = 5000
+
+
+class InvalidPost(ValueError):
+    """A post that cannot be published as asked; the message says why."""
+
+
+async def publish_status(
+    conn: AsyncConnection,
+    urls: Urls,
+    author: Account,
+    text: str,
+    now: datetime,
+    visibility: str = "public",
+    mentions: list[Account] | None = None,
+    in_reply_to: Status | None = None,
+    spoiler_text: str = "",
+    sensitive: bool = False,
+) -> tuple[Status, list[Outbound]]:
+    """Store a local post and return its Create for every remote inbox it must reach.
+
+    `mentions` are the accounts the text's handles resolved to (the caller resolves them,
+    fetching remote ones, before this transaction).
+    """
+    if visibility not in VISIBILITIES:
+        raise InvalidPost(f"visibility must be one of {', '.join(VISIBILITIES)}")
+    if not text.strip() or len(text) > TEXT_LENGTH_MAX:
+        raise InvalidPost(f"a post has 1 to {TEXT_LENGTH_MAX} characters")
+    mentioned = list({a.id: a for a in mentions or []}.values())
+    status_id = new_id(now)
+    new = NewStatus(
+        uri=urls.status(status_id),
+        url=urls.status_page(author, status_id),
+        account_id=author.id,
+        text=text,
+        content=render_post(text, _profiles(mentioned, urls), urls.tag),
+        visibility=visibility,
+        created_at=now,
+        spoiler_text=spoiler_text,
+        sensitive=sensitive or bool(spoiler_text),
+        in_reply_to_id=in_reply_to.id if in_reply_to else None,
+        in_reply_to_uri=in_reply_to.uri if in_reply_to else None,
+        context_uri=_thread_context(urls, status_id, in_reply_to),
+    )
+    status = await insert_status(
+        conn, status_id, new, {a.id: False for a in mentioned}, find_hashtags(text)
+    )
+    assert status is not None
+    return status, [await _create_outbound(conn, urls, author, status, now)]
+
+
+def _profiles(mentioned: list[Account], urls: Urls) -> dict[MentionKey, str]:
+    """Profile URLs by handle, so the post's @-mentions link where Mastodon links them."""
+    profiles: dict[MentionKey, str] = {}
+    for account in mentioned:
+        name = account.username.lower()
+        if account.is_local:
+            profiles[(name, None)] = profiles[(name, urls.domain)] = urls.profile(account)
+        else:
+            profiles[(name, account.domain.lower())] = account.url or urls.actor(account)
+    return profiles
+
+
+def _thread_context(urls: Urls, status_id: int, parent: Status | None) -> str:
+    if parent is None:
+        return urls.context(status_id)
+    return parent.context_uri or parent.uri
+
+
+async def _recipients(conn: AsyncConnection, author: Account, status: Status) -> tuple[str, ...]:
+    """Remote actors that must receive this status: followers (unless direct) and mentions."""
+    mentioned = [a.uri for a, _ in await mentioned_accounts(conn, status.id) if a.uri]
+    followers = [] if status.visibility == DIRECT else await remote_follower_uris(conn, author.id)
+    return tuple(dict.fromkeys([*followers, *mentioned]))
+
+
+def _priority(status: Status) -> int:
+    return PRIORITY_DIRECT if status.visibility == DIRECT else PRIORITY_BULK
+
+
+async def _create_outbound(
+    conn: AsyncConnection, urls: Urls, author: Account, status: Status, now: datetime
+) -> Outbound:
+    note = await note_document(conn, status, urls)
+    activity = render_activity(
+        "Create",
+        f"{status.uri}/activity",
+        urls.actor(author),
+        render_note(note),
+        audience=note.audience,
+        published=status.created_at,
+    )
+    return Outbound(
+        activity=activity,
+        signer_uri=urls.actor(author),
+        recipients=await _recipients(conn, author, status),
+        priority=_priority(status),
+    )
+
+
+async def edit_status(
+    conn: AsyncConnection,
+    urls: Urls,
+    author: Account,
+    status: Status,
+    text: str,
+    now: datetime,
+    spoiler_text: str = "",
+    sensitive: bool = False,
+) -> list[Outbound]:
+    """Change a local post's text; peers get an Update with `updated` set."""
+    if status.account_id != author.id:
+        raise InvalidPost("only the author can edit a post")
+    if not text.strip() or len(text) > TEXT_LENGTH_MAX:
+        raise InvalidPost(f"a post has 1 to {TEXT_LENGTH_MAX} characters")
+    mentioned = [a for a, _ in await mentioned_accounts(conn, status.id)]
+    content = render_post(text, _profiles(mentioned, urls), urls.tag)
+    sensitive = sensitive or bool(spoiler_text)
+    await update_status_content(conn, status, content, spoiler_text, sensitive, now, text=text)
+    edited = replace(
+        status,
+        content=content,
+        text=text,
+        spoiler_text=spoiler_text,
+        sensitive=sensitive,
+        edited_at=now,
+    )
+    note = await note_document(conn, edited, urls)
+    activity = render_activity(
+        "Update",
+        urls.activity(new_id(now)),
+        urls.actor(author),
+        render_note(note),
+        audience=note.audience,
+        published=now,
+    )
+    recipients = await _recipients(conn, author, status)
+    return [Outbound(activity, urls.actor(author), recipients, _priority(status))]
+
+
+async def delete_status(
+    conn: AsyncConnection, urls: Urls, author: Account, status: Status, now: datetime
+) -> list[Outbound]:
+    """Delete a local post; the Delete reaches everyone the post reached (same addressing)."""
+    if status.account_id != author.id:
+        raise InvalidPost("only the author can delete a post")
+    audience = await audience_of(conn, status, author, urls)
+    recipients = await _recipients(conn, author, status)
+    await remove_status(conn, status, urls.actor(author), now)
+    tombstone = {"id": status.uri, "type": "Tombstone"}
+    activity = render_activity(
+        "Delete", urls.activity(new_id(now)), urls.actor(author), tombstone, audience=audience
+    )
+    return [Outbound(activity, urls.actor(author), recipients, _priority(status))]
