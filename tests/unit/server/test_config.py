@@ -90,7 +90,8 @@ def test_example_lists_every_key_with_its_default() -> None:
     defaults = Config()
     for section, key in _all_keys():
         assert key in parsed[section], f"{section}.{key} missing from the example"
-        assert parsed[section][key] == getattr(getattr(defaults, section), key)
+        default = getattr(getattr(defaults, section), key)
+        assert parsed[section][key] == (list(default) if isinstance(default, tuple) else default)
 
 
 def test_example_documents_every_key_with_a_comment() -> None:
@@ -526,3 +527,14 @@ def test_a_domain_whose_first_label_is_127_is_not_loopback() -> None:
 def test_a_public_domain_starting_with_127_gets_an_https_base_url(tmp_path: Path) -> None:
     config = load_config(environ={"KITH_INSTANCE__DOMAIN": "127.example.com"}, cwd=tmp_path)
     assert config.base_url == "https://127.example.com"
+
+
+def test_blocked_domains_come_from_a_toml_list_or_a_comma_separated_variable(
+    tmp_path: Path,
+) -> None:
+    path = _write(tmp_path / "c.toml", '[federation]\nblocked_domains = ["Spam.Example."]\n')
+    assert load_config(path, environ={}).federation.blocked_domains == ("spam.example",)
+    env = {"KITH_FEDERATION__BLOCKED_DOMAINS": "a.example, b.example"}
+    assert load_config(None, environ=env).federation.blocked_domains == ("a.example", "b.example")
+    with pytest.raises(ConfigError, match="federation.blocked_domains"):
+        load_config(None, environ={"KITH_FEDERATION__BLOCKED_DOMAINS": '["a b"]'})
