@@ -155,6 +155,22 @@ class NodeFactory:
         self.nodes.append(node)
         return node
 
+    async def stop(self, node: Node) -> None:
+        """Stop a node's server and workers (its database stays, as after a crash)."""
+        await node.runner.cleanup()
+        await node.db.dispose()
+
+    async def restart(self, node: Node) -> None:
+        """Start a stopped node again on the same port with the same database."""
+        port = node.config.server.port
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        node.db = await open_database(node.config, initialize_empty=False, clock=node.clock)
+        node.runner = web.AppRunner(create_app(node.config, node.db, node.clock), access_log=None)
+        await node.runner.setup()
+        await web.SockSite(node.runner, listener).start()
+
     async def close(self) -> None:
         for node in self.nodes:
             await node.http.close()

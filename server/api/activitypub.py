@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from protocol.actors import ActorDocument, render_actor
 from protocol.collections import render_ordered_collection, render_ordered_collection_page
 from protocol.vocab import AS2_CONTEXT, AS2_MEDIA_TYPE, AS2_PROFILE_MEDIA_TYPE, LD_MEDIA_TYPE
 from server.api.errors import ApiError
 from server.api.negotiation import require
 from server.api.responses import json_document
 from server.appkeys import DATABASE, URLS
-from server.identity.accounts import Account, find_account, instance_actor, public_keys
-from server.social.text import plain_text_to_html
+from server.identity.accounts import Account, find_account, instance_actor
+from server.social.actors import local_actor_document
 from server.urls import Urls
 
 routes = web.RouteTableDef()
@@ -60,37 +59,8 @@ async def actor(request: web.Request) -> web.StreamResponse:
         }
         return as2_response(tombstone, request.headers.get("Accept"), status=410)
     async with request.app[DATABASE].read() as conn:
-        keys = await public_keys(conn, account.id)
-    document = render_actor(actor_document(account, keys.rsa_public_pem, keys.ed25519_public, urls))
+        document = await local_actor_document(conn, urls, account)
     return as2_response(document, request.headers.get("Accept"))
-
-
-def actor_document(
-    account: Account, rsa_public_pem: str, ed25519_public: bytes, urls: Urls
-) -> ActorDocument:
-    """The facts of an actor document for a local account."""
-    return ActorDocument(
-        actor_id=urls.actor(account),
-        actor_type=account.actor_type,
-        preferred_username=urls.preferred_username(account),
-        webfinger=urls.handle(account),
-        inbox=urls.actor_collection(account, "inbox"),
-        outbox=urls.actor_collection(account, "outbox"),
-        followers=urls.actor_collection(account, "followers"),
-        following=urls.actor_collection(account, "following"),
-        featured=urls.actor_collection(account, "collections/featured"),
-        featured_tags=urls.actor_collection(account, "collections/tags"),
-        shared_inbox=urls.shared_inbox,
-        profile_url=urls.profile(account),
-        rsa_public_pem=rsa_public_pem,
-        ed25519_public=ed25519_public,
-        published=account.created_at,
-        name=account.display_name,
-        summary_html=plain_text_to_html(account.note),
-        manually_approves_followers=account.is_locked,
-        discoverable=account.is_discoverable,
-        indexable=account.is_indexable,
-    )
 
 
 def _collection_handler(name: str):

@@ -1,0 +1,44 @@
+"""The actor documents of local accounts."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from protocol.actors import ActorDocument, render_actor
+from server.identity.accounts import Account, public_keys
+from server.social.text import plain_text_to_html
+from server.urls import Urls
+
+
+async def local_actor_document(conn: AsyncConnection, urls: Urls, account: Account) -> dict:
+    """The AS2 document of a local actor (user or instance actor), with its public keys."""
+    keys = await public_keys(conn, account.id)
+    return render_actor(actor_document(account, keys.rsa_public_pem, keys.ed25519_public, urls))
+
+
+def actor_document(
+    account: Account, rsa_public_pem: str, ed25519_public: bytes, urls: Urls
+) -> ActorDocument:
+    """The facts of an actor document for a local account."""
+    return ActorDocument(
+        actor_id=urls.actor(account),
+        actor_type=account.actor_type,
+        preferred_username=urls.preferred_username(account),
+        webfinger=urls.handle(account),
+        inbox=urls.actor_collection(account, "inbox"),
+        outbox=urls.actor_collection(account, "outbox"),
+        followers=urls.actor_collection(account, "followers"),
+        following=urls.actor_collection(account, "following"),
+        featured=urls.actor_collection(account, "collections/featured"),
+        featured_tags=urls.actor_collection(account, "collections/tags"),
+        shared_inbox=urls.shared_inbox,
+        profile_url=urls.profile(account),
+        rsa_public_pem=rsa_public_pem,
+        ed25519_public=ed25519_public,
+        published=account.created_at,
+        name=account.display_name,
+        summary_html=plain_text_to_html(account.note),
+        manually_approves_followers=account.is_locked,
+        discoverable=account.is_discoverable,
+        indexable=account.is_indexable,
+    )
