@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from protocol.activities import ACTIVITY_CONTEXT, render_note
+from protocol.addressing import is_public
 from protocol.collections import render_ordered_collection, render_ordered_collection_page
 from protocol.vocab import AS2_CONTEXT, AS2_MEDIA_TYPE, AS2_PROFILE_MEDIA_TYPE, LD_MEDIA_TYPE
 from server.api.errors import ApiError
@@ -12,6 +14,7 @@ from server.api.responses import json_document
 from server.appkeys import DATABASE, URLS
 from server.identity.accounts import Account, find_account, instance_actor
 from server.social.actors import local_actor_document
+from server.social.statuses import author_of, note_document, status_by_id
 from server.urls import Urls
 
 routes = web.RouteTableDef()
@@ -86,3 +89,21 @@ def add_collection_routes(router: web.UrlDispatcher) -> None:
         handler = _collection_handler(name)
         for prefix in ("/users/{username}", "/actor"):
             router.add_get(f"{prefix}/{name}", handler)
+
+
+@routes.get("/objects/{status_id:[0-9]+}")
+async def note(request: web.Request) -> web.StreamResponse:
+    """A local public or unlisted post as its Note (others are not served unsigned)."""
+    urls = request.app[URLS]
+    async with request.app[DATABASE].read() as conn:
+        status = await status_by_id(conn, int(request.match_info["status_id"]))
+        if status is None or status.reblog_of_id is not None or not is_public(status.visibility):
+            raise ApiError(404, "not found", "no such object")
+        author = await author_of(conn, status)
+        if not author.is_local:
+            raise ApiError(404, "not found", "no such object")
+        document = render_note(await note_document(conn, status, urls))
+    chosen = require(request.headers.get("Accept"), [HTML, *AS2_OFFERS])
+    if chosen == HTML:
+        raise web.HTTPFound(urls.status_page(author, status.id), headers=_VARY)
+    return as2_response({"@context": ACTIVITY_CONTEXT, **document}, request.headers.get("Accept"))

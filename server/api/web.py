@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from protocol.addressing import is_public
 from server.api.activitypub import ACTOR_OFFERS, HTML
 from server.api.errors import ApiError
 from server.api.negotiation import require
 from server.appkeys import CONFIG, DATABASE, TEMPLATES, URLS
 from server.identity.accounts import find_account
+from server.social.statuses import status_by_id
 from server.social.text import plain_text_to_html
 
 routes = web.RouteTableDef()
@@ -67,4 +69,26 @@ async def profile_page(request: web.Request) -> web.Response:
         account=account,
         handle=urls.handle(account),
         note_html=plain_text_to_html(account.note),
+    )
+
+
+@routes.get("/@{username}/{status_id:[0-9]+}")
+async def status_page(request: web.Request) -> web.Response:
+    """A public post's page; peers asking for AS2 are sent to its Note."""
+    urls = request.app[URLS]
+    async with request.app[DATABASE].read() as conn:
+        account = await find_account(conn, request.match_info["username"])
+        status = await status_by_id(conn, int(request.match_info["status_id"]))
+    if (
+        account is None
+        or status is None
+        or status.account_id != account.id
+        or status.reblog_of_id is not None
+        or not is_public(status.visibility)
+    ):
+        raise ApiError(404, "not found", "no such post")
+    if require(request.headers.get("Accept"), ACTOR_OFFERS) != HTML:
+        raise web.HTTPFound(status.uri, headers={"Vary": "Accept"})
+    return render_page(
+        request, "status.html", account=account, handle=urls.handle(account), status=status
     )

@@ -1,0 +1,102 @@
+"""Posts after they are made: replies keep their thread, edits and deletions reach everyone."""
+
+from __future__ import annotations
+
+from server.social import posting, profiles
+from tests.federation.social import follow, follow_state, known, post, remote, stored
+from tests.harness import Node, eventually
+
+ACCEPTED = "accepted"
+
+
+async def _follows(node: Node, username: str, other: Node, target: str) -> None:
+    account = await known(node, other, target)
+    await follow(node, username, account)
+    local = await node.account(username)
+    await eventually(lambda: follow_state(node, local, account), ACCEPTED.__eq__)
+
+
+async def test_a_delete_removes_the_post_everywhere_it_went(trio: tuple[Node, Node, Node]) -> None:
+    a, b, c = trio
+    await a.create_user("alice")
+    await b.create_user("bob")
+    await c.create_user("carl")
+    await _follows(a, "alice", b, "bob")
+    await _follows(c, "carl", b, "bob")
+    status = await post(b, "bob", "soon gone")
+    await eventually(lambda: stored(a, status.uri))
+    await eventually(lambda: stored(c, status.uri))
+    bob = await b.account("bob")
+    await b.perform(lambda conn, now: posting.delete_status(conn, b.urls, bob, status, now))
+    await eventually(lambda: stored(a, status.uri), lambda found: found is None)
+    await eventually(lambda: stored(c, status.uri), lambda found: found is None)
+
+
+async def test_an_edit_reaches_followers(trio: tuple[Node, Node, Node]) -> None:
+    a, b, _ = trio
+    await a.create_user("alice")
+    await b.create_user("bob")
+    await _follows(a, "alice", b, "bob")
+    status = await post(b, "bob", "first draft")
+    await eventually(lambda: stored(a, status.uri))
+    bob = await b.account("bob")
+    await b.perform(
+        lambda conn, now: posting.edit_status(conn, b.urls, bob, status, "second draft", now)
+    )
+    edited = await eventually(
+        lambda: stored(a, status.uri), lambda found: "second draft" in found.content
+    )
+    assert edited.edited_at is not None
+
+
+async def test_a_reply_keeps_its_thread_and_mentions(trio: tuple[Node, Node, Node]) -> None:
+    a, b, _ = trio
+    await a.create_user("alice")
+    await b.create_user("bob")
+    await _follows(a, "alice", b, "bob")
+    await _follows(b, "bob", a, "alice")
+    original = await post(b, "bob", "what do you think?")
+    on_a = await eventually(lambda: stored(a, original.uri))
+    bob_on_a = await known(a, b, "bob")
+    reply = await post(a, "alice", f"@bob@{b.domain} I agree", "public", [bob_on_a], on_a)
+    on_b = await eventually(lambda: stored(b, reply.uri))
+    assert on_b.in_reply_to_id == original.id
+    assert on_b.context_uri == original.context_uri
+    assert 'class="u-url mention"' in on_b.content
+
+
+async def test_a_profile_update_reaches_followers(trio: tuple[Node, Node, Node]) -> None:
+    a, b, _ = trio
+    await a.create_user("alice")
+    await b.create_user("bob", display_name="Bob")
+    await _follows(a, "alice", b, "bob")
+    bob = await b.account("bob")
+    await b.perform(
+        lambda conn, now: profiles.update_profile(
+            conn, b.urls, bob, now, display_name="Robert", note="I <3 federation"
+        )
+    )
+    bob_actor = b.urls.actor(bob)
+    updated = await eventually(
+        lambda: remote(a, bob_actor), lambda found: found and found.display_name == "Robert"
+    )
+    assert "I &lt;3 federation" in updated.note
+
+
+async def test_a_deleted_account_disappears_with_its_posts(trio: tuple[Node, Node, Node]) -> None:
+    a, b, _ = trio
+    await a.create_user("alice")
+    await b.create_user("bob")
+    await _follows(a, "alice", b, "bob")
+    status = await post(b, "bob", "my last words")
+    await eventually(lambda: stored(a, status.uri))
+    bob = await b.account("bob")
+    await b.perform(lambda conn, now: profiles.delete_account(conn, b.urls, bob, now))
+    bob_actor = b.urls.actor(bob)
+    gone = await eventually(
+        lambda: remote(a, bob_actor), lambda found: found is not None and found.is_deleted
+    )
+    assert gone.is_deleted
+    assert await stored(a, status.uri) is None
+    alice = await a.account("alice")
+    assert await follow_state(a, alice, gone) is None
