@@ -14,6 +14,7 @@ from server.api.responses import json_document
 from server.appkeys import DATABASE, URLS
 from server.identity.accounts import Account, find_account, instance_actor
 from server.social.actors import local_actor_document
+from server.social.collections import COLLECTIONS
 from server.social.statuses import author_of, note_document, status_by_id
 from server.urls import Urls
 
@@ -24,8 +25,6 @@ JSON = "application/json"
 # HTML first: a browser's */* gets the profile page, as on Mastodon.
 ACTOR_OFFERS = [HTML, AS2_MEDIA_TYPE, LD_MEDIA_TYPE, JSON]
 AS2_OFFERS = [AS2_MEDIA_TYPE, LD_MEDIA_TYPE, JSON]
-# The collections every actor has; each is empty until later issues add posts and follows.
-COLLECTIONS = ("outbox", "followers", "following", "collections/featured", "collections/tags")
 _VARY = {"Vary": "Accept"}
 
 
@@ -67,20 +66,48 @@ async def actor(request: web.Request) -> web.StreamResponse:
 
 
 def _collection_handler(name: str):
+    count, page = COLLECTIONS[name]
+
     async def collection(request: web.Request) -> web.Response:
-        """An actor's collection: the root document, or a page with `?page=`."""
+        """An actor's collection: the root document, or a page with `?page=true[&max_id=]`."""
         account, urls = await _load_actor(request)
         if account.is_deleted:
             raise ApiError(410, "gone", "this account has been deleted")
         collection_id = urls.actor_collection(account, name)
-        if "page" not in request.query:
-            document = render_ordered_collection(collection_id, 0, f"{collection_id}?page=1")
-        else:
-            page_id = f"{collection_id}?page={request.query['page']}"
-            document = render_ordered_collection_page(page_id, collection_id, [], 0)
+        async with request.app[DATABASE].read() as conn:
+            total = await count(conn, account)
+            if "page" not in request.query:
+                document = render_ordered_collection(
+                    collection_id, total, f"{collection_id}?page=true"
+                )
+            else:
+                max_id = _max_id(request)
+                found = await page(conn, urls, account, max_id)
+                suffix = f"&max_id={max_id}" if max_id is not None else ""
+                next_page = (
+                    f"{collection_id}?page=true&max_id={found.next_max_id}"
+                    if found.next_max_id is not None
+                    else None
+                )
+                document = render_ordered_collection_page(
+                    f"{collection_id}?page=true{suffix}",
+                    collection_id,
+                    found.items,
+                    total,
+                    next_page,
+                )
         return as2_response(document, request.headers.get("Accept"))
 
     return collection
+
+
+def _max_id(request: web.Request) -> int | None:
+    value = request.query.get("max_id")
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 19:
+        raise ApiError(400, "bad request", "max_id must be a status or follow id")
+    return int(value)
 
 
 def add_collection_routes(router: web.UrlDispatcher) -> None:

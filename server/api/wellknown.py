@@ -24,6 +24,7 @@ from server.api.negotiation import negotiate
 from server.api.responses import json_document
 from server.appkeys import CLOCK, CONFIG, DATABASE, URLS
 from server.identity.accounts import Account, count_users, find_account, instance_actor
+from server.social.collections import count_local_posts
 from server.urls import INSTANCE_ACTOR_PATH, Urls
 
 routes = web.RouteTableDef()
@@ -117,6 +118,7 @@ async def nodeinfo_document(request: web.Request) -> web.Response:
         total = await count_users(conn)
         month = await count_users(conn, active_since=now - timedelta(days=30))
         halfyear = await count_users(conn, active_since=now - timedelta(days=180))
+        local_posts = await count_local_posts(conn)
     stats = nodeinfo.NodeStats(
         software_version=__version__,
         node_name=config.instance.name,
@@ -125,6 +127,6 @@ async def nodeinfo_document(request: web.Request) -> web.Response:
         users_total=total,
         users_active_month=month,
         users_active_halfyear=halfyear,
-        local_posts=0,  # there are no posts until the federation issue adds them
+        local_posts=local_posts,
     )
     return json_document(nodeinfo.render_nodeinfo(version, stats), nodeinfo.media_type(version))

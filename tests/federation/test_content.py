@@ -100,3 +100,27 @@ async def test_a_deleted_account_disappears_with_its_posts(trio: tuple[Node, Nod
     assert await stored(a, status.uri) is None
     alice = await a.account("alice")
     assert await follow_state(a, alice, gone) is None
+
+
+async def test_collections_list_public_posts_followers_and_following(
+    trio: tuple[Node, Node, Node],
+) -> None:
+    a, b, _ = trio
+    await a.create_user("alice")
+    await b.create_user("bob")
+    await _follows(a, "alice", b, "bob")
+    public = await post(b, "bob", "listed")
+    await post(b, "bob", "not listed", "private")
+    headers = {"Accept": "application/activity+json"}
+    bob_actor = b.urls.actor(await b.account("bob"))
+    alice_actor = a.urls.actor(await a.account("alice"))
+    async with b.http.get(f"{bob_actor}/outbox", headers=headers) as response:
+        outbox = await response.json(content_type=None)
+    assert outbox["totalItems"] == 1
+    async with b.http.get(outbox["first"], headers=headers) as response:
+        page = await response.json(content_type=None)
+    assert [item["object"]["id"] for item in page["orderedItems"]] == [public.uri]
+    async with b.http.get(f"{bob_actor}/followers?page=true", headers=headers) as response:
+        assert (await response.json(content_type=None))["orderedItems"] == [alice_actor]
+    async with a.http.get(f"{alice_actor}/following?page=true", headers=headers) as response:
+        assert (await response.json(content_type=None))["orderedItems"] == [bob_actor]

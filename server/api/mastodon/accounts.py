@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.api.auth import require_grant
-from server.appkeys import URLS
+from server.appkeys import DATABASE, URLS
 from server.identity.accounts import Account
+from server.social.collections import count_followers, count_following, count_statuses
 from server.social.text import plain_text_to_html
 from server.urls import Urls
 
 routes = web.RouteTableDef()
 
 
-def render_account(account: Account, urls: Urls) -> dict:
+@dataclass(frozen=True)
+class AccountCounts:
+    statuses: int = 0
+    followers: int = 0
+    following: int = 0
+
+
+async def account_counts(conn: AsyncConnection, account: Account) -> AccountCounts:
+    """The numbers an Account entity shows."""
+    return AccountCounts(
+        statuses=await count_statuses(conn, account),
+        followers=await count_followers(conn, account),
+        following=await count_following(conn, account),
+    )
+
+
+def render_account(account: Account, urls: Urls, counts: AccountCounts = AccountCounts()) -> dict:
     """An Account entity as Mastodon documents it (ids as strings, dates as ISO 8601)."""
     avatar = urls.static("avatar-missing.png")
     header = urls.static("header-missing.png")
@@ -37,9 +57,9 @@ def render_account(account: Account, urls: Urls) -> dict:
         "avatar_static": avatar,
         "header": header,
         "header_static": header,
-        "followers_count": 0,
-        "following_count": 0,
-        "statuses_count": 0,
+        "followers_count": counts.followers,
+        "following_count": counts.following,
+        "statuses_count": counts.statuses,
         "last_status_at": None,
         "hide_collections": False,
         "noindex": not account.is_indexable,
@@ -49,9 +69,9 @@ def render_account(account: Account, urls: Urls) -> dict:
     }
 
 
-def render_credential_account(account: Account, urls: Urls) -> dict:
+def render_credential_account(account: Account, urls: Urls, counts: AccountCounts) -> dict:
     """The signed-in user's own Account, with its `source` (what they typed)."""
-    entity = render_account(account, urls)
+    entity = render_account(account, urls, counts)
     entity["source"] = {
         "privacy": "public",
         "sensitive": False,
@@ -70,4 +90,6 @@ def render_credential_account(account: Account, urls: Urls) -> dict:
 async def verify_credentials(request: web.Request) -> web.Response:
     """Who the token belongs to."""
     grant = await require_grant(request, "read:accounts", "profile")
-    return web.json_response(render_credential_account(grant.account, request.app[URLS]))
+    async with request.app[DATABASE].read() as conn:
+        counts = await account_counts(conn, grant.account)
+    return web.json_response(render_credential_account(grant.account, request.app[URLS], counts))

@@ -1,0 +1,163 @@
+"""What an actor's public collections hold: its outbox, followers and following."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from protocol.activities import render_activity, render_note, without_context
+from protocol.addressing import Audience
+from protocol.vocab import PUBLIC
+from server.identity.accounts import Account, select_accounts
+from server.social.statuses import author_of, note_document, status_by_id, statuses_of
+from server.storage.tables import accounts, follows, statuses
+from server.urls import Urls
+
+PAGE_SIZE = 20
+_LISTED = ("public", "unlisted")
+
+
+@dataclass(frozen=True)
+class Page:
+    """Items newest first, and the cursor for the next page (None on the last)."""
+
+    items: list[Any]
+    next_max_id: int | None
+
+
+Counter = Callable[[AsyncConnection, Account], Awaitable[int]]
+Pager = Callable[[AsyncConnection, Urls, Account, int | None], Awaitable[Page]]
+
+
+async def count_outbox(conn: AsyncConnection, account: Account) -> int:
+    query = (
+        select(func.count())
+        .select_from(statuses)
+        .where(statuses.c.account_id == account.id, statuses.c.visibility.in_(_LISTED))
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def outbox_page(
+    conn: AsyncConnection, urls: Urls, account: Account, max_id: int | None
+) -> Page:
+    """Public and unlisted posts as Create activities, boosts as Announces."""
+    found = await statuses_of(conn, account.id, _LISTED, PAGE_SIZE, max_id)
+    items = []
+    for status in found:
+        if status.reblog_of_id is not None:
+            original = await status_by_id(conn, status.reblog_of_id)
+            if original is None:
+                continue
+            author = await author_of(conn, original)
+            audience = Audience(to=(PUBLIC,), cc=(urls.actor(author),))
+            items.append(
+                without_context(
+                    render_activity(
+                        "Announce", status.uri, urls.actor(account), original.uri, audience
+                    )
+                )
+            )
+            continue
+        note = await note_document(conn, status, urls)
+        activity = render_activity(
+            "Create",
+            f"{status.uri}/activity",
+            urls.actor(account),
+            render_note(note),
+            note.audience,
+            status.created_at,
+        )
+        items.append(without_context(activity))
+    next_max_id = found[-1].id if len(found) == PAGE_SIZE else None
+    return Page(items, next_max_id)
+
+
+def _relation_counter(own_column: str) -> Counter:
+    async def count(conn: AsyncConnection, account: Account) -> int:
+        column = follows.c[own_column]
+        query = (
+            select(func.count())
+            .select_from(follows)
+            .where(column == account.id, follows.c.state == "accepted")
+        )
+        return int((await conn.execute(query)).scalar_one())
+
+    return count
+
+
+def _relation_pager(own_column: str, other_column: str) -> Pager:
+    async def page(conn: AsyncConnection, urls: Urls, account: Account, max_id: int | None) -> Page:
+        query = (
+            select_accounts()
+            .add_columns(follows.c.id.label("follow_id"))
+            .join(follows, follows.c[other_column] == accounts.c.id)
+            .where(follows.c[own_column] == account.id, follows.c.state == "accepted")
+            .order_by(follows.c.id.desc())
+            .limit(PAGE_SIZE)
+        )
+        if max_id is not None:
+            query = query.where(follows.c.id < max_id)
+        rows = (await conn.execute(query)).all()
+        items = []
+        for row in rows:
+            fields = dict(row._mapping)
+            fields.pop("follow_id")
+            items.append(urls.actor(Account(**fields)))
+        next_max_id = rows[-1].follow_id if len(rows) == PAGE_SIZE else None
+        return Page(items, next_max_id)
+
+    return page
+
+
+async def _empty_count(conn: AsyncConnection, account: Account) -> int:
+    return 0
+
+
+async def _empty_page(
+    conn: AsyncConnection, urls: Urls, account: Account, max_id: int | None
+) -> Page:
+    return Page([], None)
+
+
+async def count_local_posts(conn: AsyncConnection) -> int:
+    """Posts (not boosts) written on this node, for NodeInfo."""
+    query = (
+        select(func.count())
+        .select_from(statuses.join(accounts, accounts.c.id == statuses.c.account_id))
+        .where(accounts.c.domain == "", statuses.c.reblog_of_id.is_(None))
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def count_statuses(conn: AsyncConnection, account: Account) -> int:
+    query = (
+        select(func.count())
+        .select_from(statuses)
+        .where(statuses.c.account_id == account.id, statuses.c.reblog_of_id.is_(None))
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+count_followers = _relation_counter("target_account_id")
+count_following = _relation_counter("account_id")
+
+
+COLLECTIONS: dict[str, tuple[Counter, Pager]] = {
+    "outbox": (count_outbox, outbox_page),
+    "followers": (
+        _relation_counter("target_account_id"),
+        _relation_pager("target_account_id", "account_id"),
+    ),
+    "following": (
+        _relation_counter("account_id"),
+        _relation_pager("account_id", "target_account_id"),
+    ),
+    # Pinned posts and featured hashtags arrive with the client API.
+    "collections/featured": (_empty_count, _empty_page),
+    "collections/tags": (_empty_count, _empty_page),
+}
