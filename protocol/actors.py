@@ -54,6 +54,8 @@ class ActorDocument:
     featured: str | None = None
     featured_tags: str | None = None
     fields: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    also_known_as: tuple[str, ...] = ()
+    moved_to: str | None = None
 
 
 def actor_context() -> list:
@@ -102,6 +104,10 @@ def render_actor(actor: ActorDocument) -> dict:
             {"type": "PropertyValue", "name": name, "value": value} for name, value in actor.fields
         ],
     }
+    if actor.also_known_as:
+        document["alsoKnownAs"] = list(actor.also_known_as)
+    if actor.moved_to:
+        document["movedTo"] = actor.moved_to
     if actor.featured:
         document["featured"] = actor.featured
     if actor.featured_tags:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from protocol.actors import ActorDocument, render_actor
@@ -41,4 +43,6 @@ def actor_document(
         manually_approves_followers=account.is_locked,
         discoverable=account.is_discoverable,
         indexable=account.is_indexable,
+        also_known_as=tuple(json.loads(account.also_known_as or "[]")),
+        moved_to=account.moved_to_uri,
     )

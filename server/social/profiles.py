@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from sqlalchemy import delete, or_, select, update
@@ -86,4 +87,42 @@ async def delete_account(
     actor = urls.actor(account)
     audience = Audience(to=(PUBLIC,), cc=())
     activity = render_activity("Delete", f"{actor}#delete", actor, actor, audience=audience)
+    return [Outbound(activity, actor, recipients, PRIORITY_INTERACTIVE)]
+
+
+async def set_aliases(
+    conn: AsyncConnection, urls: Urls, account: Account, aliases: list[str], now: datetime
+) -> tuple[Account, list[Outbound]]:
+    """Name the accounts this one also is (`alsoKnownAs`), so one of them may move here."""
+    await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account.id)
+        .values(also_known_as=json.dumps(list(dict.fromkeys(aliases))))
+    )
+    return await update_profile(conn, urls, account, now)
+
+
+async def move_account(
+    conn: AsyncConnection, urls: Urls, account: Account, target: Account, now: datetime
+) -> list[Outbound]:
+    """Move to another account: followers' servers move their follows there (Mastodon's Move).
+
+    The target must already list this account in its `alsoKnownAs`; receivers check that.
+    """
+    if target.id == account.id or target.is_deleted:
+        raise ValueError("an account moves to another, live account")
+    await conn.execute(
+        update(accounts).where(accounts.c.id == account.id).values(moved_to_uri=urls.actor(target))
+    )
+    actor = urls.actor(account)
+    audience = Audience(to=(urls.followers(account) or "",), cc=())
+    activity = render_activity(
+        "Move",
+        urls.activity(new_id(now)),
+        actor,
+        actor,
+        audience=audience,
+        target=urls.actor(target),
+    )
+    recipients = tuple(await remote_follower_uris(conn, account.id))
     return [Outbound(activity, actor, recipients, PRIORITY_INTERACTIVE)]

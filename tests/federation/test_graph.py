@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.social import graph
+from server.social import graph, profiles
 from tests.federation.social import follow, follow_state, known, post, remote, stored, unfollow
 from tests.harness import Node, eventually
 
@@ -114,3 +114,48 @@ async def _lock(conn, account_id: int) -> list:
 
     await conn.execute(update(accounts).where(accounts.c.id == account_id).values(is_locked=True))
     return []
+
+
+async def test_a_move_carries_followers_to_the_new_account(trio: tuple[Node, Node, Node]) -> None:
+    a, b, c = trio
+    await a.create_user("alice")
+    await b.create_user("bob")
+    await c.create_user("alice2")
+    alice_on_b = await known(b, a, "alice")
+    await follow(b, "bob", alice_on_b)
+    bob = await b.account("bob")
+    await eventually(lambda: follow_state(b, bob, alice_on_b), ACCEPTED.__eq__)
+
+    alice2 = await c.account("alice2")
+    alice = await a.account("alice")
+    await c.perform(
+        lambda conn, now: profiles.set_aliases(conn, c.urls, alice2, [a.urls.actor(alice)], now)
+    )
+    alice2_on_a = await known(a, c, "alice2")
+    await a.perform(lambda conn, now: profiles.move_account(conn, a.urls, alice, alice2_on_a, now))
+
+    alice2_on_b = await eventually(lambda: remote(b, c.urls.actor(alice2)))
+    await eventually(lambda: follow_state(b, bob, alice2_on_b), ACCEPTED.__eq__)
+    await eventually(lambda: follow_state(b, bob, alice_on_b), lambda state: state is None)
+    moved = await remote(b, a.urls.actor(alice))
+    assert moved is not None
+    assert moved.moved_to_uri == c.urls.actor(alice2)
+
+
+async def test_a_move_to_an_account_that_does_not_claim_the_origin_is_ignored(
+    trio: tuple[Node, Node, Node],
+) -> None:
+    a, b, c = trio
+    await a.create_user("alice")
+    await b.create_user("bob")
+    await c.create_user("mallory")
+    alice_on_b = await known(b, a, "alice")
+    await follow(b, "bob", alice_on_b)
+    bob = await b.account("bob")
+    await eventually(lambda: follow_state(b, bob, alice_on_b), ACCEPTED.__eq__)
+    mallory_on_a = await known(a, c, "mallory")
+    alice = await a.account("alice")
+    await a.perform(lambda conn, now: profiles.move_account(conn, a.urls, alice, mallory_on_a, now))
+    barrier = await post(a, "alice", "still here")
+    await eventually(lambda: stored(b, barrier.uri))
+    assert await follow_state(b, bob, alice_on_b) == ACCEPTED
