@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from federation.db import UnitOfWork, insert_ignoring_duplicates
 from federation.keys import KeyStore, KeyUnavailable, ResolvedKey
-from federation.tables import inbox_items
+from federation.tables import hosts, inbox_items
 from protocol.as2 import host_of, id_of, is_http_url
 from protocol.errors import ProtocolError
 from protocol.httpsig import (
@@ -168,6 +168,12 @@ class Inbox:
                     "next_attempt_at": now,
                 },
                 keys=["activity_id"],
+            )
+            # A signed request from a host proves it is up: deliver to it again (Mastodon).
+            await conn.execute(
+                update(hosts)
+                .where(hosts.c.host == host_of(actor_uri), hosts.c.is_unavailable.is_(True))
+                .values(is_unavailable=False, failure_days=0, first_failure_at=None)
             )
         if stored:
             self.on_stored()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from federation.tables import deliveries, inbox_items
+from federation.tables import deliveries, hosts, inbox_items
 from tests.federation.social import follow, follow_state, known, post, stored
 from tests.harness import Node, NodeFactory, eventually
 
@@ -83,3 +83,26 @@ async def test_deliveries_queued_before_a_restart_are_sent_once_after_it(
     await eventually(
         lambda: _deliveries(b), lambda rows: all(state == "delivered" for state, _ in rows)
     )
+
+
+async def test_a_host_marked_unavailable_is_revived_by_a_signed_request_from_it(
+    nodes: NodeFactory,
+) -> None:
+    a, b = await nodes.start(), await nodes.start()
+    await _alice_follows_bob(a, b)
+    async with b.db.transaction() as conn:
+        await conn.execute(
+            update(hosts)
+            .where(hosts.c.host == a.domain)
+            .values(is_unavailable=True, failure_days=7)
+        )
+
+    async def available() -> bool:
+        async with b.db.read() as conn:
+            row = (await conn.execute(select(hosts).where(hosts.c.host == a.domain))).one()
+        return not row.is_unavailable
+
+    assert not await available()
+    bob_on_a = await known(a, b, "bob")
+    await post(a, "alice", f"@bob@{b.domain} hello", "direct", [bob_on_a])
+    await eventually(available)
