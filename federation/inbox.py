@@ -110,6 +110,10 @@ class Inbox:
             return ACCEPTED
         key = await self._verified_key(signature, activity, now)
         if key is None:
+            # The actor's server says it is gone (410): its self-Delete cannot be verified but
+            # is confirmed by that answer, so apply it; anything else from it is dropped.
+            if id_of(activity.get("object")) == actor_uri and activity_type == "Delete":
+                await self._store(activity, activity_id, activity_type, actor_uri, "gone", now)
             return ACCEPTED
         if key.owner_uri != actor_uri:
             raise Refused(401, "the request is signed by another actor than the activity's")
