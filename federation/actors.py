@@ -25,12 +25,20 @@ REFRESH_AFTER = timedelta(days=1)
 class ActorUnavailable(Exception):
     """A remote actor could not be fetched or was invalid; `gone` when its server said 410."""
 
-    def __init__(self, uri: str, reason: str, gone: bool = False, temporary: bool = False) -> None:
+    def __init__(
+        self,
+        uri: str,
+        reason: str,
+        gone: bool = False,
+        temporary: bool = False,
+        missing: bool = False,
+    ) -> None:
         super().__init__(f"{uri}: {reason}")
         self.uri = uri
         self.reason = reason
         self.gone = gone
         self.temporary = temporary
+        self.missing = missing
 
 
 class ActorDirectory:
@@ -67,7 +75,11 @@ class ActorDirectory:
             if exc.is_gone:
                 await self.mark_gone(uri)
             raise ActorUnavailable(
-                uri, exc.reason, gone=exc.is_gone, temporary=exc.is_temporary
+                uri,
+                exc.reason,
+                gone=exc.is_gone,
+                temporary=exc.is_temporary,
+                missing=exc.is_not_found,
             ) from None
         except ProtocolError as exc:
             raise ActorUnavailable(uri, str(exc)) from None

@@ -108,12 +108,15 @@ class Inbox:
             return ACCEPTED
         if await self._already_stored(activity_id):
             return ACCEPTED
-        key = await self._verified_key(signature, activity, now)
-        if key is None:
-            # The actor's server says it is gone (410): its self-Delete cannot be verified but
-            # is confirmed by that answer, so apply it; anything else from it is dropped.
+        try:
+            key = await self._verified_key(signature, activity, now)
+        except _ActorGone:
+            # Its server says the actor is gone (410): its self-Delete cannot be verified but
+            # that answer confirms it, so apply it; anything else from it is dropped.
             if id_of(activity.get("object")) == actor_uri and activity_type == "Delete":
                 await self._store(activity, activity_id, activity_type, actor_uri, "gone", now)
+            return ACCEPTED
+        if key is None:
             return ACCEPTED
         if key.owner_uri != actor_uri:
             raise Refused(401, "the request is signed by another actor than the activity's")
@@ -235,12 +238,18 @@ def _is_blocked(actor_uri: str, key_id: str, blocked: frozenset[str]) -> bool:
     return False
 
 
+class _ActorGone(Exception):
+    """The signer's server answered 410 for its key."""
+
+
 def _unavailable_key(
     exc: KeyUnavailable, activity: dict[str, Any], refreshed: bool
 ) -> ResolvedKey | None:
-    """Mastodon's rule for deleted actors: their Delete cannot be verified, but is harmless."""
-    if exc.gone and activity.get("type") == "Delete":
-        log.info("accepting nothing from a gone actor's Delete", extra={"key": exc.key_id})
+    """The checklist's rule for Deletes: a gone key (410) is accepted, an unknown one dropped."""
+    if activity.get("type") == "Delete" and (exc.gone or exc.missing):
+        log.info("a Delete whose key is gone or unknown", extra={"key": exc.key_id})
+        if exc.gone:
+            raise _ActorGone
         return None
     if exc.temporary:
         raise Refused(

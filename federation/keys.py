@@ -38,13 +38,19 @@ class KeyUnavailable(Exception):
     """The key cannot be found or trusted; `gone` when the owner's server said 410."""
 
     def __init__(
-        self, key_id: str, reason: str, gone: bool = False, temporary: bool = False
+        self,
+        key_id: str,
+        reason: str,
+        gone: bool = False,
+        temporary: bool = False,
+        missing: bool = False,
     ) -> None:
         super().__init__(f"{key_id}: {reason}")
         self.key_id = key_id
         self.reason = reason
         self.gone = gone
         self.temporary = temporary
+        self.missing = missing
 
 
 class KeyStore:
@@ -89,9 +95,11 @@ class KeyStore:
                 raise KeyUnavailable(key_id, "the key document names no owner")
             return await self.actors.fetch(owner_uri)
         except ActorUnavailable as exc:
-            raise KeyUnavailable(key_id, exc.reason, exc.gone, exc.temporary) from None
+            raise KeyUnavailable(key_id, exc.reason, exc.gone, exc.temporary, exc.missing) from None
         except FetchError as exc:
-            raise KeyUnavailable(key_id, exc.reason, exc.is_gone, exc.is_temporary) from None
+            raise KeyUnavailable(
+                key_id, exc.reason, exc.is_gone, exc.is_temporary, exc.is_not_found
+            ) from None
 
     def _resolved(self, key_id: str, owner_uri: str, pem: str) -> ResolvedKey:
         cache_key = (key_id, pem)
