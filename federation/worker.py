@@ -13,13 +13,13 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.db import UnitOfWork
 from federation.delivery import enqueue
 from federation.dispatch import Dispatcher, InboundActivity, Reject
-from federation.tables import inbox_items, utc
+from federation.tables import deliveries, inbox_items, utc
 
 log = logging.getLogger("kith.federation.worker")
 
@@ -174,3 +174,23 @@ async def run_loop(
         wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), idle_s)
+
+
+async def sweep_finished(db: UnitOfWork, before: datetime) -> tuple[int, int]:
+    """Delete inbox items and deliveries that finished before `before`; returns the counts.
+
+    Replays of older activities cannot pass the signature time window (≈ 13 hours at most),
+    so forgetting their ids after the retention period reopens no replay.
+    """
+    async with db.transaction() as conn:
+        inbox = await conn.execute(
+            delete(inbox_items).where(
+                inbox_items.c.state != QUEUED, inbox_items.c.finished_at < before
+            )
+        )
+        sent = await conn.execute(
+            delete(deliveries).where(
+                deliveries.c.state != "queued", deliveries.c.finished_at < before
+            )
+        )
+    return inbox.rowcount, sent.rowcount

@@ -142,6 +142,13 @@ class FederationConfig:
     delivery_per_host: int = field(
         default=4, metadata=_doc("Deliveries in flight at once to any one host.")
     )
+    retention_days: int = field(
+        default=7,
+        metadata=_doc(
+            "Days to keep processed inbox activities and finished deliveries (for operators'\n"
+            "inspection) before they are deleted."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -376,7 +383,12 @@ def _validate_plain_keys(config: Config) -> None:
             raise ConfigError(f"database.{key}", f"must be at least {minimum}, got {value}")
     if not config.instance.name.strip():
         raise ConfigError("instance.name", "must not be empty")
-    for key in ("inbox_body_bytes_max", "delivery_concurrency", "delivery_per_host"):
+    for key in (
+        "inbox_body_bytes_max",
+        "delivery_concurrency",
+        "delivery_per_host",
+        "retention_days",
+    ):
         if getattr(config.federation, key) < 1:
             raise ConfigError(f"federation.{key}", "must be at least 1")
     for domain in config.federation.blocked_domains:

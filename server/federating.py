@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -22,7 +23,7 @@ from federation.dispatch import Dispatcher
 from federation.fetch import Fetcher, FetchPolicy, create_session
 from federation.inbox import Inbox, InboxPolicy
 from federation.keys import KeyStore
-from federation.worker import InboxWorker, run_loop
+from federation.worker import InboxWorker, run_loop, sweep_finished
 from protocol.actors import RSA_KEY_FRAGMENT
 from protocol.httpsig import HttpRequest, PrivateKey, sign_cavage
 from server import __version__
@@ -36,6 +37,8 @@ from server.storage.ids import new_id
 from server.storage.tables import account_keys
 from server.urls import Urls
 
+log = logging.getLogger("kith.federation")
+
 Action = Callable[[AsyncConnection, datetime], Awaitable[Any]]
 
 
@@ -46,6 +49,7 @@ class Federation:
         self.db = db
         self.urls = urls
         self.clock = clock
+        self.retention_days = config.federation.retention_days
         self.policy = FetchPolicy(
             allow_private_addresses=config.federation.allow_private_addresses,
             allow_http=urls.base_url.startswith("http://"),
@@ -86,6 +90,7 @@ class Federation:
     async def start(self) -> None:
         """Start the inbox and delivery workers (they wait out a database outage)."""
         self._tasks = [
+            asyncio.create_task(run_loop("sweep", self._sweep, asyncio.Event(), idle_s=3600)),
             asyncio.create_task(run_loop("inbox", self._process_inbox, self.inbox_wake)),
             asyncio.create_task(
                 run_loop("delivery", self.delivery.deliver_due, self.delivery_wake)
@@ -100,6 +105,13 @@ class Federation:
                 await task
         self._tasks = []
         await self.session.close()
+
+    async def _sweep(self) -> int:
+        before = self.clock() - timedelta(days=self.retention_days)
+        inbox, sent = await sweep_finished(self.db, before)
+        if inbox or sent:
+            log.info("swept finished work", extra={"inbox_items": inbox, "deliveries": sent})
+        return 0  # then sleep until the next hour
 
     async def _process_inbox(self) -> int:
         processed = await self.inbox_worker.process_due()

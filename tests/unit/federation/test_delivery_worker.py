@@ -14,6 +14,7 @@ from federation.delivery import DeliveryWorker, backoff, enqueue
 from federation.dispatch import Outbound
 from federation.fetch import FetchPolicy, create_session
 from federation.tables import deliveries, hosts
+from federation.worker import sweep_finished
 from protocol.httpsig import HttpRequest, parse_signature, verify
 from server.config import load_config
 from server.node import open_database
@@ -164,3 +165,17 @@ def test_backoff_grows_like_mastodons_and_totals_about_two_days() -> None:
     assert timedelta(seconds=15) <= backoff(0) <= timedelta(seconds=23)
     total = sum((backoff(n) for n in range(16)), timedelta())
     assert timedelta(days=2) <= total <= timedelta(days=3.2)
+
+
+async def test_finished_work_is_swept_after_the_retention_period(
+    db: Database, inbox: Inbox
+) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    await _queue(db, inbox, clock)
+    worker = await _worker(db, clock)
+    async with worker.session:
+        await worker.deliver_due()
+    assert await sweep_finished(db, clock() - timedelta(days=7)) == (0, 0)
+    assert await sweep_finished(db, clock() + timedelta(seconds=1)) == (0, 1)
+    async with db.read() as conn:
+        assert (await conn.execute(select(deliveries))).all() == []
