@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from federation.db import UnitOfWork, insert_ignoring_duplicates
 from federation.keys import KeyStore, KeyUnavailable, ResolvedKey
@@ -34,6 +35,7 @@ log = logging.getLogger("kith.federation.inbox")
 _ACCEPTED_MEDIA_TYPES = ("application/activity+json", "application/ld+json", "application/json")
 # Activities whose embedded object must come from the actor's own origin (FEP-fe34).
 _OWN_OBJECT_TYPES = frozenset({"Create", "Update"})
+_RECENT_MAX = 50_000
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Inbox:
         self.new_id = new_id
         self.on_stored = on_stored
         self._unsupported_seen: set[str] = set()
+        self._recent: OrderedDict[str, None] = OrderedDict()
 
     async def receive(self, request: HttpRequest, now: datetime) -> Receipt:
         """Check, verify and store one POSTed activity."""
@@ -106,7 +109,7 @@ class Inbox:
         if not self.supports(activity_type):
             self._log_unsupported_once(activity_type)
             return ACCEPTED
-        if await self._already_stored(activity_id):
+        if self._already_stored(activity_id):
             return ACCEPTED
         try:
             key = await self._verified_key(signature, activity, now)
@@ -124,12 +127,17 @@ class Inbox:
         await self._store(activity, activity_id, activity_type, actor_uri, key.key_id, now)
         return ACCEPTED
 
-    async def _already_stored(self, activity_id: str) -> bool:
-        async with self.db.read() as conn:
-            row = await conn.execute(
-                select(inbox_items.c.id).where(inbox_items.c.activity_id == activity_id)
-            )
-            return row.first() is not None
+    def _already_stored(self, activity_id: str) -> bool:
+        """Seen lately (memory only; the unique index catches the rest, after verification)."""
+        if activity_id in self._recent:
+            self._recent.move_to_end(activity_id)
+            return True
+        return False
+
+    def _remember(self, activity_id: str) -> None:
+        self._recent[activity_id] = None
+        if len(self._recent) > _RECENT_MAX:
+            self._recent.popitem(last=False)
 
     async def _verified_key(
         self, signature: ParsedSignature, activity: dict[str, Any], now: datetime
@@ -182,6 +190,7 @@ class Inbox:
                 .where(hosts.c.host == host_of(actor_uri), hosts.c.is_unavailable.is_(True))
                 .values(is_unavailable=False, failure_days=0, first_failure_at=None)
             )
+        self._remember(activity_id)
         if stored:
             self.on_stored()
 

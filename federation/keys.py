@@ -8,7 +8,7 @@ the key only as the owner's own document states it (FEP-fe34: the owner vouches 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urldefrag
 
 from sqlalchemy import select
@@ -32,6 +32,7 @@ class ResolvedKey:
     key_id: str
     owner_uri: str
     public_key: PublicKey
+    pem: str = field(repr=False, default="")
 
 
 class KeyUnavailable(Exception):
@@ -60,11 +61,15 @@ class KeyStore:
         self.db = db
         self.fetcher = fetcher
         self.actors = actors
-        # Parsing a PEM costs a third of a verification: keep parsed keys (bounded LRU).
-        self._parsed: OrderedDict[tuple[str, str], PublicKey] = OrderedDict()
+        # Parsing a PEM costs a third of a verification, a database read more: keep resolved
+        # keys in memory (bounded LRU). A verification failure refreshes from the owner.
+        self._parsed: OrderedDict[str, ResolvedKey] = OrderedDict()
 
     async def resolve(self, key_id: str, refresh: bool = False) -> ResolvedKey:
         """The key, from the database unless `refresh` (then from its owner's server)."""
+        if not refresh and key_id in self._parsed:
+            self._parsed.move_to_end(key_id)
+            return self._parsed[key_id]
         if not refresh:
             async with self.db.read() as conn:
                 row = (
@@ -102,19 +107,18 @@ class KeyStore:
             ) from None
 
     def _resolved(self, key_id: str, owner_uri: str, pem: str) -> ResolvedKey:
-        cache_key = (key_id, pem)
-        parsed = self._parsed.get(cache_key)
-        if parsed is None:
-            try:
-                parsed = load_public_key_pem(pem)
-            except InvalidKey as exc:
-                raise KeyUnavailable(key_id, f"unusable key: {exc}") from None
-            self._parsed[cache_key] = parsed
-            if len(self._parsed) > _PARSED_KEYS_MAX:
-                self._parsed.popitem(last=False)
-        else:
-            self._parsed.move_to_end(cache_key)
-        return ResolvedKey(key_id=key_id, owner_uri=owner_uri, public_key=parsed)
+        cached = self._parsed.get(key_id)
+        if cached is not None and cached.owner_uri == owner_uri and cached.pem == pem:
+            return cached
+        try:
+            parsed = load_public_key_pem(pem)
+        except InvalidKey as exc:
+            raise KeyUnavailable(key_id, f"unusable key: {exc}") from None
+        resolved = ResolvedKey(key_id=key_id, owner_uri=owner_uri, public_key=parsed, pem=pem)
+        self._parsed[key_id] = resolved
+        if len(self._parsed) > _PARSED_KEYS_MAX:
+            self._parsed.popitem(last=False)
+        return resolved
 
 
 def _owner_named_by(document: dict, key_id: str) -> str | None:
