@@ -73,10 +73,11 @@ class InvalidScope(ValueError):
 
 @dataclass(frozen=True)
 class Grant:
-    """Who a valid token speaks for, and with which scopes."""
+    """Who a valid token speaks for (None: an application's own token), with which scopes."""
 
     token_id: int
-    account: Account
+    account: Account | None
+    application_id: int | None
     scopes: frozenset[str]
     last_used_at: datetime | None
 
@@ -86,6 +87,17 @@ class Grant:
 
     def allows(self, required: str) -> bool:
         return scope_allows(self.scopes, required)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A new token's texts: shown to the client once, stored only as digests."""
+
+    access_token: str
+    refresh_token: str | None
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
 
 
 def parse_scopes(text: str) -> tuple[str, ...]:
@@ -109,52 +121,92 @@ def scope_allows(granted: frozenset[str], required: str) -> bool:
     return bool(parent) and scope_allows(granted, parent)
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
+    """Tokens, codes and secrets are stored as SHA-256 digests only."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+async def issue_token(
+    conn: AsyncConnection,
+    account_id: int | None,
+    scopes: tuple[str, ...],
+    name: str,
+    now: datetime,
+    application_id: int | None = None,
+    with_refresh: bool = False,
+    expires_at: datetime | None = None,
+) -> IssuedToken:
+    """Store a new token (and refresh token); this is the only time their texts exist."""
+    token = secrets.token_urlsafe(32)
+    refresh = secrets.token_urlsafe(32) if with_refresh else None
+    await conn.execute(
+        insert(access_tokens).values(
+            id=new_id(now),
+            account_id=account_id,
+            application_id=application_id,
+            token_sha256=token_digest(token),
+            refresh_token_sha256=token_digest(refresh) if refresh else None,
+            scopes=" ".join(scopes),
+            name=name[:100],
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    return IssuedToken(token, refresh, scopes, now, expires_at)
 
 
 async def create_token(
     conn: AsyncConnection, account_id: int, scopes: tuple[str, ...], name: str, now: datetime
 ) -> str:
-    """Store a new token and return it; this is the only time its text exists."""
-    token = secrets.token_urlsafe(32)
-    await conn.execute(
-        insert(access_tokens).values(
-            id=new_id(now),
-            account_id=account_id,
-            token_sha256=_digest(token),
-            scopes=" ".join(scopes),
-            name=name,
-            created_at=now,
-        )
-    )
-    return token
+    """A bearer token for a user, as `kith token create` makes it."""
+    return (await issue_token(conn, account_id, scopes, name, now)).access_token
 
 
-async def authenticate(conn: AsyncConnection, token: str) -> Grant | None:
-    """The grant behind a bearer token, or None if it is unknown, revoked or its owner gone."""
+async def authenticate(conn: AsyncConnection, token: str, now: datetime) -> Grant | None:
+    """The grant behind a bearer token; None if unknown, revoked, expired or its owner gone."""
     result = await conn.execute(
         select(
             access_tokens.c.id,
             access_tokens.c.account_id,
+            access_tokens.c.application_id,
             access_tokens.c.scopes,
             access_tokens.c.last_used_at,
+            access_tokens.c.expires_at,
         ).where(
-            access_tokens.c.token_sha256 == _digest(token), access_tokens.c.revoked_at.is_(None)
+            access_tokens.c.token_sha256 == token_digest(token),
+            access_tokens.c.revoked_at.is_(None),
         )
     )
     row = result.first()
-    if row is None:
+    if row is None or (row.expires_at is not None and row.expires_at <= now):
         return None
-    account = await get_account(conn, row.account_id)
-    if account is None or account.is_deleted:
-        return None
+    account = None
+    if row.account_id is not None:
+        account = await get_account(conn, row.account_id)
+        if account is None or account.is_deleted:
+            return None
     return Grant(
         token_id=row.id,
         account=account,
+        application_id=row.application_id,
         scopes=frozenset(row.scopes.split()),
         last_used_at=row.last_used_at,
     )
+
+
+async def revoke_token(conn: AsyncConnection, token: str, now: datetime) -> bool:
+    """Revoke by access or refresh token text; True when a live token was revoked."""
+    digest = token_digest(token)
+    result = await conn.execute(
+        update(access_tokens)
+        .where(
+            (access_tokens.c.token_sha256 == digest)
+            | (access_tokens.c.refresh_token_sha256 == digest),
+            access_tokens.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    return result.rowcount > 0
 
 
 async def record_use(conn: AsyncConnection, grant: Grant, now: datetime) -> None:
@@ -164,6 +216,7 @@ async def record_use(conn: AsyncConnection, grant: Grant, now: datetime) -> None
     await conn.execute(
         update(access_tokens).where(access_tokens.c.id == grant.token_id).values(last_used_at=now)
     )
-    await conn.execute(
-        update(accounts).where(accounts.c.id == grant.account.id).values(last_active_at=now)
-    )
+    if grant.account is not None:
+        await conn.execute(
+            update(accounts).where(accounts.c.id == grant.account.id).values(last_active_at=now)
+        )

@@ -91,21 +91,65 @@ account_keys = Table(
 )
 
 # Only a SHA-256 of each token is stored: a stolen database does not hand out sessions.
+# OAuth client applications (POST /api/v1/apps). The secret is kept as a digest only.
+oauth_applications = Table(
+    "oauth_applications",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", String(255), nullable=False),
+    Column("website", String(2048), nullable=True),
+    Column("redirect_uris", Text, nullable=False),  # one per line
+    Column("scopes", String(1024), nullable=False),
+    Column("client_id", String(64), nullable=False, unique=True),
+    Column("client_secret_sha256", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Authorization codes live minutes and are used once; PKCE challenge kept with them.
+oauth_codes = Table(
+    "oauth_codes",
+    metadata,
+    Column("code_sha256", String(64), primary_key=True),
+    Column(
+        "application_id",
+        BigInteger,
+        ForeignKey("oauth_applications.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("account_id", BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("redirect_uri", String(2048), nullable=False),
+    Column("scopes", String(1024), nullable=False),
+    Column("code_challenge", String(128), nullable=True),
+    Column("code_challenge_method", String(16), nullable=True),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+)
+
 access_tokens = Table(
     "access_tokens",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=False),
+    # None for an application's own token (client_credentials grant).
     Column(
         "account_id",
         BigInteger,
         ForeignKey("accounts.id", ondelete="CASCADE"),
-        nullable=False,
+        nullable=True,
+        index=True,
+    ),
+    Column(
+        "application_id",
+        BigInteger,
+        ForeignKey("oauth_applications.id", ondelete="CASCADE"),
+        nullable=True,
         index=True,
     ),
     Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("refresh_token_sha256", String(64), nullable=True, unique=True),
     Column("scopes", String(1024), nullable=False),
     Column("name", String(100), nullable=False, default=""),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=True),
     Column("last_used_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
 )

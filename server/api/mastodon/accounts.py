@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.api.auth import require_grant
+from server.api.auth import require_account
 from server.appkeys import DATABASE, URLS
 from server.identity.accounts import Account
 from server.social.collections import count_followers, count_following, count_statuses
@@ -89,7 +89,7 @@ def render_credential_account(account: Account, urls: Urls, counts: AccountCount
 @routes.get("/api/v1/accounts/verify_credentials")
 async def verify_credentials(request: web.Request) -> web.Response:
     """Who the token belongs to."""
-    grant = await require_grant(request, "read:accounts", "profile")
+    account = await require_account(request, "read:accounts", "profile")
     async with request.app[DATABASE].read() as conn:
-        counts = await account_counts(conn, grant.account)
-    return web.json_response(render_credential_account(grant.account, request.app[URLS], counts))
+        counts = await account_counts(conn, account)
+    return web.json_response(render_credential_account(account, request.app[URLS], counts))
