@@ -10,7 +10,8 @@ from server.identity.accounts import Account
 from server.identity.tokens import Grant, authenticate, record_use
 
 _TOKEN_LENGTH_MAX = 512
-_GRANT = "kith_grant"
+# The grant is resolved once per request, however many helpers ask for it.
+_GRANT = web.RequestKey("kith_grant", Grant)
 
 
 def bearer_token(request: web.Request) -> str | None:
