@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 import jinja2
 from aiohttp import web
 
-from server.api import activitypub, health, inbox, static, wellknown
+from server.api import activitypub, health, inbox, oauth, static, wellknown
 from server.api import web as web_pages
 from server.api.cors import cors_middleware
 from server.api.errors import error_middleware, request_context_middleware
 from server.api.mastodon import accounts as mastodon_accounts
+from server.api.mastodon import instance as mastodon_instance
 from server.appkeys import CLOCK, CONFIG, DATABASE, FEDERATION, TEMPLATES, URLS
 from server.clock import Clock, utcnow
 from server.config import Config
@@ -34,6 +35,7 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
     app[CLOCK] = clock
     app[URLS] = urls = Urls(base_url=config.base_url, domain=config.domain)
     app[FEDERATION] = Federation(config, db, urls, clock)
+    app[oauth.LOGIN_LIMITER] = oauth.login_limiter(config.api.login_attempts_per_window)
     app.cleanup_ctx.append(_run_federation)
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("server", "templates"),
@@ -46,12 +48,26 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         web_pages.routes,
         health.routes,
         inbox.routes,
+        oauth.routes,
         static.routes,
         mastodon_accounts.routes,
+        mastodon_instance.routes,
     ):
         app.router.add_routes(table)
     activitypub.add_collection_routes(app.router)
+    _accept_trailing_slashes(app.router)
     return app
+
+
+def _accept_trailing_slashes(router: web.UrlDispatcher) -> None:
+    """Serve `/path/` like `/path` (Mastodon's clients add the slash; Rails ignores it)."""
+    for resource in list(router.resources()):
+        info = resource.get_info()
+        path = info.get("path") or info.get("formatter")
+        if not path or path.endswith("/"):
+            continue
+        for route in list(resource):
+            router.add_route(route.method, path + "/", route.handler)
 
 
 async def _run_federation(app: web.Application) -> AsyncIterator[None]:

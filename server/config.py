@@ -152,6 +152,22 @@ class FederationConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    password_grant: bool = field(
+        default=True,
+        metadata=_doc(
+            "Let apps sign in by sending a username and password to /oauth/token (OAuth's\n"
+            "password grant, which many Mastodon apps use). Set false to allow only the\n"
+            "browser consent flow."
+        ),
+    )
+    login_attempts_per_window: int = field(
+        default=10,
+        metadata=_doc("Failed sign-ins allowed per address and per account every 5 minutes."),
+    )
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(default="info", metadata=_doc("One of: debug, info, warning, error."))
     format: str = field(
@@ -169,6 +185,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
@@ -190,6 +207,7 @@ SECTION_DOCS = {
     "storage": "Where it keeps its files.",
     "database": "Its database.",
     "federation": "How it talks to other servers.",
+    "api": "How apps sign in and use it.",
     "logging": "What it tells the operator.",
 }
 

@@ -251,3 +251,9 @@ async def count_users(conn: AsyncConnection, active_since: datetime | None = Non
     if active_since is not None:
         query = query.where(accounts.c.last_active_at >= active_since)
     return int((await conn.execute(query)).scalar_one())
+
+
+async def password_hash_of(conn: AsyncConnection, account_id: int) -> str | None:
+    """The stored password hash (None: no password login), for sign-in only."""
+    row = await conn.execute(select(accounts.c.password_hash).where(accounts.c.id == account_id))
+    return row.scalar_one_or_none()
