@@ -8,6 +8,7 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -299,4 +300,134 @@ tombstones = Table(
     Column("uri", String(2048), primary_key=True),
     Column("account_uri", String(2048), nullable=False),
     Column("deleted_at", UTCDateTime, nullable=False),
+)
+
+# --- the client API (issue: client API) -----------------------------------------------------
+
+bookmarks = _edge(
+    "bookmarks",
+    Column(
+        "status_id",
+        BigInteger,
+        ForeignKey("statuses.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    UniqueConstraint("account_id", "status_id"),
+)
+
+mutes = _edge(
+    "mutes",
+    _target_account(),
+    Column("hide_notifications", Boolean, nullable=False),
+    UniqueConstraint("account_id", "target_account_id"),
+)
+
+# Home timelines, materialised on write (fan-out): a read is one index range scan.
+home_feed = Table(
+    "home_feed",
+    metadata,
+    Column(
+        "account_id", BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column(
+        "status_id", BigInteger, ForeignKey("statuses.id", ondelete="CASCADE"), primary_key=True
+    ),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column(
+        "account_id",
+        BigInteger,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "from_account_id",
+        BigInteger,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # mention, status, reblog, follow, follow_request, favourite, update
+    Column("type", String(32), nullable=False),
+    Column("status_id", BigInteger, ForeignKey("statuses.id", ondelete="CASCADE"), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_notifications_account_id_id", "account_id", "id"),
+    Index(
+        "uq_notifications_event",
+        "account_id",
+        "type",
+        "from_account_id",
+        "status_id",
+        unique=True,
+    ),
+)
+
+# Direct-message threads per local account (Mastodon's `conversations`).
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column(
+        "account_id",
+        BigInteger,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("context_uri", String(2048), nullable=False),
+    Column(
+        "last_status_id",
+        BigInteger,
+        ForeignKey("statuses.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column("unread", Boolean, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("account_id", "context_uri"),
+    Index("ix_conversations_account_id_updated_at", "account_id", "updated_at"),
+)
+
+markers = Table(
+    "markers",
+    metadata,
+    Column(
+        "account_id", BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("timeline", String(32), primary_key=True),
+    Column("last_read_id", BigInteger, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The text of a post before each edit (GET /api/v1/statuses/:id/history).
+status_edits = Table(
+    "status_edits",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column(
+        "status_id",
+        BigInteger,
+        ForeignKey("statuses.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("content", Text, nullable=False),
+    Column("spoiler_text", Text, nullable=False),
+    Column("sensitive", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Idempotency-Key of status creation: the same key returns the same status.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column(
+        "account_id", BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("key", String(255), primary_key=True),
+    Column("status_id", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )
