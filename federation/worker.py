@@ -161,6 +161,7 @@ async def run_loop(
     name: str, step: Callable[[], object], wake: asyncio.Event, idle_s: float = 1.0
 ) -> None:
     """Call `step` until it finds nothing, then sleep until woken or `idle_s` passes."""
+    task = asyncio.current_task()
     while True:
         try:
             did = await step()  # type: ignore[misc]
@@ -169,11 +170,16 @@ async def run_loop(
         except Exception:
             log.exception("worker step failed", extra={"worker": name})
             did = 0
+        # Library code under `step` (the database driver) may absorb a CancelledError; the
+        # request to stop is still recorded on the task, so honour it before going on.
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
         if did:
             continue
         wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), idle_s)
+            async with asyncio.timeout(idle_s):
+                await wake.wait()
 
 
 async def sweep_finished(db: UnitOfWork, before: datetime) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from federation.dispatch import PRIORITY_INTERACTIVE, Outbound
 from protocol.activities import render_activity
 from server.identity.accounts import Account, get_account
+from server.social.distribution import notify
 from server.storage.ids import new_id
 from server.storage.tables import blocks, follows
 from server.urls import Urls
@@ -129,6 +130,9 @@ async def follow(
         return []
     if existing is None:
         state = ACCEPTED if target.is_local and not target.is_locked else REQUESTED
+        if target.is_local:
+            kind = "follow" if state == ACCEPTED else "follow_request"
+            await notify(conn, target.id, kind, follower.id, None, now)
         existing = await insert_follow(
             conn, follower.id, target.id, urls.activity(new_id(now)), state, now
         )

@@ -29,6 +29,7 @@ from protocol.actors import RemoteActor
 from protocol.as2 import host_of, id_of, ids_of, is_http_url, text_of
 from server.identity.accounts import Account, get_account
 from server.social import graph
+from server.social.distribution import announce_removal, distribute, notify
 from server.social.interactions import add_favourite, remove_favourite
 from server.social.notes import NoteStore
 from server.social.remote_accounts import (
@@ -156,6 +157,8 @@ class SocialInbox:
             )
         state = graph.REQUESTED if target.is_locked else graph.ACCEPTED
         await graph.insert_follow(conn, follower.id, target.id, item.activity_id, state, now)
+        kind = "follow_request" if state == graph.REQUESTED else "follow"
+        await notify(conn, target.id, kind, follower.id, None, now)
         return (
             self._reply(target, follower, "Accept", received, now)
             if state == graph.ACCEPTED
@@ -271,6 +274,7 @@ class SocialInbox:
         boost = await status_by_uri(conn, uri) if uri else None
         if boost is None or boost.reblog_of_id is None or boost.account_id != account.id:
             return False
+        await announce_removal(conn, boost)
         await conn.execute(delete(statuses).where(statuses.c.id == boost.id))
         return True
 
@@ -334,6 +338,7 @@ class SocialInbox:
         author = await get_account(conn, status.account_id)
         if author is None or author.uri != item.actor_uri:
             raise Reject("an actor can only delete its own objects")
+        await announce_removal(conn, status)
         await remove_status(conn, status, item.actor_uri, now)
         return []
 
@@ -358,7 +363,8 @@ class SocialInbox:
         if status is None:
             raise Reject("the Like names no status known here")
         account = await upsert_remote_account(conn, actor, now)
-        await add_favourite(conn, account.id, status.id, item.activity_id, now)
+        if await add_favourite(conn, account.id, status.id, item.activity_id, now):
+            await notify(conn, status.account_id, "favourite", account.id, status.id, now)
         return []
 
     async def on_announce(
@@ -382,7 +388,7 @@ class SocialInbox:
         if await boost_by(conn, booster.id, original.id) is not None:
             return []
         visibility = self.notes.visibility(booster, item.activity, [])
-        await insert_status(
+        boost = await insert_status(
             conn,
             new_id(now),
             NewStatus(
@@ -394,6 +400,8 @@ class SocialInbox:
                 reblog_of_id=original.id,
             ),
         )
+        if boost is not None:
+            await distribute(conn, boost, now)
         return []
 
     async def on_block(

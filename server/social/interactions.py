@@ -13,6 +13,7 @@ from protocol.activities import render_activity
 from protocol.addressing import PUBLIC_VISIBILITY, Audience, is_public
 from protocol.vocab import PUBLIC
 from server.identity.accounts import Account
+from server.social.distribution import announce_removal, distribute, notify
 from server.social.graph import InvalidAction
 from server.social.statuses import (
     NewStatus,
@@ -86,6 +87,7 @@ async def like(
     uri = urls.activity(new_id(now))
     if not await add_favourite(conn, liker.id, status.id, uri, now):
         return []
+    await notify(conn, status.account_id, "favourite", liker.id, status.id, now)
     author = await author_of(conn, status)
     activity = render_activity("Like", uri, urls.actor(liker), status.uri)
     return _to_author(urls, liker, author, activity)
@@ -138,6 +140,7 @@ async def boost(
         ),
     )
     assert stored is not None
+    await distribute(conn, stored, now)
     author = await author_of(conn, status)
     audience = Audience(to=(PUBLIC,), cc=(urls.actor(author), urls.followers(booster) or ""))
     activity = render_activity(
@@ -154,6 +157,7 @@ async def unboost(
     if existing is None:
         return []
     author = await author_of(conn, status)
+    await announce_removal(conn, existing)
     await conn.execute(delete(statuses).where(statuses.c.id == existing.id))
     embedded = {
         "id": existing.uri,

@@ -15,6 +15,7 @@ from protocol.as2 import as_list, host_of, id_of, ids_of, is_http_url, text_of, 
 from protocol.errors import ProtocolError
 from protocol.sanitize import sanitize_html
 from server.identity.accounts import Account
+from server.social.distribution import announce_edit, distribute
 from server.social.remote_accounts import account_for_actor
 from server.social.statuses import (
     NewStatus,
@@ -79,7 +80,9 @@ class NoteStore:
             in_reply_to_uri=parent_uri if is_http_url(parent_uri) else None,
             context_uri=_context(note, parent),
         )
-        await insert_status(conn, new_id(now), new, mentioned, _hashtags(note))
+        status = await insert_status(conn, new_id(now), new, mentioned, _hashtags(note))
+        if status is not None:
+            await distribute(conn, status, now)
 
     async def _local_recipients(
         self, conn: AsyncConnection, addressing: dict[str, Any], mention_hrefs: list[str]
@@ -128,6 +131,9 @@ class NoteStore:
         sensitive = note.get("sensitive") is True or bool(summary)
         edited_at = _parse_time(note.get("updated")) or now
         await update_status_content(conn, status, _content(note), summary, sensitive, edited_at)
+        edited = await status_by_uri(conn, note_id)
+        if edited is not None:
+            await announce_edit(conn, edited, now)
 
     async def tombstone(
         self, conn: AsyncConnection, uri: str, actor_uri: str, now: datetime

@@ -11,6 +11,7 @@ from federation.dispatch import PRIORITY_BULK, PRIORITY_DIRECT, Outbound
 from protocol.activities import render_activity, render_note
 from protocol.addressing import DIRECT, VISIBILITIES
 from server.identity.accounts import Account
+from server.social.distribution import announce_edit, announce_removal, distribute
 from server.social.statuses import (
     NewStatus,
     Status,
@@ -74,6 +75,7 @@ async def publish_status(
         conn, status_id, new, {a.id: False for a in mentioned}, find_hashtags(text)
     )
     assert status is not None
+    await distribute(conn, status, now)
     return status, [await _create_outbound(conn, urls, author, status, now)]
 
 
@@ -153,6 +155,7 @@ async def edit_status(
         sensitive=sensitive,
         edited_at=now,
     )
+    await announce_edit(conn, edited, now)
     note = await note_document(conn, edited, urls)
     activity = render_activity(
         "Update",
@@ -174,6 +177,7 @@ async def delete_status(
         raise InvalidPost("only the author can delete a post")
     audience = await audience_of(conn, status, author, urls)
     recipients = await _recipients(conn, author, status)
+    await announce_removal(conn, status)
     await remove_status(conn, status, urls.actor(author), now)
     tombstone = {"id": status.uri, "type": "Tombstone"}
     activity = render_activity(

@@ -12,7 +12,16 @@ from federation.db import insert_ignoring_duplicates
 from protocol.activities import NoteDocument
 from protocol.addressing import Audience, audience_for
 from server.identity.accounts import Account, account_from_row, get_account, select_accounts
-from server.storage.tables import accounts, follows, mentions, status_tags, statuses, tombstones
+from server.storage.ids import new_id
+from server.storage.tables import (
+    accounts,
+    follows,
+    mentions,
+    status_edits,
+    status_tags,
+    statuses,
+    tombstones,
+)
 from server.urls import Urls
 
 
@@ -155,6 +164,17 @@ async def update_status_content(
     edited_at: datetime,
     text: str = "",
 ) -> None:
+    """Replace a post's text, keeping the version it replaces for its edit history."""
+    await conn.execute(
+        insert(status_edits).values(
+            id=new_id(edited_at),
+            status_id=status.id,
+            content=status.content,
+            spoiler_text=status.spoiler_text,
+            sensitive=status.sensitive,
+            created_at=status.edited_at or status.created_at,
+        )
+    )
     await conn.execute(
         update(statuses)
         .where(statuses.c.id == status.id)

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextvars
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from server.config import DatabaseConfig
+
+_EVENTS = "kith_events"
+_in_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "kith_in_transaction", default=False
+)
+
+
+def record_event(conn: AsyncConnection, event: Any) -> None:
+    """Publish `event` once the surrounding transaction commits."""
+    events = conn.info.get(_EVENTS)
+    if events is None:
+        raise RuntimeError("events can only be recorded inside Database.transaction()")
+    events.append(event)
 
 
 class Database:
@@ -18,18 +34,46 @@ class Database:
     `transaction()` is for work that writes: on SQLite it starts with BEGIN IMMEDIATE, so a
     writer waits (up to the busy timeout) at the start instead of failing half-way when a
     read lock cannot be upgraded. `read()` is for work that only reads.
+
+    Domain code records events (for streaming clients) on the transaction with `record_event`;
+    they reach `event_sink` only after the commit, so nobody hears of what was rolled back.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._writer = engine.execution_options(kith_sqlite_begin="BEGIN IMMEDIATE")
+        self.event_sink: Callable[[list[Any]], None] | None = None
+        # SQLite has one writer at a time. Queueing writers here, rather than in SQLite's busy
+        # handler (which sleeps in steps of up to 100 ms), keeps the lock busy instead of idle.
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A read-write unit of work, committed when the block ends without an error."""
-        async with self._writer.begin() as conn:
-            yield conn
+        if _in_transaction.get():
+            raise RuntimeError("a write transaction cannot open another one (it would deadlock)")
+        events: list[Any] = []
+        token = _in_transaction.set(True)
+        try:
+            async with self._serialised(), self._writer.begin() as conn:
+                conn.info[_EVENTS] = events
+                try:
+                    yield conn
+                finally:
+                    conn.info.pop(_EVENTS, None)
+        finally:
+            _in_transaction.reset(token)
+        if events and self.event_sink is not None:
+            self.event_sink(events)
+
+    @asynccontextmanager
+    async def _serialised(self) -> AsyncIterator[None]:
+        if self._write_lock is None:
+            yield
+            return
+        async with self._write_lock:
+            yield
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
