@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import Select, func, insert, select
@@ -177,14 +177,18 @@ async def _insert_account(
     return found
 
 
+_ACCOUNT_FIELDS = tuple(field.name for field in fields(Account))
+
+
 def select_accounts() -> Select:
     """A query for Account rows (every column but the secrets)."""
     return select(*_COLUMNS, accounts.c.password_hash.is_not(None).label("has_password"))
 
 
 def account_from_row(row: object) -> Account:
-    """An Account from a row selected with `select_accounts()`."""
-    return Account(**row._mapping)  # type: ignore[attr-defined]
+    """An Account from a row selected with `select_accounts()` (extra columns are ignored)."""
+    mapping = row._mapping  # type: ignore[attr-defined]
+    return Account(**{name: mapping[name] for name in _ACCOUNT_FIELDS if name in mapping})
 
 
 async def find_account(conn: AsyncConnection, username: str) -> Account | None:

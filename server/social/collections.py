@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from protocol.activities import render_activity, render_note, without_context
 from protocol.addressing import Audience
 from protocol.vocab import PUBLIC
-from server.identity.accounts import Account, select_accounts
+from server.identity.accounts import Account, account_from_row, select_accounts
 from server.social.statuses import author_of, note_document, status_by_id, statuses_of
 from server.storage.tables import accounts, follows, statuses
 from server.urls import Urls
@@ -103,11 +103,7 @@ def _relation_pager(own_column: str, other_column: str) -> Pager:
         if max_id is not None:
             query = query.where(follows.c.id < max_id)
         rows = (await conn.execute(query)).all()
-        items = []
-        for row in rows:
-            fields = dict(row._mapping)
-            fields.pop("follow_id")
-            items.append(urls.actor(Account(**fields)))
+        items = [urls.actor(account_from_row(row)) for row in rows]
         next_max_id = rows[-1].follow_id if len(rows) == PAGE_SIZE else None
         return Page(items, next_max_id)
 

@@ -25,7 +25,7 @@ from server.social.statuses import (
 )
 from server.social.visibility import can_see
 from server.storage.ids import new_id
-from server.storage.tables import favourites, statuses
+from server.storage.tables import bookmarks, favourites, statuses
 from server.urls import Urls
 
 
@@ -179,3 +179,23 @@ async def _fan_out(
     if not author.is_local and author.uri:
         recipients.append(author.uri)
     return Outbound(activity, urls.actor(booster), tuple(dict.fromkeys(recipients)), PRIORITY_BULK)
+
+
+async def bookmark(conn: AsyncConnection, account: Account, status: Status, now: datetime) -> None:
+    """Bookmarks are private: stored here, never federated."""
+    if not await can_see(conn, account, status):
+        raise InvalidAction("this status is not visible to you")
+    await insert_ignoring_duplicates(
+        conn,
+        bookmarks,
+        {"id": new_id(now), "account_id": account.id, "status_id": status.id, "created_at": now},
+        keys=["account_id", "status_id"],
+    )
+
+
+async def unbookmark(conn: AsyncConnection, account: Account, status: Status) -> None:
+    await conn.execute(
+        delete(bookmarks).where(
+            bookmarks.c.account_id == account.id, bookmarks.c.status_id == status.id
+        )
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.dispatch import PRIORITY_BULK, PRIORITY_DIRECT, Outbound
@@ -24,7 +25,9 @@ from server.social.statuses import (
     update_status_content,
 )
 from server.social.text import MentionKey, find_hashtags, render_post
+from server.social.visibility import can_see
 from server.storage.ids import new_id
+from server.storage.tables import idempotency_keys
 from server.urls import Urls
 
 TEXT_LENGTH_MAX = 5000
@@ -45,6 +48,7 @@ async def publish_status(
     in_reply_to: Status | None = None,
     spoiler_text: str = "",
     sensitive: bool = False,
+    language: str | None = None,
 ) -> tuple[Status, list[Outbound]]:
     """Store a local post and return its Create for every remote inbox it must reach.
 
@@ -55,6 +59,8 @@ async def publish_status(
         raise InvalidPost(f"visibility must be one of {', '.join(VISIBILITIES)}")
     if not text.strip() or len(text) > TEXT_LENGTH_MAX:
         raise InvalidPost(f"a post has 1 to {TEXT_LENGTH_MAX} characters")
+    if in_reply_to is not None and not await can_see(conn, author, in_reply_to):
+        raise InvalidPost("the status replied to is not visible to you")
     mentioned = list({a.id: a for a in mentions or []}.values())
     status_id = new_id(now)
     new = NewStatus(
@@ -70,6 +76,7 @@ async def publish_status(
         in_reply_to_id=in_reply_to.id if in_reply_to else None,
         in_reply_to_uri=in_reply_to.uri if in_reply_to else None,
         context_uri=_thread_context(urls, status_id, in_reply_to),
+        language=language,
     )
     status = await insert_status(
         conn, status_id, new, {a.id: False for a in mentioned}, find_hashtags(text)
@@ -184,3 +191,25 @@ async def delete_status(
         "Delete", urls.activity(new_id(now)), urls.actor(author), tombstone, audience=audience
     )
     return [Outbound(activity, urls.actor(author), recipients, _priority(status))]
+
+
+async def status_for_idempotency_key(
+    conn: AsyncConnection, account: Account, key: str
+) -> int | None:
+    """The status an earlier request with this `Idempotency-Key` created, if any."""
+    row = await conn.execute(
+        select(idempotency_keys.c.status_id).where(
+            idempotency_keys.c.account_id == account.id, idempotency_keys.c.key == key
+        )
+    )
+    return row.scalar_one_or_none()
+
+
+async def remember_idempotency_key(
+    conn: AsyncConnection, account: Account, key: str, status: Status, now: datetime
+) -> None:
+    await conn.execute(
+        insert(idempotency_keys).values(
+            account_id=account.id, key=key, status_id=status.id, created_at=now
+        )
+    )

@@ -68,7 +68,7 @@ class NewStatus:
     edited_at: datetime | None = None
 
 
-def _status(row: object) -> Status:
+def status_from_row(row: object) -> Status:
     return Status(**row._mapping)  # type: ignore[attr-defined]
 
 
@@ -94,12 +94,12 @@ async def insert_status(
 
 async def status_by_id(conn: AsyncConnection, status_id: int) -> Status | None:
     row = (await conn.execute(select(statuses).where(statuses.c.id == status_id))).first()
-    return _status(row) if row else None
+    return status_from_row(row) if row else None
 
 
 async def status_by_uri(conn: AsyncConnection, uri: str) -> Status | None:
     row = (await conn.execute(select(statuses).where(statuses.c.uri == uri))).first()
-    return _status(row) if row else None
+    return status_from_row(row) if row else None
 
 
 async def boost_by(conn: AsyncConnection, account_id: int, status_id: int) -> Status | None:
@@ -110,7 +110,7 @@ async def boost_by(conn: AsyncConnection, account_id: int, status_id: int) -> St
             )
         )
     ).first()
-    return _status(row) if row else None
+    return status_from_row(row) if row else None
 
 
 async def mentioned_accounts(conn: AsyncConnection, status_id: int) -> list[tuple[Account, bool]]:
@@ -122,12 +122,7 @@ async def mentioned_accounts(conn: AsyncConnection, status_id: int) -> list[tupl
         .where(mentions.c.status_id == status_id)
         .order_by(accounts.c.id)
     )
-    result = []
-    for row in rows:
-        fields = dict(row._mapping)
-        silent = fields.pop("silent")
-        result.append((Account(**fields), silent))
-    return result
+    return [(account_from_row(row), row.silent) for row in rows]
 
 
 async def tags_of(conn: AsyncConnection, status_id: int) -> list[str]:
@@ -256,7 +251,7 @@ async def statuses_of(
     )
     if max_id is not None:
         query = query.where(statuses.c.id < max_id)
-    return [_status(row) for row in await conn.execute(query)]
+    return [status_from_row(row) for row in await conn.execute(query)]
 
 
 async def author_of(conn: AsyncConnection, status: Status) -> Account:

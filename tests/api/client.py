@@ -1,0 +1,55 @@
+"""A bearer-token HTTP client for the Mastodon API of a live test node."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tests.harness import Node
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+class ApiClient:
+    """Requests as one user (or anonymously with `token=None`)."""
+
+    def __init__(self, node: Node, token: str | None) -> None:
+        self.node = node
+        self.token = token
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Answer:
+        headers = dict(kwargs.pop("headers", {}))
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        async with self.node.http.request(
+            method, self.node.url(path), headers=headers, **kwargs
+        ) as response:
+            text = await response.text()
+            body = await response.json(content_type=None) if text else None
+            return Answer(response.status, body, dict(response.headers))
+
+    async def get(self, path: str, **params: Any) -> Answer:
+        return await self.request("GET", path, params=params)
+
+    async def post(self, path: str, **fields: Any) -> Answer:
+        return await self.request("POST", path, json=fields)
+
+    async def put(self, path: str, **fields: Any) -> Answer:
+        return await self.request("PUT", path, json=fields)
+
+    async def delete(self, path: str) -> Answer:
+        return await self.request("DELETE", path)
+
+
+async def client_for(
+    node: Node, username: str, scopes: str = "read write follow push"
+) -> ApiClient:
+    """A signed-in client for a (new) local user."""
+    if username not in node.users:
+        await node.create_user(username)
+    return ApiClient(node, await node.create_token(username, scopes))
