@@ -10,6 +10,7 @@ from protocol.collections import render_ordered_collection, render_ordered_colle
 from protocol.vocab import AS2_CONTEXT, AS2_MEDIA_TYPE, AS2_PROFILE_MEDIA_TYPE, LD_MEDIA_TYPE
 from server.api.errors import ApiError
 from server.api.negotiation import require
+from server.api.params import path_id
 from server.api.responses import json_document
 from server.appkeys import DATABASE, URLS
 from server.identity.accounts import Account, find_account, instance_actor
@@ -123,7 +124,7 @@ async def note(request: web.Request) -> web.StreamResponse:
     """A local public or unlisted post as its Note (others are not served unsigned)."""
     urls = request.app[URLS]
     async with request.app[DATABASE].read() as conn:
-        status = await status_by_id(conn, int(request.match_info["status_id"]))
+        status = await status_by_id(conn, path_id(request, "status_id"))
         if status is None or status.reblog_of_id is not None or not is_public(status.visibility):
             raise ApiError(404, "not found", "no such object")
         author = await author_of(conn, status)

@@ -149,7 +149,7 @@ def _consent_page(
     response = render_page(
         request,
         "authorize.html",
-        status=status,
+        http_status=status,
         application=application,
         scopes=scopes,
         hidden=hidden,

@@ -123,3 +123,14 @@ def string_list(params: dict[str, Any], name: str, max_items: int = 100) -> list
     if len(items) > max_items or not all(isinstance(item, str) for item in items):
         raise ApiError(422, f"{name} must be a list of at most {max_items} strings")
     return items
+
+
+_ID_MAX = 2**63 - 1
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    """A numeric id from the path; anything else (or out of range) names nothing: 404."""
+    text = request.match_info[name]
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) > _ID_MAX:
+        raise ApiError(404, "Record not found")
+    return int(text)

@@ -8,6 +8,7 @@ from protocol.addressing import is_public
 from server.api.activitypub import ACTOR_OFFERS, HTML
 from server.api.errors import ApiError
 from server.api.negotiation import require
+from server.api.params import path_id
 from server.appkeys import CONFIG, DATABASE, TEMPLATES, URLS
 from server.identity.accounts import find_account
 from server.social.statuses import status_by_id
@@ -23,7 +24,7 @@ CONTENT_SECURITY_POLICY = (
 
 
 def render_page(
-    request: web.Request, template: str, status: int = 200, **context: object
+    request: web.Request, template: str, http_status: int = 200, **context: object
 ) -> web.Response:
     """A page from a template, with the security headers every page carries."""
     page = (
@@ -33,7 +34,7 @@ def render_page(
     )
     return web.Response(
         text=page,
-        status=status,
+        status=http_status,
         content_type="text/html",
         headers={
             "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -62,7 +63,7 @@ async def profile_page(request: web.Request) -> web.Response:
     if require(request.headers.get("Accept"), ACTOR_OFFERS) != HTML:
         raise web.HTTPFound(urls.actor(account), headers={"Vary": "Accept"})
     if account.is_deleted:
-        return render_page(request, "gone.html", status=410, account=account)
+        return render_page(request, "gone.html", http_status=410, account=account)
     return render_page(
         request,
         "profile.html",
@@ -78,7 +79,7 @@ async def status_page(request: web.Request) -> web.Response:
     urls = request.app[URLS]
     async with request.app[DATABASE].read() as conn:
         account = await find_account(conn, request.match_info["username"])
-        status = await status_by_id(conn, int(request.match_info["status_id"]))
+        status = await status_by_id(conn, path_id(request, "status_id"))
     if (
         account is None
         or status is None

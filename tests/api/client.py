@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,15 @@ class Answer:
     status: int
     body: Any
     headers: dict[str, str]
+
+
+def _decoded(text: str, content_type: str) -> Any:
+    """JSON bodies decoded; anything else (HTML pages, files) kept as text."""
+    if not text:
+        return None
+    if "json" in content_type:
+        return json.loads(text)
+    return text
 
 
 class ApiClient:
@@ -29,9 +39,10 @@ class ApiClient:
         async with self.node.http.request(
             method, self.node.url(path), headers=headers, **kwargs
         ) as response:
-            text = await response.text()
-            body = await response.json(content_type=None) if text else None
-            return Answer(response.status, body, dict(response.headers))
+            text = await response.text(errors="replace")
+            return Answer(
+                response.status, _decoded(text, response.content_type), dict(response.headers)
+            )
 
     async def get(self, path: str, **params: Any) -> Answer:
         return await self.request("GET", path, params=params)

@@ -170,3 +170,13 @@ async def test_private_statuses_cannot_be_boosted(node: Node) -> None:
     ]
     answer = await alice.post(f"/api/v1/statuses/{status_id}/reblog")
     assert answer.status == 422
+
+
+async def test_a_public_status_has_a_web_page(node: Node) -> None:
+    alice = await client_for(node, "alice")
+    status = (await alice.post("/api/v1/statuses", status="on the web")).body
+    page = await ApiClient(node, None).request(
+        "GET", status["url"].removeprefix(node.base_url), headers={"Accept": "text/html"}
+    )
+    assert page.status == 200
+    assert "<p>on the web</p>" in page.body

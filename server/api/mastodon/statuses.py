@@ -20,7 +20,7 @@ from server.api.auth import optional_grant, require_account
 from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter, mastodon_time
 from server.api.pagination import page_request, paginated
-from server.api.params import boolean, integer, request_params, string
+from server.api.params import boolean, integer, path_id, request_params, string
 from server.appkeys import DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account, account_from_row, select_accounts
 from server.social import interactions, posting
@@ -39,14 +39,6 @@ routes = web.RouteTableDef()
 MENTIONS_RESOLVED_MAX = 30
 _IDEMPOTENCY_KEY_LENGTH_MAX = 255
 _LANGUAGE_LENGTH_MAX = 16
-
-
-def path_id(request: web.Request, name: str = "id") -> int:
-    """A numeric id from the path; anything else names nothing (404)."""
-    text = request.match_info[name]
-    if not text.isascii() or not text.isdigit() or len(text) > 19:
-        raise ApiError(404, "Record not found")
-    return int(text)
 
 
 async def viewer_of(request: web.Request, scope: str) -> Account | None:
