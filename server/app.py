@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import jinja2
 from aiohttp import web
 
-from server.api import activitypub, health, inbox, oauth, static, wellknown
+from server.api import activitypub, health, inbox, oauth, openapi, static, wellknown
 from server.api import web as web_pages
 from server.api.cors import cors_middleware
 from server.api.errors import error_middleware, request_context_middleware
@@ -56,6 +56,7 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         mastodon_instance.routes,
         mastodon_statuses.routes,
         mastodon_timelines.routes,
+        openapi.routes,
     ):
         app.router.add_routes(table)
     activitypub.add_collection_routes(app.router)

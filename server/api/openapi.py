@@ -1,0 +1,493 @@
+"""The client API described as OpenAPI 3.1, served at /api/openapi.json.
+
+Each operation is one line in `OPERATIONS`; the entity schemas are what the Presenter renders.
+tests/api/test_openapi.py keeps this true: every client route is listed here and every listed
+operation is served, and live responses validate against the schemas declared for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from server import __version__
+from server.appkeys import URLS
+
+routes = web.RouteTableDef()
+
+
+def _string(nullable: bool = False, **extra: Any) -> dict[str, Any]:
+    return {"type": ["string", "null"] if nullable else "string", **extra}
+
+
+def _ref(name: str, nullable: bool = False) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{name}"}
+    return {"oneOf": [ref, {"type": "null"}]} if nullable else ref
+
+
+def _array(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+def _object(properties: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name in properties if name not in optional],
+    }
+
+
+_ID = _string(pattern=r"^[0-9]+$")
+_TIME = _string(format="date-time")
+_BOOL = {"type": "boolean"}
+_INT = {"type": "integer", "minimum": 0}
+_URL = _string(format="uri")
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": _object({"error": _string(), "error_description": _string()}, ("error_description",)),
+    "Field": _object({"name": _string(), "value": _string(), "verified_at": _string(True)}),
+    "Account": _object(
+        {
+            "id": _ID,
+            "username": _string(),
+            "acct": _string(),
+            "display_name": _string(),
+            "locked": _BOOL,
+            "bot": _BOOL,
+            "discoverable": {"type": ["boolean", "null"]},
+            "group": _BOOL,
+            "created_at": _TIME,
+            "note": _string(),
+            "url": _string(),
+            "uri": _URL,
+            "avatar": _URL,
+            "avatar_static": _URL,
+            "header": _URL,
+            "header_static": _URL,
+            "followers_count": _INT,
+            "following_count": _INT,
+            "statuses_count": _INT,
+            "last_status_at": _string(True, format="date"),
+            "emojis": _array({"type": "object"}),
+            "fields": _array(_ref("Field")),
+            "source": {"type": "object"},
+            "suspended": _BOOL,
+        },
+        ("source", "suspended"),
+    ),
+    "Mention": _object({"id": _ID, "username": _string(), "acct": _string(), "url": _string()}),
+    "Tag": _object({"name": _string(), "url": _URL}),
+    "Status": _object(
+        {
+            "id": _ID,
+            "uri": _string(),
+            "url": _string(True),
+            "created_at": _TIME,
+            "edited_at": _string(True, format="date-time"),
+            "account": _ref("Account"),
+            "content": _string(),
+            "visibility": {"enum": ["public", "unlisted", "private", "direct"]},
+            "sensitive": _BOOL,
+            "spoiler_text": _string(),
+            "language": _string(True),
+            "in_reply_to_id": {"oneOf": [_ID, {"type": "null"}]},
+            "in_reply_to_account_id": {"oneOf": [_ID, {"type": "null"}]},
+            "reblog": _ref("Status", nullable=True),
+            "replies_count": _INT,
+            "reblogs_count": _INT,
+            "favourites_count": _INT,
+            "favourited": _BOOL,
+            "reblogged": _BOOL,
+            "bookmarked": _BOOL,
+            "muted": _BOOL,
+            "pinned": _BOOL,
+            "mentions": _array(_ref("Mention")),
+            "tags": _array(_ref("Tag")),
+            "emojis": _array({"type": "object"}),
+            "media_attachments": _array({"type": "object"}),
+            "card": {"type": ["object", "null"]},
+            "poll": {"type": ["object", "null"]},
+            "application": {"type": ["object", "null"]},
+            "filtered": _array({"type": "object"}),
+            "text": _string(True),
+        },
+        ("text",),
+    ),
+    "StatusEdit": _object(
+        {
+            "content": _string(),
+            "spoiler_text": _string(),
+            "sensitive": _BOOL,
+            "created_at": _TIME,
+            "account": _ref("Account"),
+            "media_attachments": _array({"type": "object"}),
+            "emojis": _array({"type": "object"}),
+        }
+    ),
+    "StatusSource": _object({"id": _ID, "text": _string(), "spoiler_text": _string()}),
+    "Context": _object(
+        {"ancestors": _array(_ref("Status")), "descendants": _array(_ref("Status"))}
+    ),
+    "Relationship": _object(
+        {
+            "id": _ID,
+            "following": _BOOL,
+            "showing_reblogs": _BOOL,
+            "notifying": _BOOL,
+            "followed_by": _BOOL,
+            "blocking": _BOOL,
+            "blocked_by": _BOOL,
+            "muting": _BOOL,
+            "muting_notifications": _BOOL,
+            "requested": _BOOL,
+            "requested_by": _BOOL,
+            "domain_blocking": _BOOL,
+            "endorsed": _BOOL,
+            "note": _string(),
+        }
+    ),
+    "Notification": _object(
+        {
+            "id": _ID,
+            "type": {
+                "enum": [
+                    "mention",
+                    "status",
+                    "reblog",
+                    "follow",
+                    "follow_request",
+                    "favourite",
+                    "poll",
+                    "update",
+                ]
+            },
+            "created_at": _TIME,
+            "account": _ref("Account"),
+            "status": _ref("Status", nullable=True),
+        },
+        ("status",),
+    ),
+    "Conversation": _object(
+        {
+            "id": _ID,
+            "unread": _BOOL,
+            "accounts": _array(_ref("Account")),
+            "last_status": _ref("Status", nullable=True),
+        }
+    ),
+    "Marker": _object({"last_read_id": _ID, "version": _INT, "updated_at": _TIME}),
+    "Application": _object(
+        {
+            "name": _string(),
+            "website": _string(True),
+            "client_id": _string(),
+            "client_secret": _string(),
+            "redirect_uri": _string(),
+            "redirect_uris": _array(_string()),
+            "scopes": _array(_string()),
+        },
+        ("client_id", "client_secret", "redirect_uri", "redirect_uris", "scopes"),
+    ),
+    "Token": _object(
+        {
+            "access_token": _string(),
+            "token_type": {"const": "Bearer"},
+            "scope": _string(),
+            "created_at": {"type": "integer"},
+            "refresh_token": _string(),
+            "expires_in": {"type": "integer"},
+        },
+        ("refresh_token", "expires_in"),
+    ),
+    "Instance": {"type": "object", "required": ["version"]},
+    "SearchResults": _object(
+        {
+            "accounts": _array(_ref("Account")),
+            "statuses": _array(_ref("Status")),
+            "hashtags": _array({"type": "object"}),
+        }
+    ),
+    "Object": {"type": "object"},
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One method on one path, with the scope it needs and what it answers."""
+
+    method: str
+    path: str
+    summary: str
+    scope: str | None = None  # None: no token needed (one is used when sent)
+    response: dict[str, Any] = field(default_factory=lambda: _ref("Object"))
+    params: tuple[str, ...] = ()
+    paginated: bool = False
+    status: int = 200
+
+
+def _list(name: str) -> dict[str, Any]:
+    return _array(_ref(name))
+
+
+_PAGE = ("max_id", "since_id", "min_id", "limit")
+_STATUS_FIELDS = ("status", "in_reply_to_id", "visibility", "spoiler_text", "sensitive", "language")
+
+OPERATIONS: tuple[Operation, ...] = (
+    # OAuth and apps
+    Operation("POST", "/api/v1/apps", "Register a client application", None, _ref("Application")),
+    Operation(
+        "GET",
+        "/api/v1/apps/verify_credentials",
+        "The application of the token",
+        "read",
+        _ref("Application"),
+    ),
+    Operation("GET", "/oauth/authorize", "Sign-in and consent page (HTML)", response={}),
+    Operation("POST", "/oauth/authorize", "Consent decision (form)", response={}, status=302),
+    Operation("POST", "/oauth/token", "Obtain a token (all grants)", None, _ref("Token")),
+    Operation("POST", "/oauth/revoke", "Revoke a token", None),
+    Operation(
+        "GET", "/.well-known/oauth-authorization-server", "RFC 8414 authorization server metadata"
+    ),
+    # instance
+    Operation("GET", "/api/v1/instance", "Instance (v1)", None, _ref("Instance")),
+    Operation("GET", "/api/v2/instance", "Instance (v2)", None, _ref("Instance")),
+    Operation("GET", "/api/v1/instance/peers", "Domains this node knows", None, _array(_string())),
+    Operation("GET", "/api/v1/instance/rules", "Server rules", None, _array({"type": "object"})),
+    Operation("GET", "/api/v1/custom_emojis", "Custom emojis", None, _array({"type": "object"})),
+    # accounts
+    Operation(
+        "GET",
+        "/api/v1/accounts/verify_credentials",
+        "The signed-in account with its source",
+        "read:accounts",
+        _ref("Account"),
+    ),
+    # statuses
+    Operation(
+        "POST",
+        "/api/v1/statuses",
+        "Post a status (Idempotency-Key honoured)",
+        "write:statuses",
+        _ref("Status"),
+        _STATUS_FIELDS,
+    ),
+    Operation(
+        "GET", "/api/v1/statuses", "Several statuses by id[]", None, _list("Status"), ("id",)
+    ),
+    Operation("GET", "/api/v1/statuses/{id}", "One status", None, _ref("Status")),
+    Operation(
+        "DELETE",
+        "/api/v1/statuses/{id}",
+        "Delete one's status (answers it with its text)",
+        "write:statuses",
+        _ref("Status"),
+    ),
+    Operation(
+        "PUT",
+        "/api/v1/statuses/{id}",
+        "Edit one's status",
+        "write:statuses",
+        _ref("Status"),
+        ("status", "spoiler_text", "sensitive"),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/statuses/{id}/source",
+        "What the author typed",
+        "read:statuses",
+        _ref("StatusSource"),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/statuses/{id}/history",
+        "Every version, oldest first",
+        None,
+        _list("StatusEdit"),
+    ),
+    Operation("GET", "/api/v1/statuses/{id}/context", "The thread around", None, _ref("Context")),
+    Operation(
+        "POST",
+        "/api/v1/statuses/{id}/favourite",
+        "Favourite",
+        "write:favourites",
+        _ref("Status"),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/statuses/{id}/unfavourite",
+        "Undo a favourite",
+        "write:favourites",
+        _ref("Status"),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/statuses/{id}/reblog",
+        "Boost (answers the boost)",
+        "write:statuses",
+        _ref("Status"),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/statuses/{id}/unreblog",
+        "Undo a boost",
+        "write:statuses",
+        _ref("Status"),
+    ),
+    Operation(
+        "POST", "/api/v1/statuses/{id}/bookmark", "Bookmark", "write:bookmarks", _ref("Status")
+    ),
+    Operation(
+        "POST",
+        "/api/v1/statuses/{id}/unbookmark",
+        "Remove a bookmark",
+        "write:bookmarks",
+        _ref("Status"),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/statuses/{id}/favourited_by",
+        "Who favourited",
+        None,
+        _list("Account"),
+        _PAGE,
+        True,
+    ),
+    Operation(
+        "GET",
+        "/api/v1/statuses/{id}/reblogged_by",
+        "Who boosted",
+        None,
+        _list("Account"),
+        _PAGE,
+        True,
+    ),
+    # timelines
+    Operation(
+        "GET",
+        "/api/v1/timelines/home",
+        "Home timeline (materialised)",
+        "read:statuses",
+        _list("Status"),
+        _PAGE,
+        True,
+    ),
+    Operation(
+        "GET",
+        "/api/v1/timelines/public",
+        "Public timeline",
+        None,
+        _list("Status"),
+        (*_PAGE, "local", "remote"),
+        True,
+    ),
+    Operation(
+        "GET",
+        "/api/v1/timelines/tag/{hashtag}",
+        "Hashtag timeline",
+        None,
+        _list("Status"),
+        (*_PAGE, "local", "remote"),
+        True,
+    ),
+    # this document
+    Operation("GET", "/api/openapi.json", "This OpenAPI document"),
+)
+
+
+def document(base_url: str) -> dict[str, Any]:
+    """The OpenAPI document for this node."""
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method.lower()] = _operation(operation)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Kith client API",
+            "version": __version__,
+            "description": (
+                "The Mastodon client API subset Kith serves, and Kith's own extensions. "
+                'Errors answer {"error": ...}; lists are paged with a Link header.'
+            ),
+        },
+        "servers": [{"url": base_url}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "oauth": {
+                    "type": "oauth2",
+                    "flows": {
+                        "authorizationCode": {
+                            "authorizationUrl": f"{base_url}/oauth/authorize",
+                            "tokenUrl": f"{base_url}/oauth/token",
+                            "scopes": {
+                                "read": "read",
+                                "write": "write",
+                                "follow": "follow",
+                                "push": "push",
+                            },
+                        }
+                    },
+                }
+            },
+        },
+    }
+
+
+def _operation(operation: Operation) -> dict[str, Any]:
+    described: dict[str, Any] = {"summary": operation.summary}
+    if operation.scope is not None:
+        described["security"] = [{"oauth": [operation.scope]}]
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _path_names(operation.path)
+    ]
+    location = "query" if operation.method in ("GET", "DELETE") else "body"
+    if location == "query":
+        parameters += [
+            {"name": name, "in": "query", "schema": {"type": "string"}} for name in operation.params
+        ]
+    elif operation.params:
+        described["requestBody"] = {
+            "content": {
+                media: {
+                    "schema": {
+                        "type": "object",
+                        "properties": {name: {} for name in operation.params},
+                    }
+                }
+                for media in ("application/json", "application/x-www-form-urlencoded")
+            }
+        }
+    if parameters:
+        described["parameters"] = parameters
+    answer: dict[str, Any] = {"description": "OK"}
+    if operation.response:
+        answer["content"] = {"application/json": {"schema": operation.response}}
+    if operation.paginated:
+        answer["headers"] = {"Link": {"schema": {"type": "string"}}}
+    error = {"content": {"application/json": {"schema": _ref("Error")}}}
+    described["responses"] = {
+        str(operation.status): answer,
+        "4XX": {"description": "The request was refused; `error` says why", **error},
+    }
+    return described
+
+
+def _path_names(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+def find_operation(method: str, path: str) -> Operation | None:
+    for operation in OPERATIONS:
+        if operation.method == method and operation.path == path:
+            return operation
+    return None
+
+
+@routes.get("/api/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(document(request.app[URLS].base_url))
