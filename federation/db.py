@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
@@ -29,26 +30,31 @@ async def upsert(
     update: Iterable[str] | None = None,
 ) -> None:
     """Insert a row, or update `update` columns (default: all but `keys`) when it exists."""
-    keys = list(keys)
-    columns = list(update) if update is not None else [c for c in values if c not in keys]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values)
-    if columns:
-        statement = statement.on_conflict_do_update(
-            index_elements=keys, set_={c: statement.excluded[c] for c in columns}
-        )
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=keys)
-    await conn.execute(statement)
+    keys = tuple(keys)
+    columns = tuple(update) if update is not None else tuple(c for c in values if c not in keys)
+    statement = _upsert_statement(conn.dialect.name, table, keys, columns)
+    await conn.execute(statement, dict(values))
 
 
 async def insert_ignoring_duplicates(
     conn: AsyncConnection, table: Table, values: Mapping[str, Any], keys: Iterable[str]
 ) -> bool:
     """Insert unless a row with the same `keys` exists; True when this call inserted it."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
-    )
-    result = await conn.execute(statement)
+    statement = _upsert_statement(conn.dialect.name, table, tuple(keys), ())
+    result = await conn.execute(statement, dict(values))
     return result.rowcount == 1
+
+
+@functools.cache
+def _upsert_statement(
+    dialect_name: str, table: Table, keys: tuple[str, ...], columns: tuple[str, ...]
+) -> Any:
+    """Built once per shape and executed with the row as parameters: building an upsert
+    (its `excluded` alias above all) costs more than running it."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    if columns:
+        return statement.on_conflict_do_update(
+            index_elements=list(keys), set_={c: statement.excluded[c] for c in columns}
+        )
+    return statement.on_conflict_do_nothing(index_elements=list(keys))

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import Select, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -180,9 +180,25 @@ async def _insert_account(
 _ACCOUNT_FIELDS = tuple(field.name for field in fields(Account))
 
 
+_SELECT_ACCOUNTS = select(*_COLUMNS, accounts.c.password_hash.is_not(None).label("has_password"))
+
+
 def select_accounts() -> Select:
-    """A query for Account rows (every column but the secrets)."""
-    return select(*_COLUMNS, accounts.c.password_hash.is_not(None).label("has_password"))
+    """A query for Account rows (every column but the secrets).
+
+    Built once: statements are immutable, and building this one costs more than running it.
+    """
+    return _SELECT_ACCOUNTS
+
+
+# The hottest lookups, built once and run with parameters (see `select_accounts`).
+_BY_USERNAME = _SELECT_ACCOUNTS.where(
+    accounts.c.username_key == bindparam("key"),
+    accounts.c.domain == "",
+    accounts.c.is_instance_actor.is_(False),
+)
+_BY_ID = _SELECT_ACCOUNTS.where(accounts.c.id == bindparam("id"))
+BY_URI = _SELECT_ACCOUNTS.where(accounts.c.uri == bindparam("uri"))
 
 
 def account_from_row(row: object) -> Account:
@@ -199,21 +215,14 @@ async def find_account(conn: AsyncConnection, username: str) -> Account | None:
     """
     if not _USERNAME.fullmatch(username) or len(username) > USERNAME_LENGTH_MAX:
         return None
-    result = await conn.execute(
-        select_accounts().where(
-            accounts.c.username_key == username.lower(),
-            accounts.c.domain == "",
-            accounts.c.is_instance_actor.is_(False),
-        )
-    )
+    result = await conn.execute(_BY_USERNAME, {"key": username.lower()})
     row = result.first()
     return account_from_row(row) if row else None
 
 
 async def get_account(conn: AsyncConnection, account_id: int) -> Account | None:
-    """A local account by id."""
-    result = await conn.execute(select_accounts().where(accounts.c.id == account_id))
-    row = result.first()
+    """An account (local or remote) by id."""
+    row = (await conn.execute(_BY_ID, {"id": account_id})).first()
     return account_from_row(row) if row else None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 
@@ -12,11 +13,32 @@ from federation.db import upsert
 from protocol.actors import RemoteActor
 from protocol.as2 import host_of
 from protocol.sanitize import sanitize_html
-from server.identity.accounts import Account, account_from_row, find_account, select_accounts
+from server.identity.accounts import BY_URI, Account, account_from_row, find_account
 from server.storage.ids import new_id
 from server.storage.tables import accounts
 
 _NAME_MAX = 100
+# What an actor document sets on its account row (`fetched_at` aside: the actor directory
+# records fetches).
+_PROFILE_FIELDS = (
+    "username",
+    "domain",
+    "url",
+    "followers_url",
+    "actor_type",
+    "display_name",
+    "note",
+    "is_locked",
+    "is_discoverable",
+    "also_known_as",
+    "moved_to_uri",
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sanitized_summary(summary_html: str) -> str:
+    """Bios repeat on every activity from the same actor; sanitising one costs ~0.3 ms."""
+    return sanitize_html(summary_html)
 
 
 async def upsert_remote_account(
@@ -35,7 +57,7 @@ async def upsert_remote_account(
         "actor_type": actor.actor_type,
         "is_instance_actor": False,
         "display_name": actor.name[:_NAME_MAX],
-        "note": sanitize_html(actor.summary_html),
+        "note": _sanitized_summary(actor.summary_html),
         "is_locked": actor.manually_approves_followers,
         "is_discoverable": actor.discoverable,
         "is_indexable": False,
@@ -45,6 +67,11 @@ async def upsert_remote_account(
         "created_at": now,
         "fetched_at": now,
     }
+    existing = await account_by_uri(conn, actor.actor_id)
+    if existing is not None and all(
+        getattr(existing, name) == values[name] for name in _PROFILE_FIELDS
+    ):
+        return existing  # most activities come from actors whose profile has not changed
     refreshed = [k for k in values if k not in ("id", "uri", "created_at", "is_admin")]
     await upsert(conn, accounts, values, keys=["uri"], update=refreshed)
     found = await account_by_uri(conn, actor.actor_id)
@@ -54,7 +81,7 @@ async def upsert_remote_account(
 
 async def account_by_uri(conn: AsyncConnection, uri: str) -> Account | None:
     """A remote account by actor id."""
-    row = (await conn.execute(select_accounts().where(accounts.c.uri == uri))).first()
+    row = (await conn.execute(BY_URI, {"uri": uri})).first()
     return account_from_row(row) if row else None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.db import insert_ignoring_duplicates
@@ -92,13 +92,18 @@ async def insert_status(
     return await status_by_id(conn, status_id)
 
 
+# Hot lookups built once, run with parameters (building a statement costs more than running it).
+_BY_ID = select(statuses).where(statuses.c.id == bindparam("id"))
+_BY_URI = select(statuses).where(statuses.c.uri == bindparam("uri"))
+
+
 async def status_by_id(conn: AsyncConnection, status_id: int) -> Status | None:
-    row = (await conn.execute(select(statuses).where(statuses.c.id == status_id))).first()
+    row = (await conn.execute(_BY_ID, {"id": status_id})).first()
     return status_from_row(row) if row else None
 
 
 async def status_by_uri(conn: AsyncConnection, uri: str) -> Status | None:
-    row = (await conn.execute(select(statuses).where(statuses.c.uri == uri))).first()
+    row = (await conn.execute(_BY_URI, {"uri": uri})).first()
     return status_from_row(row) if row else None
 
 
