@@ -93,9 +93,13 @@ async def distribute(conn: AsyncConnection, status: Status, now: datetime) -> No
     if status.reblog_of_id is not None:
         readers |= set(await local_followers(conn, author.id, reblogs_only=True))
         await _notify_reblog(conn, status, author, now)
-    elif status.visibility in FEED_VISIBILITIES:
-        readers |= set(await local_followers(conn, author.id))
-    readers |= {a.id for a, _ in mentioned}
+    else:
+        # As Mastodon: followers get what is addressed to them; a direct message reaches
+        # the home feed only of mentioned followers (the rest see it in conversations).
+        followers = set(await local_followers(conn, author.id))
+        if status.visibility not in FEED_VISIBILITIES:
+            followers &= {a.id for a, _ in mentioned}
+        readers |= followers - await _outside_the_thread(conn, status, followers, mentioned)
     readers -= silenced - {author.id}
     for reader in sorted(readers):
         await insert_ignoring_duplicates(
@@ -113,6 +117,23 @@ async def distribute(conn: AsyncConnection, status: Status, now: datetime) -> No
         await _notify_subscribers(conn, status, author, silenced, now)
     if status.visibility == "direct":
         await _update_conversations(conn, status, author, [a for a, _ in mentioned], now)
+
+
+async def _outside_the_thread(
+    conn: AsyncConnection,
+    status: Status,
+    followers: set[int],
+    mentioned: list[tuple[Account, bool]],
+) -> set[int]:
+    """Followers who would see only half of a reply: Mastodon keeps a reply to someone out of
+    the home feeds of followers who do not follow that someone too (unless mentioned)."""
+    if status.in_reply_to_id is None:
+        return set()
+    parent = await status_by_id(conn, status.in_reply_to_id)
+    if parent is None or parent.account_id == status.account_id:
+        return set()
+    parent_followers = set(await local_followers(conn, parent.account_id))
+    return followers - parent_followers - {parent.account_id} - {a.id for a, _ in mentioned}
 
 
 async def _public_streams(conn: AsyncConnection, status: Status, author: Account) -> None:

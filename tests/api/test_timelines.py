@@ -60,3 +60,20 @@ async def test_public_and_tag_timelines(node: Node) -> None:
     assert remote.body == []
     tag = await anonymous.get("/api/v1/timelines/tag/cats")
     assert [s["id"] for s in tag.body] == [tagged]
+
+
+async def test_home_leaves_out_strangers_mentions_and_half_conversations(node: Node) -> None:
+    alice = await client_for(node, "alice")
+    bob = await client_for(node, "bob")
+    carol = await client_for(node, "carol")
+    alice_account, bob_account = await node.account("alice"), await node.account("bob")
+    await node.perform(
+        lambda conn, now: graph.follow(conn, node.urls, alice_account, bob_account, now)
+    )
+    carol_post = (await carol.post("/api/v1/statuses", status="hey @alice")).body["id"]
+    await bob.post("/api/v1/statuses", status="to carol", in_reply_to_id=carol_post)
+    to_alice = (
+        await bob.post("/api/v1/statuses", status="@alice hi", in_reply_to_id=carol_post)
+    ).body["id"]
+    home = await alice.get("/api/v1/timelines/home")
+    assert [s["id"] for s in home.body] == [to_alice]
