@@ -13,6 +13,8 @@ from server.api.cors import cors_middleware
 from server.api.errors import error_middleware, request_context_middleware
 from server.api.mastodon import accounts as mastodon_accounts
 from server.api.mastodon import instance as mastodon_instance
+from server.api.mastodon import lists as mastodon_lists
+from server.api.mastodon import search as mastodon_search
 from server.api.mastodon import statuses as mastodon_statuses
 from server.api.mastodon import timelines as mastodon_timelines
 from server.appkeys import CLOCK, CONFIG, DATABASE, FEDERATION, TEMPLATES, URLS
@@ -54,6 +56,8 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         static.routes,
         mastodon_accounts.routes,
         mastodon_instance.routes,
+        mastodon_lists.routes,
+        mastodon_search.routes,
         mastodon_statuses.routes,
         mastodon_timelines.routes,
         openapi.routes,

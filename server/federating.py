@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,25 +19,38 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.actors import ActorDirectory
 from federation.delivery import DeliveryWorker, enqueue
-from federation.dispatch import Dispatcher
-from federation.fetch import Fetcher, FetchPolicy, create_session
+from federation.dispatch import Dispatcher, Reject
+from federation.fetch import (
+    AS2_ACCEPT,
+    Fetcher,
+    FetchError,
+    FetchPolicy,
+    create_session,
+    is_as2_media_type,
+)
 from federation.inbox import Inbox, InboxPolicy
 from federation.keys import KeyStore
 from federation.worker import InboxWorker, run_loop, sweep_finished
 from protocol.actors import RSA_KEY_FRAGMENT
+from protocol.as2 import id_of
 from protocol.httpsig import HttpRequest, PrivateKey, sign_cavage
+from protocol.vocab import ACTOR_TYPES
 from server import __version__
 from server.clock import Clock
 from server.config import Config
 from server.identity.accounts import Account, find_account, instance_actor
 from server.social.inbound import SocialInbox
-from server.social.remote_accounts import upsert_remote_account
+from server.social.notes import NoteStore
+from server.social.remote_accounts import account_for_actor, upsert_remote_account
+from server.social.statuses import Status, status_by_id, status_by_uri
 from server.storage.engine import Database
 from server.storage.ids import new_id
 from server.storage.tables import account_keys
 from server.urls import Urls
 
 log = logging.getLogger("kith.federation")
+_LOCAL_STATUS_PAGE = re.compile(r"/@\w+/([0-9]{1,18})")
+POST_TYPES = frozenset({"Note", "Article", "Page", "Question"})
 
 Action = Callable[[AsyncConnection, datetime], Awaitable[Any]]
 
@@ -152,6 +166,47 @@ class Federation:
         actor = await self.directory.resolve_handle(name, host)
         async with self.db.transaction() as conn:
             return await upsert_remote_account(conn, actor, self.clock())
+
+    async def resolve_url(self, url: str) -> Account | Status | None:
+        """What a pasted URL names (search with `resolve`): a known status or account, or a
+        remote actor or post fetched now (a public post is stored, as Mastodon does)."""
+        local = _LOCAL_STATUS_PAGE.fullmatch(url.removeprefix(self.urls.base_url))
+        async with self.db.read() as conn:
+            if url.startswith(self.urls.base_url + "/") and local:
+                return await status_by_id(conn, int(local.group(1)))
+            known = await status_by_uri(conn, url) or await account_for_actor(
+                conn, url, self.urls.base_url
+            )
+        if known is not None or url.startswith(self.urls.base_url + "/"):
+            return known
+        document = await self._fetch_by_url(url)
+        kind = document.get("type")
+        if kind in ACTOR_TYPES:
+            actor = await self.directory.get(document["id"])
+            async with self.db.transaction() as conn:
+                return await upsert_remote_account(conn, actor, self.clock())
+        if kind not in POST_TYPES:
+            return None
+        actor = await self.directory.get(id_of(document.get("attributedTo")) or "")
+        now = self.clock()
+        try:
+            async with self.db.transaction() as conn:
+                author = await upsert_remote_account(conn, actor, now)
+                await NoteStore(self.urls).store(conn, author, document, now)
+                return await status_by_uri(conn, document["id"])
+        except Reject:
+            return None
+
+    async def _fetch_by_url(self, url: str) -> dict[str, Any]:
+        """A remote object by its id or by a page URL that serves it under its real id."""
+        try:
+            return (await self.fetcher.get_object(url)).document
+        except FetchError:
+            fetched = await self.fetcher.get_json(url, AS2_ACCEPT, is_as2_media_type)
+            real_id = fetched.document.get("id")
+            if not isinstance(real_id, str) or real_id == url:
+                raise
+            return (await self.fetcher.get_object(real_id)).document
 
     async def _sign_get(self, method: str, url: str, headers: Any, body: bytes) -> dict[str, str]:
         """Sign a GET as the instance actor (authorized-fetch servers require it)."""

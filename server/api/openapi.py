@@ -265,6 +265,181 @@ OPERATIONS: tuple[Operation, ...] = (
         "read:accounts",
         _ref("Account"),
     ),
+    # accounts
+    Operation(
+        "PATCH",
+        "/api/v1/accounts/update_credentials",
+        "Change one's profile (federates an Update)",
+        "write:accounts",
+        _ref("Account"),
+        ("display_name", "note", "locked", "bot", "discoverable"),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/accounts/lookup",
+        "An account by acct (remote ones resolved)",
+        None,
+        _ref("Account"),
+        ("acct",),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/accounts/relationships",
+        "Relationships with accounts",
+        "read:follows",
+        _list("Relationship"),
+        ("id",),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/accounts/search",
+        "Accounts by name or handle",
+        "read:accounts",
+        _list("Account"),
+        ("q", "limit", "resolve", "following"),
+    ),
+    Operation("GET", "/api/v1/accounts/{id}", "One account", None, _ref("Account")),
+    Operation(
+        "GET",
+        "/api/v1/accounts/{id}/statuses",
+        "An account's statuses the caller may see",
+        None,
+        _list("Status"),
+        (*_PAGE, "exclude_replies", "exclude_reblogs", "only_media", "pinned", "tagged"),
+        True,
+    ),
+    Operation(
+        "GET",
+        "/api/v1/accounts/{id}/followers",
+        "Followers",
+        None,
+        _list("Account"),
+        _PAGE,
+        True,
+    ),
+    Operation(
+        "GET",
+        "/api/v1/accounts/{id}/following",
+        "Followed accounts",
+        None,
+        _list("Account"),
+        _PAGE,
+        True,
+    ),
+    *(
+        Operation(
+            "POST",
+            f"/api/v1/accounts/{{id}}/{action}",
+            summary,
+            scope,
+            _ref("Relationship"),
+            params,
+        )
+        for action, summary, scope, params in (
+            ("follow", "Follow (or change reblogs/notify)", "write:follows", ("reblogs", "notify")),
+            ("unfollow", "Unfollow or withdraw a request", "write:follows", ()),
+            ("remove_from_followers", "Remove a follower", "write:follows", ()),
+            ("block", "Block", "write:blocks", ()),
+            ("unblock", "Unblock", "write:blocks", ()),
+            ("mute", "Mute", "write:mutes", ("notifications",)),
+            ("unmute", "Unmute", "write:mutes", ()),
+        )
+    ),
+    # the user's own lists
+    Operation(
+        "GET",
+        "/api/v1/follow_requests",
+        "Pending follow requests",
+        "read:follows",
+        _list("Account"),
+        _PAGE,
+        True,
+    ),
+    Operation(
+        "POST",
+        "/api/v1/follow_requests/{id}/authorize",
+        "Accept a follow request",
+        "write:follows",
+        _ref("Relationship"),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/follow_requests/{id}/reject",
+        "Reject a follow request",
+        "write:follows",
+        _ref("Relationship"),
+    ),
+    Operation(
+        "GET", "/api/v1/blocks", "Blocked accounts", "read:blocks", _list("Account"), _PAGE, True
+    ),
+    Operation(
+        "GET", "/api/v1/mutes", "Muted accounts", "read:mutes", _list("Account"), _PAGE, True
+    ),
+    Operation(
+        "GET",
+        "/api/v1/favourites",
+        "Favourited statuses",
+        "read:favourites",
+        _list("Status"),
+        _PAGE,
+        True,
+    ),
+    Operation(
+        "GET",
+        "/api/v1/bookmarks",
+        "Bookmarked statuses",
+        "read:bookmarks",
+        _list("Status"),
+        _PAGE,
+        True,
+    ),
+    Operation(
+        "GET",
+        "/api/v1/domain_blocks",
+        "Per-user domain blocks (none)",
+        "read:blocks",
+        _array(_string()),
+    ),
+    Operation(
+        "GET", "/api/v1/endorsements", "Endorsed accounts (none)", "read:accounts", _list("Account")
+    ),
+    Operation(
+        "GET",
+        "/api/v1/featured_tags",
+        "Featured tags (none)",
+        "read:accounts",
+        _array({"type": "object"}),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/followed_tags",
+        "Followed tags (none)",
+        "read:follows",
+        _array({"type": "object"}),
+    ),
+    Operation(
+        "GET", "/api/v1/filters", "Filters v1 (none)", "read:filters", _array({"type": "object"})
+    ),
+    Operation(
+        "GET", "/api/v2/filters", "Filters (none)", "read:filters", _array({"type": "object"})
+    ),
+    Operation("GET", "/api/v1/lists", "Lists (none)", "read:lists", _array({"type": "object"})),
+    Operation(
+        "GET",
+        "/api/v2/suggestions",
+        "Follow suggestions (none)",
+        "read",
+        _array({"type": "object"}),
+    ),
+    Operation("GET", "/api/v1/preferences", "Posting and reading defaults", "read:accounts"),
+    Operation(
+        "GET",
+        "/api/v2/search",
+        "Accounts, statuses (by URL) and hashtags; resolve reaches other servers",
+        None,
+        _ref("SearchResults"),
+        ("q", "type", "resolve", "limit", "offset"),
+    ),
     # statuses
     Operation(
         "POST",

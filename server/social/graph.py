@@ -56,7 +56,14 @@ async def follow_by_uri(conn: AsyncConnection, uri: str) -> Follow | None:
 
 
 async def insert_follow(
-    conn: AsyncConnection, follower_id: int, target_id: int, uri: str, state: str, now: datetime
+    conn: AsyncConnection,
+    follower_id: int,
+    target_id: int,
+    uri: str,
+    state: str,
+    now: datetime,
+    show_reblogs: bool = True,
+    notify: bool = False,
 ) -> Follow:
     follow_id = new_id(now)
     await conn.execute(
@@ -66,8 +73,8 @@ async def insert_follow(
             target_account_id=target_id,
             uri=uri,
             state=state,
-            show_reblogs=True,
-            notify=False,
+            show_reblogs=show_reblogs,
+            notify=notify,
             created_at=now,
         )
     )
@@ -118,14 +125,30 @@ def _to(urls: Urls, actor: Account, recipient: Account, activity: dict) -> list[
 
 
 async def follow(
-    conn: AsyncConnection, urls: Urls, follower: Account, target: Account, now: datetime
+    conn: AsyncConnection,
+    urls: Urls,
+    follower: Account,
+    target: Account,
+    now: datetime,
+    show_reblogs: bool | None = None,
+    notify_posts: bool | None = None,
 ) -> list[Outbound]:
-    """Follow someone: immediate for an unlocked local account, a request otherwise."""
+    """Follow someone: immediate for an unlocked local account, a request otherwise.
+
+    Following again changes only the options (boosts shown, notified of posts), as Mastodon.
+    """
     if follower.id == target.id:
         raise InvalidAction("you cannot follow yourself")
     if await is_blocking_either(conn, follower.id, target.id):
         raise InvalidAction("a block stands between these accounts")
     existing = await follow_between(conn, follower.id, target.id)
+    options = {
+        key: value
+        for key, value in (("show_reblogs", show_reblogs), ("notify", notify_posts))
+        if value is not None
+    }
+    if existing is not None and options:
+        await conn.execute(update(follows).where(follows.c.id == existing.id).values(**options))
     if existing is not None and (existing.state == ACCEPTED or target.is_local):
         return []
     if existing is None:
@@ -134,7 +157,7 @@ async def follow(
             kind = "follow" if state == ACCEPTED else "follow_request"
             await notify(conn, target.id, kind, follower.id, None, now)
         existing = await insert_follow(
-            conn, follower.id, target.id, urls.activity(new_id(now)), state, now
+            conn, follower.id, target.id, urls.activity(new_id(now)), state, now, **options
         )
     activity = render_activity("Follow", existing.uri, urls.actor(follower), urls.actor(target))
     return _to(urls, follower, target, activity)
@@ -276,3 +299,14 @@ async def follower_accounts(
     )
     found = [await get_account(conn, row.account_id) for row in rows]
     return [a for a in found if a is not None]
+
+
+async def remove_from_followers(
+    conn: AsyncConnection, urls: Urls, account: Account, follower: Account, now: datetime
+) -> list[Outbound]:
+    """Make someone stop following you; a remote follower's server gets Reject(Follow)."""
+    existing = await follow_between(conn, follower.id, account.id)
+    if existing is None:
+        return []
+    await remove_follow(conn, existing)
+    return accept_or_reject(urls, existing, follower, account, False, now)

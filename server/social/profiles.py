@@ -49,6 +49,8 @@ async def update_profile(
     display_name: str | None = None,
     note: str | None = None,
     locked: bool | None = None,
+    bot: bool | None = None,
+    discoverable: bool | None = None,
 ) -> tuple[Account, list[Outbound]]:
     """Change a local profile; followers' servers get Update(Person) with the new document."""
     changes: dict[str, object] = {}
@@ -58,6 +60,10 @@ async def update_profile(
         changes["note"] = note[:NOTE_MAX]
     if locked is not None:
         changes["is_locked"] = locked
+    if bot is not None:
+        changes["actor_type"] = "Service" if bot else "Person"
+    if discoverable is not None:
+        changes["is_discoverable"] = discoverable
     if changes:
         await conn.execute(update(accounts).where(accounts.c.id == account.id).values(**changes))
     updated = await get_account(conn, account.id)

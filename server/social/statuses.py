@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, insert, select, update
@@ -68,8 +68,13 @@ class NewStatus:
     edited_at: datetime | None = None
 
 
+_STATUS_FIELDS = tuple(field.name for field in fields(Status))
+
+
 def status_from_row(row: object) -> Status:
-    return Status(**row._mapping)  # type: ignore[attr-defined]
+    """A Status from a row of `statuses` (extra selected columns are ignored)."""
+    mapping = row._mapping  # type: ignore[attr-defined]
+    return Status(**{name: mapping[name] for name in _STATUS_FIELDS})
 
 
 async def insert_status(

@@ -131,6 +131,7 @@ async def account_timeline(
     page: PageRequest,
     exclude_replies: bool = False,
     exclude_reblogs: bool = False,
+    tagged: str | None = None,
 ) -> list[Status]:
     """An account's statuses the viewer may see: public and unlisted to all, followers-only
     to accepted followers, direct only where the viewer is mentioned."""
@@ -152,6 +153,12 @@ async def account_timeline(
         )
     if exclude_reblogs:
         query = query.where(statuses.c.reblog_of_id.is_(None))
+    if tagged:
+        query = query.where(
+            exists().where(
+                status_tags.c.status_id == statuses.c.id, status_tags.c.name == tagged.lower()
+            )
+        )
     return await _statuses(conn, query, page)
 
 

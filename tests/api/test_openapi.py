@@ -66,7 +66,18 @@ async def test_answers_match_their_documented_schemas(node: Node) -> None:
     boost = await bob.post(f"/api/v1/statuses/{status_id}/reblog")
     validate("POST", "/api/v1/statuses/{id}/reblog", boost.body)
     await alice.put(f"/api/v1/statuses/{status_id}", status="edited @bob")
+    bob_id = str((await node.account("bob")).id)
+    await alice.post(f"/api/v1/statuses/{reply.body['id']}/favourite")
     checks = [
+        ("GET", "/api/v1/accounts/lookup", "/api/v1/accounts/lookup?acct=bob"),
+        ("GET", "/api/v1/accounts/{id}", f"/api/v1/accounts/{bob_id}"),
+        ("GET", "/api/v1/accounts/{id}/statuses", f"/api/v1/accounts/{bob_id}/statuses"),
+        ("GET", "/api/v1/accounts/relationships", f"/api/v1/accounts/relationships?id[]={bob_id}"),
+        ("GET", "/api/v1/accounts/search", "/api/v1/accounts/search?q=bo"),
+        ("GET", "/api/v2/search", "/api/v2/search?q=bo"),
+        ("GET", "/api/v1/favourites", "/api/v1/favourites"),
+        ("POST", "/api/v1/accounts/{id}/follow", f"/api/v1/accounts/{bob_id}/follow"),
+        ("GET", "/api/v1/accounts/{id}/following", f"/api/v1/accounts/{bob_id}/following"),
         ("GET", "/api/v1/statuses/{id}", f"/api/v1/statuses/{status_id}"),
         ("GET", "/api/v1/statuses/{id}/context", f"/api/v1/statuses/{status_id}/context"),
         ("GET", "/api/v1/statuses/{id}/history", f"/api/v1/statuses/{status_id}/history"),

@@ -1,14 +1,45 @@
-"""Mastodon account endpoints."""
+"""Mastodon account endpoints: profiles, their statuses and relations, follow, block, mute."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
 from aiohttp import web
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from federation.actors import ActorUnavailable
+from federation.fetch import FetchError
 from server.api.auth import require_account
+from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter
-from server.appkeys import DATABASE, URLS
+from server.api.mastodon.statuses import viewer_of
+from server.api.pagination import page_request, paginated
+from server.api.params import boolean, integer, path_id, request_params, string, string_list
+from server.appkeys import DATABASE, FEDERATION, URLS
+from server.identity.accounts import Account, account_from_row, get_account, select_accounts
+from server.social import graph, mutes, profiles
+from server.social.graph import InvalidAction
+from server.social.timelines import PageRequest, account_timeline, newest_first, paged
+from server.storage.tables import accounts, follows
+from server.urls import Urls
 
+log = logging.getLogger("kith.api")
 routes = web.RouteTableDef()
+
+_HANDLE_LENGTH_MAX = 320
+SEARCH_LIMIT_MAX = 40
+
+
+async def _account(conn: AsyncConnection, account_id: int) -> Account:
+    """A known account (not the instance actor) by id; 404 otherwise."""
+    account = await get_account(conn, account_id)
+    if account is None or account.is_instance_actor:
+        raise ApiError(404, "Record not found")
+    return account
 
 
 @routes.get("/api/v1/accounts/verify_credentials")
@@ -18,3 +49,343 @@ async def verify_credentials(request: web.Request) -> web.Response:
     async with request.app[DATABASE].read() as conn:
         entity = await Presenter(conn, request.app[URLS], account).credential_account(account)
     return web.json_response(entity)
+
+
+@routes.patch("/api/v1/accounts/update_credentials")
+async def update_credentials(request: web.Request) -> web.Response:
+    """Change one's profile; followers' servers get Update(Person)."""
+    account = await require_account(request, "write:accounts")
+    params = await request_params(request)
+    if request.content_type == "multipart/form-data" and await _has_files(request):
+        raise ApiError(422, "Avatar and header uploads are not supported by this server yet")
+    display_name = string(params, "display_name", max_length=profiles.DISPLAY_NAME_MAX)
+    note = string(params, "note", max_length=profiles.NOTE_MAX)
+    locked = boolean(params, "locked") if "locked" in params else None
+    bot = boolean(params, "bot") if "bot" in params else None
+    discoverable = boolean(params, "discoverable") if "discoverable" in params else None
+    urls = request.app[URLS]
+    updated = await request.app[FEDERATION].perform(
+        lambda conn, now: profiles.update_profile(
+            conn, urls, account, now, display_name, note, locked, bot, discoverable
+        )
+    )
+    async with request.app[DATABASE].read() as conn:
+        entity = await Presenter(conn, urls, updated).credential_account(updated)
+    return web.json_response(entity)
+
+
+async def _has_files(request: web.Request) -> bool:
+    form = await request.post()
+    return any(not isinstance(value, str) for value in form.values())
+
+
+@routes.get("/api/v1/accounts/lookup")
+async def lookup(request: web.Request) -> web.Response:
+    """An account by `acct` (`name`, `name@this-domain` or `name@host`, resolved if new)."""
+    params = await request_params(request)
+    handle = (string(params, "acct", max_length=_HANDLE_LENGTH_MAX) or "").strip().lstrip("@")
+    if not handle:
+        raise ApiError(422, "acct is required")
+    viewer = await viewer_of(request, "read:accounts")
+    account = await resolve_handle(request, handle)
+    if account is None:
+        raise ApiError(404, "Record not found")
+    async with request.app[DATABASE].read() as conn:
+        return web.json_response(await Presenter(conn, request.app[URLS], viewer).account(account))
+
+
+async def resolve_handle(request: web.Request, handle: str) -> Account | None:
+    """`name` or `name@host` as an account (remote ones over WebFinger); None if nobody."""
+    name, _, host = handle.partition("@")
+    if not name or "@" in host:
+        return None
+    try:
+        account = await request.app[FEDERATION].resolve_account(handle)
+    except (LookupError, ActorUnavailable, FetchError) as exc:
+        log.info("lookup of %s failed: %s", handle, exc)
+        return None
+    return None if account.is_instance_actor else account
+
+
+@routes.get("/api/v1/accounts/relationships")
+async def relationships(request: web.Request) -> web.Response:
+    account = await require_account(request, "read:follows")
+    params = await request_params(request)
+    ids = [int(i) for i in string_list(params, "id", 100) if i.isascii() and i.isdigit()]
+    async with request.app[DATABASE].read() as conn:
+        found = [a for a in [await get_account(conn, i % 2**63) for i in ids] if a is not None]
+        body = await Presenter(conn, request.app[URLS], account).relationships(found)
+    return web.json_response(body)
+
+
+@routes.get("/api/v1/accounts/search")
+async def search_accounts(request: web.Request) -> web.Response:
+    """Accounts by name or handle; `resolve=true` looks up a full `name@host` remotely."""
+    viewer = await require_account(request, "read:accounts")
+    params = await request_params(request)
+    query = (string(params, "q", max_length=_HANDLE_LENGTH_MAX) or "").strip()
+    limit = min(integer(params, "limit", 40) or 40, SEARCH_LIMIT_MAX)
+    found = await find_accounts(
+        request, viewer, query, limit, boolean(params, "resolve"), boolean(params, "following")
+    )
+    async with request.app[DATABASE].read() as conn:
+        return web.json_response(await Presenter(conn, request.app[URLS], viewer).accounts(found))
+
+
+async def find_accounts(
+    request: web.Request,
+    viewer: Account | None,
+    query: str,
+    limit: int,
+    resolve: bool,
+    following: bool = False,
+    offset: int = 0,
+) -> list[Account]:
+    """Accounts matching a search: an exact handle first (resolved when asked), then
+    accounts whose name or display name starts with the text."""
+    text = query.strip().lstrip("@")
+    if not text:
+        return []
+    exact: list[Account] = []
+    if "@" in text and resolve and viewer is not None:
+        resolved = await resolve_handle(request, text)
+        exact = [resolved] if resolved is not None else []
+    name, _, host = text.partition("@")
+    prefix = _like_prefix(name.lower())
+    query_rows = select_accounts().where(
+        accounts.c.is_instance_actor.is_(False),
+        accounts.c.deleted_at.is_(None),
+        or_(
+            accounts.c.username_key.like(prefix, escape="\\"),
+            accounts.c.display_name.ilike(prefix, escape="\\"),
+        ),
+    )
+    if host:
+        query_rows = query_rows.where(
+            accounts.c.domain.like(_like_prefix(host.lower()), escape="\\")
+        )
+    if following and viewer is not None:
+        query_rows = query_rows.where(
+            accounts.c.id.in_(
+                select(follows.c.target_account_id).where(follows.c.account_id == viewer.id)
+            )
+        )
+    query_rows = query_rows.order_by(accounts.c.domain, accounts.c.username_key)
+    async with request.app[DATABASE].read() as conn:
+        rows = await conn.execute(query_rows.offset(offset).limit(limit))
+        matches = [account_from_row(row) for row in rows]
+    exact_ids = {a.id for a in exact}
+    return (exact + [a for a in matches if a.id not in exact_ids])[:limit]
+
+
+def _like_prefix(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"{escaped}%"
+
+
+@routes.get("/api/v1/accounts/{id}")
+async def get_account_entity(request: web.Request) -> web.Response:
+    viewer = await viewer_of(request, "read:accounts")
+    async with request.app[DATABASE].read() as conn:
+        account = await _account(conn, path_id(request))
+        return web.json_response(await Presenter(conn, request.app[URLS], viewer).account(account))
+
+
+@routes.get("/api/v1/accounts/{id}/statuses")
+async def account_statuses(request: web.Request) -> web.Response:
+    """An account's statuses the viewer may see, newest first."""
+    viewer = await viewer_of(request, "read:statuses")
+    params = await request_params(request)
+    page = page_request(params)
+    exclude_replies = boolean(params, "exclude_replies")
+    exclude_reblogs = boolean(params, "exclude_reblogs")
+    # No media and no pins exist yet: those filters match nothing, as they would on Mastodon.
+    nothing = boolean(params, "only_media") or boolean(params, "pinned")
+    tagged = string(params, "tagged", max_length=100)
+    async with request.app[DATABASE].read() as conn:
+        author = await _account(conn, path_id(request))
+        found = (
+            []
+            if nothing
+            else await account_timeline(
+                conn, viewer, author, page, exclude_replies, exclude_reblogs, tagged
+            )
+        )
+        body = await Presenter(conn, request.app[URLS], viewer).statuses(found)
+    return paginated(request, body, [s.id for s in found])
+
+
+async def _follow_page(
+    conn: AsyncConnection, page: PageRequest, where: Any, other_column: Any
+) -> tuple[list[Account], list[int]]:
+    query = (
+        select_accounts()
+        .add_columns(follows.c.id.label("cursor"))
+        .join(follows, other_column == accounts.c.id)
+        .where(where)
+    )
+    rows = newest_first((await conn.execute(paged(query, follows.c.id, page))).all(), page)
+    return [account_from_row(row) for row in rows], [row.cursor for row in rows]
+
+
+async def _relation_list(request: web.Request, own: Any, other: Any) -> web.Response:
+    viewer = await viewer_of(request, "read:accounts")
+    page = page_request(await request_params(request), default=40, most=80)
+    async with request.app[DATABASE].read() as conn:
+        account = await _account(conn, path_id(request))
+        found, cursors = await _follow_page(
+            conn, page, (own == account.id) & (follows.c.state == "accepted"), other
+        )
+        body = await Presenter(conn, request.app[URLS], viewer).accounts(found)
+    return paginated(request, body, cursors)
+
+
+@routes.get("/api/v1/accounts/{id}/followers")
+async def followers(request: web.Request) -> web.Response:
+    return await _relation_list(request, follows.c.target_account_id, follows.c.account_id)
+
+
+@routes.get("/api/v1/accounts/{id}/following")
+async def following(request: web.Request) -> web.Response:
+    return await _relation_list(request, follows.c.account_id, follows.c.target_account_id)
+
+
+# --- acting on another account --------------------------------------------------------------
+
+Act = Callable[[AsyncConnection, Urls, Account, Account, datetime, dict[str, Any]], Awaitable[Any]]
+
+
+async def _act(request: web.Request, scope: str, act: Act) -> web.Response:
+    """Run an action on the account in the path; answer the Relationship as it now is."""
+    me = await require_account(request, scope)
+    params = await request_params(request)
+    target_id = path_id(request)
+    urls = request.app[URLS]
+
+    async def action(conn: AsyncConnection, now: datetime) -> Any:
+        target = await _account(conn, target_id)
+        returned = await act(conn, urls, me, target, now, params)
+        return returned if isinstance(returned, list) else []
+
+    try:
+        await request.app[FEDERATION].perform(action)
+    except InvalidAction as exc:
+        raise ApiError(422, str(exc)) from None
+    async with request.app[DATABASE].read() as conn:
+        target = await _account(conn, target_id)
+        body = (await Presenter(conn, urls, me).relationships([target]))[0]
+    return web.json_response(body)
+
+
+async def _follow(
+    conn: AsyncConnection,
+    urls: Urls,
+    me: Account,
+    target: Account,
+    now: datetime,
+    params: dict[str, Any],
+) -> Any:
+    reblogs = boolean(params, "reblogs") if "reblogs" in params else None
+    notify = boolean(params, "notify") if "notify" in params else None
+    return await graph.follow(conn, urls, me, target, now, reblogs, notify)
+
+
+async def _unfollow(
+    conn: AsyncConnection,
+    urls: Urls,
+    me: Account,
+    target: Account,
+    now: datetime,
+    params: dict[str, Any],
+) -> Any:
+    return await graph.unfollow(conn, urls, me, target, now)
+
+
+async def _block(
+    conn: AsyncConnection,
+    urls: Urls,
+    me: Account,
+    target: Account,
+    now: datetime,
+    params: dict[str, Any],
+) -> Any:
+    return await graph.block(conn, urls, me, target, now)
+
+
+async def _unblock(
+    conn: AsyncConnection,
+    urls: Urls,
+    me: Account,
+    target: Account,
+    now: datetime,
+    params: dict[str, Any],
+) -> Any:
+    return await graph.unblock(conn, urls, me, target, now)
+
+
+async def _mute(
+    conn: AsyncConnection,
+    urls: Urls,
+    me: Account,
+    target: Account,
+    now: datetime,
+    params: dict[str, Any],
+) -> Any:
+    await mutes.mute(conn, me, target, boolean(params, "notifications", True), now)
+
+
+async def _unmute(
+    conn: AsyncConnection,
+    urls: Urls,
+    me: Account,
+    target: Account,
+    now: datetime,
+    params: dict[str, Any],
+) -> Any:
+    await mutes.unmute(conn, me, target)
+
+
+async def _remove_follower(
+    conn: AsyncConnection,
+    urls: Urls,
+    me: Account,
+    target: Account,
+    now: datetime,
+    params: dict[str, Any],
+) -> Any:
+    return await graph.remove_from_followers(conn, urls, me, target, now)
+
+
+@routes.post("/api/v1/accounts/{id}/follow")
+async def follow(request: web.Request) -> web.Response:
+    return await _act(request, "write:follows", _follow)
+
+
+@routes.post("/api/v1/accounts/{id}/unfollow")
+async def unfollow(request: web.Request) -> web.Response:
+    return await _act(request, "write:follows", _unfollow)
+
+
+@routes.post("/api/v1/accounts/{id}/block")
+async def block(request: web.Request) -> web.Response:
+    return await _act(request, "write:blocks", _block)
+
+
+@routes.post("/api/v1/accounts/{id}/unblock")
+async def unblock(request: web.Request) -> web.Response:
+    return await _act(request, "write:blocks", _unblock)
+
+
+@routes.post("/api/v1/accounts/{id}/mute")
+async def mute(request: web.Request) -> web.Response:
+    return await _act(request, "write:mutes", _mute)
+
+
+@routes.post("/api/v1/accounts/{id}/unmute")
+async def unmute(request: web.Request) -> web.Response:
+    return await _act(request, "write:mutes", _unmute)
+
+
+@routes.post("/api/v1/accounts/{id}/remove_from_followers")
+async def remove_from_followers(request: web.Request) -> web.Response:
+    return await _act(request, "write:follows", _remove_follower)

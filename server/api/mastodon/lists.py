@@ -1,0 +1,180 @@
+"""The signed-in user's own lists: follow requests, blocks, mutes, favourites, bookmarks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import Table, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.api.auth import require_account
+from server.api.errors import ApiError
+from server.api.mastodon.entities import Presenter
+from server.api.pagination import page_request, paginated
+from server.api.params import path_id, request_params
+from server.appkeys import DATABASE, FEDERATION, URLS
+from server.identity.accounts import Account, account_from_row, get_account, select_accounts
+from server.social import graph
+from server.social.graph import InvalidAction
+from server.social.statuses import status_from_row
+from server.social.timelines import newest_first, paged
+from server.storage.tables import accounts, blocks, bookmarks, favourites, follows, mutes, statuses
+
+routes = web.RouteTableDef()
+
+
+async def _accounts_page(request: web.Request, scope: str, table: Table, *where: Any) -> Any:
+    """Accounts related to the user through `table`, newest relation first."""
+    me = await require_account(request, scope)
+    page = page_request(await request_params(request), default=40, most=80)
+    other = table.c.target_account_id if table is not follows else table.c.account_id
+    own = table.c.account_id if table is not follows else table.c.target_account_id
+    query = (
+        select_accounts()
+        .add_columns(table.c.id.label("cursor"))
+        .join(table, other == accounts.c.id)
+        .where(own == me.id, *where)
+    )
+    async with request.app[DATABASE].read() as conn:
+        rows = newest_first((await conn.execute(paged(query, table.c.id, page))).all(), page)
+        body = await Presenter(conn, request.app[URLS], me).accounts(
+            [account_from_row(row) for row in rows]
+        )
+    return paginated(request, body, [row.cursor for row in rows])
+
+
+@routes.get("/api/v1/follow_requests")
+async def follow_requests(request: web.Request) -> web.Response:
+    return await _accounts_page(request, "read:follows", follows, follows.c.state == "requested")
+
+
+@routes.get("/api/v1/blocks")
+async def blocked(request: web.Request) -> web.Response:
+    return await _accounts_page(request, "read:blocks", blocks)
+
+
+@routes.get("/api/v1/mutes")
+async def muted(request: web.Request) -> web.Response:
+    return await _accounts_page(request, "read:mutes", mutes)
+
+
+async def _answer(request: web.Request, accept: bool) -> web.Response:
+    """Accept or reject a pending follow request; answers the Relationship."""
+    me = await require_account(request, "write:follows")
+    follower_id = path_id(request)
+    urls = request.app[URLS]
+
+    async def action(conn: AsyncConnection, now: datetime) -> Any:
+        follower = await get_account(conn, follower_id)
+        if follower is None:
+            raise ApiError(404, "Record not found")
+        return await graph.answer_follow_request(conn, urls, me, follower, accept, now)
+
+    try:
+        await request.app[FEDERATION].perform(action)
+    except InvalidAction as exc:
+        raise ApiError(404, "Record not found", str(exc)) from None
+    async with request.app[DATABASE].read() as conn:
+        follower = await get_account(conn, follower_id)
+        assert follower is not None
+        body = (await Presenter(conn, urls, me).relationships([follower]))[0]
+    return web.json_response(body)
+
+
+@routes.post("/api/v1/follow_requests/{id}/authorize")
+async def authorize(request: web.Request) -> web.Response:
+    return await _answer(request, True)
+
+
+@routes.post("/api/v1/follow_requests/{id}/reject")
+async def reject(request: web.Request) -> web.Response:
+    return await _answer(request, False)
+
+
+async def _statuses_page(request: web.Request, scope: str, table: Table) -> web.Response:
+    """Statuses the user marked (favourites, bookmarks), paged by when they marked them."""
+    me: Account = await require_account(request, scope)
+    page = page_request(await request_params(request))
+    query = (
+        select(statuses, table.c.id.label("cursor"))
+        .join(table, table.c.status_id == statuses.c.id)
+        .where(table.c.account_id == me.id)
+    )
+    async with request.app[DATABASE].read() as conn:
+        rows = newest_first((await conn.execute(paged(query, table.c.id, page))).all(), page)
+        found = [status_from_row(row) for row in rows]
+        body = await Presenter(conn, request.app[URLS], me).statuses(found)
+    return paginated(request, body, [row.cursor for row in rows])
+
+
+@routes.get("/api/v1/favourites")
+async def favourited(request: web.Request) -> web.Response:
+    return await _statuses_page(request, "read:favourites", favourites)
+
+
+@routes.get("/api/v1/bookmarks")
+async def bookmarked(request: web.Request) -> web.Response:
+    return await _statuses_page(request, "read:bookmarks", bookmarks)
+
+
+async def _empty(request: web.Request, scope: str) -> web.Response:
+    await require_account(request, scope)
+    return web.json_response([])
+
+
+@routes.get("/api/v1/domain_blocks")
+async def domain_blocks(request: web.Request) -> web.Response:
+    """Per-user domain blocks are not offered (operators block domains for the node)."""
+    return await _empty(request, "read:blocks")
+
+
+@routes.get("/api/v1/endorsements")
+async def endorsements(request: web.Request) -> web.Response:
+    return await _empty(request, "read:accounts")
+
+
+@routes.get("/api/v1/featured_tags")
+async def featured_tags(request: web.Request) -> web.Response:
+    return await _empty(request, "read:accounts")
+
+
+@routes.get("/api/v1/followed_tags")
+async def followed_tags(request: web.Request) -> web.Response:
+    return await _empty(request, "read:follows")
+
+
+@routes.get("/api/v1/filters")
+async def filters_v1(request: web.Request) -> web.Response:
+    return await _empty(request, "read:filters")
+
+
+@routes.get("/api/v2/filters")
+async def filters(request: web.Request) -> web.Response:
+    return await _empty(request, "read:filters")
+
+
+@routes.get("/api/v1/lists")
+async def lists(request: web.Request) -> web.Response:
+    return await _empty(request, "read:lists")
+
+
+@routes.get("/api/v2/suggestions")
+async def suggestions(request: web.Request) -> web.Response:
+    return await _empty(request, "read")
+
+
+@routes.get("/api/v1/preferences")
+async def preferences(request: web.Request) -> web.Response:
+    """Posting and reading defaults (Kith has no per-user settings for these yet)."""
+    await require_account(request, "read:accounts")
+    return web.json_response(
+        {
+            "posting:default:visibility": "public",
+            "posting:default:sensitive": False,
+            "posting:default:language": None,
+            "reading:expand:media": "default",
+            "reading:expand:spoilers": False,
+        }
+    )
