@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import jinja2
 from aiohttp import web
 
-from server.api import activitypub, health, inbox, oauth, openapi, static, wellknown
+from server.api import activitypub, health, inbox, oauth, openapi, static, streaming, wellknown
 from server.api import web as web_pages
 from server.api.cors import cors_middleware
 from server.api.errors import error_middleware, request_context_middleware
@@ -42,6 +42,7 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
     app[FEDERATION] = Federation(config, db, urls, clock)
     app[oauth.LOGIN_LIMITER] = oauth.login_limiter(config.api.login_attempts_per_window)
     app.cleanup_ctx.append(_run_federation)
+    streaming.install(app)
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("server", "templates"),
         autoescape=True,
@@ -63,6 +64,7 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         mastodon_statuses.routes,
         mastodon_timelines.routes,
         openapi.routes,
+        streaming.routes,
     ):
         app.router.add_routes(table)
     activitypub.add_collection_routes(app.router)

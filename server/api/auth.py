@@ -22,7 +22,12 @@ def bearer_token(request: web.Request) -> str | None:
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "The access token is invalid", headers=_challenge())
         return token.strip()
-    return request.query.get("access_token") or None
+    token = request.query.get("access_token")
+    if not token and request.headers.get("Upgrade", "").lower() == "websocket":
+        # Browsers cannot set headers on a WebSocket: Mastodon's web client sends the token
+        # as the subprotocol (echoed back when the socket opens).
+        token = request.headers.get("Sec-WebSocket-Protocol", "").split(",")[0].strip()
+    return token or None
 
 
 async def optional_grant(request: web.Request) -> Grant | None:

@@ -631,6 +631,38 @@ OPERATIONS: tuple[Operation, ...] = (
         (*_PAGE, "local", "remote"),
         True,
     ),
+    # streaming
+    Operation(
+        "GET",
+        "/api/v1/streaming",
+        "WebSocket: send {type: subscribe|unsubscribe, stream, tag}; receive {stream, event, "
+        "payload}. Token by header, access_token or Sec-WebSocket-Protocol",
+        "read:statuses",
+        {},
+        ("stream", "tag", "access_token"),
+        status=101,
+    ),
+    *(
+        Operation(
+            "GET",
+            f"/api/v1/streaming/{path}",
+            f"Server-sent events of the {path} stream",
+            "read:notifications" if path == "user/notification" else "read:statuses",
+            {},
+            ("tag",) if path.startswith("hashtag") else (),
+        )
+        for path in (
+            "user",
+            "user/notification",
+            "public",
+            "public/local",
+            "public/remote",
+            "hashtag",
+            "hashtag/local",
+            "direct",
+        )
+    ),
+    Operation("GET", "/api/v1/streaming/health", "Streaming is up (text OK)", None, {}),
     # this document
     Operation("GET", "/api/openapi.json", "This OpenAPI document"),
 )
