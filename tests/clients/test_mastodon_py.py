@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from mastodon import CallbackStreamListener
+
 from tests.clients.mastodon_client import signed_in
-from tests.harness import Node
+from tests.harness import Node, NodeFactory, eventually
 
 
 async def test_post_reply_edit_and_delete(node: Node) -> None:
@@ -62,3 +66,57 @@ async def test_timelines_paginate_with_the_library_helpers(node: Node) -> None:
     assert [s["id"] for s in older_tagged] == [posted[1], posted[0]]
     newer = await alice.call("fetch_previous", older_tagged)
     assert [s["id"] for s in newer] == newest_first[:5]
+
+
+async def test_two_nodes_follow_stream_and_talk_privately(nodes: NodeFactory) -> None:
+    here, there = await nodes.start(), await nodes.start()
+    alice = await signed_in(here, "alice")
+    bob = await signed_in(there, "bob")
+    handle = f"bob@{there.domain}"
+
+    looked_up = await alice.call("account_lookup", handle)
+    assert looked_up["acct"] == handle
+    found = await alice.call("search_v2", f"@{handle}", resolve=True)
+    assert [a["acct"] for a in found["accounts"]] == [handle]
+    await alice.call("account_follow", looked_up["id"])
+
+    async def following() -> bool:
+        relation = (await alice.call("account_relationships", looked_up["id"]))[0]
+        return relation["following"]
+
+    await eventually(following)
+
+    heard: list[tuple[str, dict]] = []
+    listener = CallbackStreamListener(
+        update_handler=lambda status: heard.append(("update", status)),
+        notification_handler=lambda note: heard.append(("notification", note)),
+    )
+    stream = await alice.call("stream_user", listener, run_async=True)
+    try:
+        await asyncio.sleep(0.3)
+        posted = await bob.call("status_post", "from the other node")
+
+        async def update_heard() -> bool:
+            return any(kind == "update" and s["uri"] == posted["uri"] for kind, s in heard)
+
+        await eventually(update_heard)
+
+        mine = await alice.call("status_post", "favourite me from afar")
+        remote_copy = (await bob.call("search_v2", mine["uri"], resolve=True))["statuses"][0]
+        await bob.call("status_favourite", remote_copy["id"])
+
+        async def notification_heard() -> bool:
+            return any(kind == "notification" and n["type"] == "favourite" for kind, n in heard)
+
+        await eventually(notification_heard)
+    finally:
+        await asyncio.to_thread(stream.close)
+
+    await alice.call("status_post", f"@{handle} just between us", visibility="direct")
+
+    async def in_conversations() -> list:
+        return await bob.call("conversations")
+
+    threads = await eventually(in_conversations)
+    assert threads[0]["last_status"]["visibility"] == "direct"
+    assert [a["acct"] for a in threads[0]["accounts"]] == [f"alice@{here.domain}"]
