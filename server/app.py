@@ -7,7 +7,17 @@ from collections.abc import AsyncIterator
 import jinja2
 from aiohttp import web
 
-from server.api import activitypub, health, inbox, oauth, openapi, static, streaming, wellknown
+from server.api import (
+    activitypub,
+    health,
+    inbox,
+    oauth,
+    openapi,
+    ratelimit,
+    static,
+    streaming,
+    wellknown,
+)
 from server.api import web as web_pages
 from server.api.cors import cors_middleware
 from server.api.errors import error_middleware, request_context_middleware
@@ -32,7 +42,12 @@ CLIENT_BODY_BYTES_MAX = 8 * 1024 * 1024
 def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Application:
     """Wire routes, middlewares and dependencies for one node."""
     app = web.Application(
-        middlewares=[request_context_middleware, cors_middleware, error_middleware],
+        middlewares=[
+            request_context_middleware,
+            cors_middleware,
+            ratelimit.rate_limit_middleware,
+            error_middleware,
+        ],
         client_max_size=CLIENT_BODY_BYTES_MAX,
     )
     app[CONFIG] = config
@@ -41,6 +56,11 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
     app[URLS] = urls = Urls(base_url=config.base_url, domain=config.domain)
     app[FEDERATION] = Federation(config, db, urls, clock)
     app[oauth.LOGIN_LIMITER] = oauth.login_limiter(config.api.login_attempts_per_window)
+    app[ratelimit.API_LIMITS] = ratelimit.api_limits(
+        config.api.requests_per_window,
+        config.api.anonymous_requests_per_window,
+        config.api.rate_limit_window_seconds,
+    )
     app.cleanup_ctx.append(_run_federation)
     streaming.install(app)
     app[TEMPLATES] = jinja2.Environment(

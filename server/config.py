@@ -165,6 +165,20 @@ class ApiConfig:
         default=10,
         metadata=_doc("Failed sign-ins allowed per address and per account every 5 minutes."),
     )
+    requests_per_window: int = field(
+        default=300,
+        metadata=_doc(
+            "Client API requests allowed per access token in each window (Mastodon: 300\n"
+            "per 5 minutes). Answers carry X-RateLimit-* headers; over the limit, 429."
+        ),
+    )
+    anonymous_requests_per_window: int = field(
+        default=7500,
+        metadata=_doc("Client API requests without a token allowed per IP address per window."),
+    )
+    rate_limit_window_seconds: int = field(
+        default=300, metadata=_doc("The length of a rate-limit window, in seconds.")
+    )
 
 
 @dataclass(frozen=True)
@@ -409,6 +423,14 @@ def _validate_plain_keys(config: Config) -> None:
     ):
         if getattr(config.federation, key) < 1:
             raise ConfigError(f"federation.{key}", "must be at least 1")
+    for key in (
+        "login_attempts_per_window",
+        "requests_per_window",
+        "anonymous_requests_per_window",
+        "rate_limit_window_seconds",
+    ):
+        if getattr(config.api, key) < 1:
+            raise ConfigError(f"api.{key}", "must be at least 1")
     for domain in config.federation.blocked_domains:
         if not domain.strip() or "/" in domain or " " in domain.strip():
             raise ConfigError("federation.blocked_domains", f"{domain!r} is not a domain name")

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.api.client import client_for
-from tests.harness import Node
+from tests.harness import Node, NodeFactory
 
 SEED = 20261124
 REQUESTS_PER_ROUTE = 25
@@ -154,7 +154,8 @@ async def _seed(node: Node) -> list[str]:
     ]
 
 
-async def test_no_route_answers_500_to_random_input(node: Node) -> None:
+async def test_no_route_answers_500_to_random_input(nodes: NodeFactory) -> None:
+    node = await nodes.start(api__requests_per_window=100_000)
     real_ids = await _seed(node)
     client = await client_for(node, "carol", "read write follow push")
     rng = random.Random(SEED)
