@@ -56,6 +56,8 @@ class ActorDocument:
     fields: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     also_known_as: tuple[str, ...] = ()
     moved_to: str | None = None
+    # Extra `endpoints` for C2S clients: oauthAuthorizationEndpoint, oauthTokenEndpoint, proxyUrl.
+    client_endpoints: tuple[tuple[str, str], ...] = ()
 
 
 def actor_context() -> list:
@@ -79,7 +81,7 @@ def render_actor(actor: ActorDocument) -> dict:
         "outbox": actor.outbox,
         "followers": actor.followers,
         "following": actor.following,
-        "endpoints": {"sharedInbox": actor.shared_inbox},
+        "endpoints": {"sharedInbox": actor.shared_inbox, **dict(actor.client_endpoints)},
         "manuallyApprovesFollowers": actor.manually_approves_followers,
         "discoverable": actor.discoverable,
         "indexable": actor.indexable,

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from server.api import (
     activitypub,
+    c2s,
     health,
     inbox,
     oauth,
@@ -85,6 +86,7 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         mastodon_timelines.routes,
         openapi.routes,
         streaming.routes,
+        c2s.routes,
     ):
         app.router.add_routes(table)
     activitypub.add_collection_routes(app.router)

@@ -663,6 +663,15 @@ OPERATIONS: tuple[Operation, ...] = (
         )
     ),
     Operation("GET", "/api/v1/streaming/health", "Streaming is up (text OK)", None, {}),
+    # ActivityPub C2S helpers (the outbox and inbox themselves are ActivityPub, not REST)
+    Operation(
+        "POST",
+        "/api/kith/v1/proxy",
+        "endpoints.proxyUrl: fetch a remote ActivityPub object (form field id)",
+        "read",
+        _ref("Object"),
+        ("id",),
+    ),
     # this document
     Operation("GET", "/api/openapi.json", "This OpenAPI document"),
 )

@@ -45,4 +45,11 @@ def actor_document(
         indexable=account.is_indexable,
         also_known_as=tuple(json.loads(account.also_known_as or "[]")),
         moved_to=account.moved_to_uri,
+        client_endpoints=()
+        if account.is_instance_actor
+        else (
+            ("oauthAuthorizationEndpoint", f"{urls.base_url}/oauth/authorize"),
+            ("oauthTokenEndpoint", f"{urls.base_url}/oauth/token"),
+            ("proxyUrl", f"{urls.base_url}/api/kith/v1/proxy"),
+        ),
     )

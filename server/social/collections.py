@@ -13,7 +13,7 @@ from protocol.activities import render_activity, render_note, without_context
 from protocol.addressing import Audience
 from protocol.vocab import PUBLIC
 from server.identity.accounts import Account, account_from_row, select_accounts
-from server.social.statuses import author_of, note_document, status_by_id, statuses_of
+from server.social.statuses import Status, author_of, note_document, status_by_id, statuses_of
 from server.storage.tables import accounts, follows, statuses
 from server.urls import Urls
 
@@ -47,18 +47,26 @@ async def outbox_page(
 ) -> Page:
     """Public and unlisted posts as Create activities, boosts as Announces."""
     found = await statuses_of(conn, account.id, _LISTED, PAGE_SIZE, max_id)
+    items = await as_activities(conn, urls, found)
+    next_max_id = found[-1].id if len(found) == PAGE_SIZE else None
+    return Page(items, next_max_id)
+
+
+async def as_activities(conn: AsyncConnection, urls: Urls, found: list[Status]) -> list[dict]:
+    """Statuses as the activities that published them: Create, or Announce for a boost."""
     items = []
     for status in found:
+        author = await author_of(conn, status)
         if status.reblog_of_id is not None:
             original = await status_by_id(conn, status.reblog_of_id)
             if original is None:
                 continue
-            author = await author_of(conn, original)
-            audience = Audience(to=(PUBLIC,), cc=(urls.actor(author),))
+            original_author = await author_of(conn, original)
+            audience = Audience(to=(PUBLIC,), cc=(urls.actor(original_author),))
             items.append(
                 without_context(
                     render_activity(
-                        "Announce", status.uri, urls.actor(account), original.uri, audience
+                        "Announce", status.uri, urls.actor(author), original.uri, audience
                     )
                 )
             )
@@ -67,14 +75,13 @@ async def outbox_page(
         activity = render_activity(
             "Create",
             f"{status.uri}/activity",
-            urls.actor(account),
+            urls.actor(author),
             render_note(note),
             note.audience,
             status.created_at,
         )
         items.append(without_context(activity))
-    next_max_id = found[-1].id if len(found) == PAGE_SIZE else None
-    return Page(items, next_max_id)
+    return items
 
 
 def _relation_counter(own_column: str) -> Counter:

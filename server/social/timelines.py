@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.identity.accounts import Account
@@ -83,6 +83,11 @@ async def home_timeline(conn: AsyncConnection, viewer: Account, page: PageReques
     )
     rows = (await conn.execute(paged(query, home_feed.c.status_id, page))).all()
     return [status_from_row(row) for row in newest_first(rows, page)]
+
+
+async def home_feed_size(conn: AsyncConnection, account: Account) -> int:
+    query = select(func.count()).select_from(home_feed).where(home_feed.c.account_id == account.id)
+    return int((await conn.execute(query)).scalar_one())
 
 
 def _public_query(local: bool, remote: bool) -> Select:

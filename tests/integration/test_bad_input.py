@@ -64,7 +64,7 @@ BAD_REQUESTS: dict[str, Bad] = {
     "put_nodeinfo": Bad("/nodeinfo/2.0", 405, method="PUT"),
     "post_healthz": Bad("/healthz", 405, method="POST"),
     "patch_verify_credentials": Bad("/api/v1/accounts/verify_credentials", 405, method="PATCH"),
-    "post_outbox_page": Bad("/users/alice/outbox?page=1", 405, method="POST"),
+    "post_outbox_without_token": Bad("/users/alice/outbox", 401, method="POST"),
     # wrong Accept headers
     "actor_accepts_png": Bad("/users/alice", 406, headers={"Accept": "image/png"}),
     "actor_accepts_text": Bad("/users/alice", 406, headers={"Accept": "text/plain"}),
