@@ -25,6 +25,7 @@ from server.api.errors import error_middleware, request_context_middleware
 from server.api.mastodon import accounts as mastodon_accounts
 from server.api.mastodon import instance as mastodon_instance
 from server.api.mastodon import lists as mastodon_lists
+from server.api.mastodon import media as mastodon_media
 from server.api.mastodon import notifications as mastodon_notifications
 from server.api.mastodon import search as mastodon_search
 from server.api.mastodon import statuses as mastodon_statuses
@@ -80,6 +81,7 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         mastodon_accounts.routes,
         mastodon_instance.routes,
         mastodon_lists.routes,
+        mastodon_media.routes,
         mastodon_notifications.routes,
         mastodon_search.routes,
         mastodon_statuses.routes,

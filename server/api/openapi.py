@@ -663,6 +663,11 @@ OPERATIONS: tuple[Operation, ...] = (
         )
     ),
     Operation("GET", "/api/v1/streaming/health", "Streaming is up (text OK)", None, {}),
+    # media (arrives with messaging: 422 until then)
+    Operation("POST", "/api/v1/media", "Upload media (not yet: 422)", "write:media", {}),
+    Operation("POST", "/api/v2/media", "Upload media (not yet: 422)", "write:media", {}),
+    Operation("GET", "/api/v1/media/{id}", "A media attachment (none yet)", "write:media", {}),
+    Operation("PUT", "/api/v1/media/{id}", "Describe media (none yet)", "write:media", {}),
     # ActivityPub C2S helpers (the outbox and inbox themselves are ActivityPub, not REST)
     Operation(
         "POST",
