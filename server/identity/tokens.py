@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.identity.accounts import Account, get_account
@@ -162,21 +162,20 @@ async def create_token(
     return (await issue_token(conn, account_id, scopes, name, now)).access_token
 
 
+# Every API request runs this: built once, executed with the digest as parameter.
+_LIVE_TOKEN = select(
+    access_tokens.c.id,
+    access_tokens.c.account_id,
+    access_tokens.c.application_id,
+    access_tokens.c.scopes,
+    access_tokens.c.last_used_at,
+    access_tokens.c.expires_at,
+).where(access_tokens.c.token_sha256 == bindparam("digest"), access_tokens.c.revoked_at.is_(None))
+
+
 async def authenticate(conn: AsyncConnection, token: str, now: datetime) -> Grant | None:
     """The grant behind a bearer token; None if unknown, revoked, expired or its owner gone."""
-    result = await conn.execute(
-        select(
-            access_tokens.c.id,
-            access_tokens.c.account_id,
-            access_tokens.c.application_id,
-            access_tokens.c.scopes,
-            access_tokens.c.last_used_at,
-            access_tokens.c.expires_at,
-        ).where(
-            access_tokens.c.token_sha256 == token_digest(token),
-            access_tokens.c.revoked_at.is_(None),
-        )
-    )
+    result = await conn.execute(_LIVE_TOKEN, {"digest": token_digest(token)})
     row = result.first()
     if row is None or (row.expires_at is not None and row.expires_at <= now):
         return None

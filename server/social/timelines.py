@@ -7,9 +7,10 @@ always returned newest first.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.identity.accounts import Account
@@ -76,13 +77,37 @@ def _not_silenced_for(viewer: Account | None) -> list[ColumnElement[bool]]:
 
 async def home_timeline(conn: AsyncConnection, viewer: Account, page: PageRequest) -> list[Status]:
     """The viewer's materialised home feed: one index range scan, then the statuses."""
+    statement = _home_page(
+        page.max_id is not None, page.since_id is not None, page.min_id is not None
+    )
+    parameters = {
+        "viewer": viewer.id,
+        "max_id": page.max_id,
+        "since_id": page.since_id,
+        "min_id": page.min_id,
+        "limit": page.limit,
+    }
+    rows = (await conn.execute(statement, parameters)).all()
+    return [status_from_row(row) for row in newest_first(rows, page)]
+
+
+@functools.cache
+def _home_page(has_max: bool, has_since: bool, has_min: bool) -> Select:
+    """The home feed page query for one combination of cursors, built once (the hot path)."""
+    feed = home_feed.c.status_id
     query = (
         select(statuses)
-        .join(home_feed, home_feed.c.status_id == statuses.c.id)
-        .where(home_feed.c.account_id == viewer.id)
+        .join(home_feed, feed == statuses.c.id)
+        .where(home_feed.c.account_id == bindparam("viewer"))
     )
-    rows = (await conn.execute(paged(query, home_feed.c.status_id, page))).all()
-    return [status_from_row(row) for row in newest_first(rows, page)]
+    if has_max:
+        query = query.where(feed < bindparam("max_id"))
+    if has_since:
+        query = query.where(feed > bindparam("since_id"))
+    if has_min:
+        query = query.where(feed > bindparam("min_id"))
+    order = feed.asc() if has_min else feed.desc()
+    return query.order_by(order).limit(bindparam("limit", type_=Integer))
 
 
 async def home_feed_size(conn: AsyncConnection, account: Account) -> int:

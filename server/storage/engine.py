@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from server.config import DatabaseConfig
+from server.storage import sqlite_driver
 
 _EVENTS = "kith_events"
 _in_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -93,7 +94,13 @@ class Database:
 def create_database(url: str, config: DatabaseConfig) -> Database:
     """An engine for `url` (already resolved by the config loader)."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": config.busy_timeout_ms / 1000})
+        engine = create_async_engine(
+            url,
+            connect_args={
+                "timeout": config.busy_timeout_ms / 1000,
+                "async_creator_fn": sqlite_driver.connect,
+            },
+        )
         _tune_sqlite(engine, config)
     else:
         server_settings = {"application_name": "kith"}

@@ -7,11 +7,12 @@ page costs a fixed number of queries however many statuses it holds (performance
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.identity.accounts import Account, account_from_row, select_accounts
@@ -29,6 +30,52 @@ from server.storage.tables import (
     statuses,
 )
 from server.urls import Urls
+
+# Every statement of a page, built once and run with the page's ids as an expanding
+# parameter: building a statement costs more than SQLite takes to run it.
+_IDS = bindparam("ids", expanding=True)
+_ACCOUNTS_BY_IDS = select_accounts().where(accounts.c.id.in_(_IDS))
+_STATUSES_BY_IDS = select(statuses).where(statuses.c.id.in_(_IDS))
+_AUTHORS_OF = select(statuses.c.id, statuses.c.account_id).where(statuses.c.id.in_(_IDS))
+_MENTIONS_OF = (
+    select_accounts()
+    .add_columns(mentions.c.status_id)
+    .join(mentions, mentions.c.account_id == accounts.c.id)
+    .where(mentions.c.status_id.in_(_IDS), mentions.c.silent.is_(False))
+)
+_TAGS_OF = select(status_tags.c.status_id, status_tags.c.name).where(
+    status_tags.c.status_id.in_(_IDS)
+)
+_REBLOGGED_BY = select(statuses.c.reblog_of_id).where(
+    statuses.c.account_id == bindparam("viewer"), statuses.c.reblog_of_id.in_(_IDS)
+)
+_POSTS_BY = (
+    select(statuses.c.account_id, func.count(), func.max(statuses.c.created_at))
+    .where(statuses.c.account_id.in_(_IDS), statuses.c.reblog_of_id.is_(None))
+    .group_by(statuses.c.account_id)
+)
+_FOLLOWERS_OF = (
+    select(follows.c.target_account_id, func.count())
+    .where(follows.c.target_account_id.in_(_IDS), follows.c.state == "accepted")
+    .group_by(follows.c.target_account_id)
+)
+_FOLLOWING_OF = (
+    select(follows.c.account_id, func.count())
+    .where(follows.c.account_id.in_(_IDS), follows.c.state == "accepted")
+    .group_by(follows.c.account_id)
+)
+
+
+@functools.cache
+def _counter(column: Any) -> Any:
+    return select(column, func.count()).where(column.in_(_IDS)).group_by(column)
+
+
+@functools.cache
+def _viewer_marks(table: Any) -> Any:
+    return select(table.c.status_id).where(
+        table.c.account_id == bindparam("viewer"), table.c.status_id.in_(_IDS)
+    )
 
 
 def mastodon_time(moment: datetime) -> str:
@@ -83,7 +130,7 @@ class Presenter:
         wanted = set(ids)
         if not wanted:
             return {}
-        rows = await self.conn.execute(select_accounts().where(accounts.c.id.in_(wanted)))
+        rows = await self.conn.execute(_ACCOUNTS_BY_IDS, {"ids": list(wanted)})
         return {row.id: account_from_row(row) for row in rows}
 
     # --- statuses ---------------------------------------------------------------------
@@ -108,9 +155,9 @@ class Presenter:
             replies=await _counts(self.conn, statuses.c.in_reply_to_id, ids),
             reblogs=await _counts(self.conn, statuses.c.reblog_of_id, ids),
             favourites=await _counts(self.conn, favourites.c.status_id, ids),
-            favourited=await self._viewer_has(favourites.c.status_id, favourites, ids),
+            favourited=await self._viewer_has(favourites, ids),
             reblogged=await self._viewer_reblogged(ids),
-            bookmarked=await self._viewer_has(bookmarks.c.status_id, bookmarks, ids),
+            bookmarked=await self._viewer_has(bookmarks, ids),
             parents=parents,
         )
         result = []
@@ -167,7 +214,7 @@ class Presenter:
         wanted = set(ids)
         if not wanted:
             return {}
-        rows = await self.conn.execute(select(statuses).where(statuses.c.id.in_(wanted)))
+        rows = await self.conn.execute(_STATUSES_BY_IDS, {"ids": list(wanted)})
         return {row.id: status_from_row(row) for row in rows}
 
     async def _parent_authors(self, found: Iterable[Status]) -> dict[int, int]:
@@ -175,9 +222,7 @@ class Presenter:
         by_parent = {s.in_reply_to_id: s.id for s in found if s.in_reply_to_id}
         if not by_parent:
             return {}
-        rows = await self.conn.execute(
-            select(statuses.c.id, statuses.c.account_id).where(statuses.c.id.in_(by_parent))
-        )
+        rows = await self.conn.execute(_AUTHORS_OF, {"ids": list(by_parent)})
         parent_author = {row.id: row.account_id for row in rows}
         return {
             child: parent_author[parent]
@@ -188,12 +233,7 @@ class Presenter:
     async def _mentions(self, ids: list[int]) -> dict[int, list[dict[str, str]]]:
         if not ids:
             return {}
-        rows = await self.conn.execute(
-            select_accounts()
-            .add_columns(mentions.c.status_id)
-            .join(mentions, mentions.c.account_id == accounts.c.id)
-            .where(mentions.c.status_id.in_(ids), mentions.c.silent.is_(False))
-        )
+        rows = await self.conn.execute(_MENTIONS_OF, {"ids": ids})
         found: dict[int, list[dict[str, str]]] = {}
         for row in rows:
             account = account_from_row(row)
@@ -210,32 +250,22 @@ class Presenter:
     async def _tags(self, ids: list[int]) -> dict[int, list[str]]:
         if not ids:
             return {}
-        rows = await self.conn.execute(
-            select(status_tags.c.status_id, status_tags.c.name).where(
-                status_tags.c.status_id.in_(ids)
-            )
-        )
+        rows = await self.conn.execute(_TAGS_OF, {"ids": ids})
         found: dict[int, list[str]] = {}
         for row in rows:
             found.setdefault(row.status_id, []).append(row.name)
         return found
 
-    async def _viewer_has(self, column: Any, table: Any, ids: list[int]) -> set[int]:
+    async def _viewer_has(self, table: Any, ids: list[int]) -> set[int]:
         if self.viewer is None or not ids:
             return set()
-        rows = await self.conn.execute(
-            select(column).where(table.c.account_id == self.viewer.id, column.in_(ids))
-        )
+        rows = await self.conn.execute(_viewer_marks(table), {"viewer": self.viewer.id, "ids": ids})
         return {row[0] for row in rows}
 
     async def _viewer_reblogged(self, ids: list[int]) -> set[int]:
         if self.viewer is None or not ids:
             return set()
-        rows = await self.conn.execute(
-            select(statuses.c.reblog_of_id).where(
-                statuses.c.account_id == self.viewer.id, statuses.c.reblog_of_id.in_(ids)
-            )
-        )
+        rows = await self.conn.execute(_REBLOGGED_BY, {"viewer": self.viewer.id, "ids": ids})
         return {row.reblog_of_id for row in rows}
 
     # --- relationships ----------------------------------------------------------------
@@ -338,7 +368,7 @@ def _boost_fields(original: dict[str, Any]) -> dict[str, Any]:
 async def _counts(conn: AsyncConnection, column: Any, ids: list[int]) -> dict[int, int]:
     if not ids:
         return {}
-    rows = await conn.execute(select(column, func.count()).where(column.in_(ids)).group_by(column))
+    rows = await conn.execute(_counter(column), {"ids": ids})
     return {row[0]: int(row[1]) for row in rows}
 
 
@@ -364,23 +394,12 @@ async def _account_stats(conn: AsyncConnection, ids: set[int]) -> dict[int, _Acc
     if not ids:
         return {}
     stats = {account_id: _AccountStats() for account_id in ids}
-    rows = await conn.execute(
-        select(statuses.c.account_id, func.count(), func.max(statuses.c.created_at))
-        .where(statuses.c.account_id.in_(ids), statuses.c.reblog_of_id.is_(None))
-        .group_by(statuses.c.account_id)
-    )
+    rows = await conn.execute(_POSTS_BY, {"ids": list(ids)})
     for account_id, count, last in rows:
         stats[account_id].statuses = int(count)
         stats[account_id].last_status_at = last
-    for own, attribute in (
-        (follows.c.target_account_id, "followers"),
-        (follows.c.account_id, "following"),
-    ):
-        rows = await conn.execute(
-            select(own, func.count())
-            .where(own.in_(ids), follows.c.state == "accepted")
-            .group_by(own)
-        )
+    for statement, attribute in ((_FOLLOWERS_OF, "followers"), (_FOLLOWING_OF, "following")):
+        rows = await conn.execute(statement, {"ids": list(ids)})
         for account_id, count in rows:
             setattr(stats[account_id], attribute, int(count))
     return stats
