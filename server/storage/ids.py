@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 
 _SEQUENCE_BITS = 16
 # A random start keeps two processes that begin in the same millisecond apart.
@@ -15,3 +15,8 @@ def new_id(now: datetime) -> int:
     """An id that sorts by creation time: milliseconds since the epoch, then a sequence."""
     millis = int(now.timestamp() * 1000)
     return (millis << _SEQUENCE_BITS) | (next(_sequence) & ((1 << _SEQUENCE_BITS) - 1))
+
+
+def time_of_id(value: int) -> datetime:
+    """When an id from `new_id` was made (to the millisecond)."""
+    return datetime.fromtimestamp((value >> _SEQUENCE_BITS) / 1000, tz=UTC)
