@@ -277,115 +277,54 @@ async def _act(request: web.Request, scope: str, act: Act) -> web.Response:
     return web.json_response(body)
 
 
-async def _follow(
-    conn: AsyncConnection,
-    urls: Urls,
-    me: Account,
-    target: Account,
-    now: datetime,
-    params: dict[str, Any],
-) -> Any:
-    reblogs = boolean(params, "reblogs") if "reblogs" in params else None
-    notify = boolean(params, "notify") if "notify" in params else None
-    return await graph.follow(conn, urls, me, target, now, reblogs, notify)
+def _option(params: dict[str, Any], name: str) -> bool | None:
+    return boolean(params, name) if name in params else None
 
 
-async def _unfollow(
-    conn: AsyncConnection,
-    urls: Urls,
-    me: Account,
-    target: Account,
-    now: datetime,
-    params: dict[str, Any],
-) -> Any:
-    return await graph.unfollow(conn, urls, me, target, now)
+_ACTIONS: dict[str, tuple[str, Act]] = {
+    "follow": (
+        "write:follows",
+        lambda conn, urls, me, target, now, params: graph.follow(
+            conn, urls, me, target, now, _option(params, "reblogs"), _option(params, "notify")
+        ),
+    ),
+    "unfollow": (
+        "write:follows",
+        lambda conn, urls, me, target, now, params: graph.unfollow(conn, urls, me, target, now),
+    ),
+    "remove_from_followers": (
+        "write:follows",
+        lambda conn, urls, me, target, now, params: graph.remove_from_followers(
+            conn, urls, me, target, now
+        ),
+    ),
+    "block": (
+        "write:blocks",
+        lambda conn, urls, me, target, now, params: graph.block(conn, urls, me, target, now),
+    ),
+    "unblock": (
+        "write:blocks",
+        lambda conn, urls, me, target, now, params: graph.unblock(conn, urls, me, target, now),
+    ),
+    "mute": (
+        "write:mutes",
+        lambda conn, urls, me, target, now, params: mutes.mute(
+            conn, me, target, boolean(params, "notifications", True), now
+        ),
+    ),
+    "unmute": (
+        "write:mutes",
+        lambda conn, urls, me, target, now, params: mutes.unmute(conn, me, target),
+    ),
+}
 
 
-async def _block(
-    conn: AsyncConnection,
-    urls: Urls,
-    me: Account,
-    target: Account,
-    now: datetime,
-    params: dict[str, Any],
-) -> Any:
-    return await graph.block(conn, urls, me, target, now)
+def _action_handler(scope: str, act: Act) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        return await _act(request, scope, act)
+
+    return handler
 
 
-async def _unblock(
-    conn: AsyncConnection,
-    urls: Urls,
-    me: Account,
-    target: Account,
-    now: datetime,
-    params: dict[str, Any],
-) -> Any:
-    return await graph.unblock(conn, urls, me, target, now)
-
-
-async def _mute(
-    conn: AsyncConnection,
-    urls: Urls,
-    me: Account,
-    target: Account,
-    now: datetime,
-    params: dict[str, Any],
-) -> Any:
-    await mutes.mute(conn, me, target, boolean(params, "notifications", True), now)
-
-
-async def _unmute(
-    conn: AsyncConnection,
-    urls: Urls,
-    me: Account,
-    target: Account,
-    now: datetime,
-    params: dict[str, Any],
-) -> Any:
-    await mutes.unmute(conn, me, target)
-
-
-async def _remove_follower(
-    conn: AsyncConnection,
-    urls: Urls,
-    me: Account,
-    target: Account,
-    now: datetime,
-    params: dict[str, Any],
-) -> Any:
-    return await graph.remove_from_followers(conn, urls, me, target, now)
-
-
-@routes.post("/api/v1/accounts/{id}/follow")
-async def follow(request: web.Request) -> web.Response:
-    return await _act(request, "write:follows", _follow)
-
-
-@routes.post("/api/v1/accounts/{id}/unfollow")
-async def unfollow(request: web.Request) -> web.Response:
-    return await _act(request, "write:follows", _unfollow)
-
-
-@routes.post("/api/v1/accounts/{id}/block")
-async def block(request: web.Request) -> web.Response:
-    return await _act(request, "write:blocks", _block)
-
-
-@routes.post("/api/v1/accounts/{id}/unblock")
-async def unblock(request: web.Request) -> web.Response:
-    return await _act(request, "write:blocks", _unblock)
-
-
-@routes.post("/api/v1/accounts/{id}/mute")
-async def mute(request: web.Request) -> web.Response:
-    return await _act(request, "write:mutes", _mute)
-
-
-@routes.post("/api/v1/accounts/{id}/unmute")
-async def unmute(request: web.Request) -> web.Response:
-    return await _act(request, "write:mutes", _unmute)
-
-
-@routes.post("/api/v1/accounts/{id}/remove_from_followers")
-async def remove_from_followers(request: web.Request) -> web.Response:
-    return await _act(request, "write:follows", _remove_follower)
+for _name, (_scope, _action) in _ACTIONS.items():
+    routes.post(f"/api/v1/accounts/{{id}}/{_name}")(_action_handler(_scope, _action))
