@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.federation.fake_peer import peer  # noqa: F401  (a fixture)
 from tests.harness import Node, NodeFactory
 
 
