@@ -40,6 +40,10 @@ class Peer:
     )
     received: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
     host: str = "127.0.0.1"
+    # Another implementation's actor document (with our key filled in), served instead of ours.
+    document_override: dict[str, Any] | None = None
+    # Mastodon names the key `#main-key`; GoToSocial serves a stub at `/main-key`.
+    key_suffix: str = "#main-key"
 
     def posts(self) -> list[tuple[str, str, dict[str, str], bytes]]:
         return [request for request in self.received if request[0] == "POST"]
@@ -50,7 +54,7 @@ class Peer:
 
     @property
     def key_id(self) -> str:
-        return f"{self.actor}#main-key"
+        return f"{self.actor}{self.key_suffix}"
 
     def private_pem(self) -> bytes:
         return self.key.private_bytes(
@@ -59,10 +63,15 @@ class Peer:
             serialization.NoEncryption(),
         )
 
-    def document(self) -> dict[str, Any]:
+    def public_pem(self) -> str:
         public = self.key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+        return public.decode()
+
+    def document(self) -> dict[str, Any]:
+        if self.document_override is not None:
+            return self.document_override
         return {
             "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],
             "id": self.actor,
@@ -70,7 +79,11 @@ class Peer:
             "preferredUsername": "mallory",
             "inbox": f"{self.actor}/inbox",
             "followers": f"{self.actor}/followers",
-            "publicKey": {"id": self.key_id, "owner": self.actor, "publicKeyPem": public.decode()},
+            "publicKey": {
+                "id": self.key_id,
+                "owner": self.actor,
+                "publicKeyPem": self.public_pem(),
+            },
         }
 
 
@@ -92,7 +105,19 @@ async def peer() -> AsyncIterator[Peer]:
         return web.Response(status=202)
 
     app = web.Application()
+
+    async def key_stub(request: web.Request) -> web.Response:
+        await recorded(request)
+        stub = {
+            "@context": "https://w3id.org/security/v1",
+            "id": found.key_id,
+            "owner": found.actor,
+            "publicKeyPem": found.public_pem(),
+        }
+        return web.json_response(stub, content_type=AS2)
+
     app.router.add_get("/users/mallory", actor)
+    app.router.add_get("/users/mallory/main-key", key_stub)
     app.router.add_post("/users/mallory/inbox", inbox)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
