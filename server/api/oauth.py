@@ -27,10 +27,13 @@ from server.identity.oauth import (
     authenticate_client,
     checked_redirect_uris,
     checked_scopes,
+    is_url_client_id,
     issue_code,
     redeem_code,
     refresh,
     register_application,
+    url_client,
+    url_client_allows,
 )
 from server.identity.passwords import verify_password
 from server.identity.tokens import KNOWN_SCOPES, IssuedToken, issue_token, revoke_token
@@ -105,13 +108,35 @@ async def _authorize_request(
     """The client, redirect URI and scopes of an authorization request, all checked."""
     if string(params, "response_type", "code") != "code":
         raise ApiError(400, "unsupported_response_type", "only response_type=code is supported")
+    client_id = string(params, "client_id", "", max_length=2048) or ""
+    if is_url_client_id(client_id):
+        return await _url_client_request(request, params, client_id)
     async with request.app[DATABASE].read() as conn:
-        application = await application_by_client_id(conn, string(params, "client_id", "") or "")
+        application = await application_by_client_id(conn, client_id)
     if application is None:
         raise ApiError(400, "invalid_client", "no application has this client_id")
     redirect_uri = string(params, "redirect_uri", application.redirect_uris[0]) or ""
     if redirect_uri not in application.redirect_uris:
         raise ApiError(400, "invalid_request", "redirect_uri is not registered for this app")
+    try:
+        scopes = checked_scopes(string(params, "scope", max_length=1024), application.scopes)
+    except OAuthError as exc:
+        raise ApiError(400, exc.error, exc.description) from None
+    return application, redirect_uri, scopes
+
+
+async def _url_client_request(
+    request: web.Request, params: dict, client_id: str
+) -> tuple[Application, str, tuple[str, ...]]:
+    """An ActivityPub C2S client named by its URL (`activitypub_object_id_as_client_id`):
+    accepted without fetching it, redirected only to its own origin, and held to PKCE."""
+    redirect_uri = string(params, "redirect_uri", max_length=2048) or ""
+    if not url_client_allows(client_id, redirect_uri):
+        raise ApiError(400, "invalid_request", "redirect_uri must be on the client's own origin")
+    if not string(params, "code_challenge"):
+        raise ApiError(400, "invalid_request", "a client named by a URL must use PKCE")
+    async with request.app[DATABASE].transaction() as conn:
+        application = await url_client(conn, client_id, request.app[CLOCK]())
     try:
         scopes = checked_scopes(string(params, "scope", max_length=1024), application.scopes)
     except OAuthError as exc:
@@ -138,7 +163,10 @@ def _consent_page(
 ) -> web.Response:
     token = request.cookies.get(_CSRF_COOKIE) or secrets.token_urlsafe(24)
     hidden = {
-        "client_id": application.client_id,
+        # A URL-named client is known by its URL (the row's own key is internal).
+        "client_id": application.website
+        if application.is_url_client and application.website
+        else application.client_id,
         "redirect_uri": redirect_uri,
         "scope": " ".join(scopes),
         "state": string(params, "state", "") or "",

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from federation.db import insert_ignoring_duplicates
 from server.identity.tokens import (
     InvalidScope,
     IssuedToken,
@@ -24,6 +25,8 @@ from server.storage.ids import new_id
 from server.storage.tables import access_tokens, oauth_applications, oauth_codes
 
 OOB_REDIRECT = "urn:ietf:wg:oauth:2.0:oob"
+# Registered apps get random client ids; this prefix cannot start one (token_urlsafe).
+_URL_CLIENT_PREFIX = "url:"
 CODE_LIFETIME = timedelta(minutes=10)
 _NAME_MAX = 255
 
@@ -46,6 +49,11 @@ class Application:
     redirect_uris: tuple[str, ...]
     scopes: tuple[str, ...]
     client_id: str
+
+    @property
+    def is_url_client(self) -> bool:
+        """Stands for a C2S client named by its URL (kept in `website`)."""
+        return self.client_id.startswith(_URL_CLIENT_PREFIX)
 
 
 def _application(row: object) -> Application:
@@ -132,6 +140,55 @@ async def application_by_client_id(conn: AsyncConnection, client_id: str) -> App
     return _application(row) if row else None
 
 
+URL_CLIENT_SCOPES = ("read", "write", "follow", "push")
+
+
+def is_url_client_id(client_id: str | None) -> bool:
+    """ActivityPub C2S clients name themselves by a URL instead of registering."""
+    return (
+        bool(client_id) and client_id.startswith(("https://", "http://")) and len(client_id) <= 2048
+    )
+
+
+def url_client_allows(client_id: str, redirect_uri: str) -> bool:
+    """A URL-named client may only send the code back to its own origin (or show it)."""
+    if redirect_uri == OOB_REDIRECT:
+        return True
+    client, target = urlsplit(client_id), urlsplit(redirect_uri)
+    return (client.scheme, client.netloc) == (target.scheme, target.netloc)
+
+
+async def url_client(conn: AsyncConnection, client_id: str, now: datetime) -> Application:
+    """The application row standing for a URL-named client, made on its first use. It has no
+    usable secret: it is a public client, and its codes need PKCE."""
+    key = _url_client_key(client_id)
+    existing = await application_by_client_id(conn, key)
+    if existing is not None:
+        return existing
+    await insert_ignoring_duplicates(
+        conn,
+        oauth_applications,
+        {
+            "id": new_id(now),
+            "name": (urlsplit(client_id).netloc or client_id)[:_NAME_MAX],
+            "website": client_id,
+            "redirect_uris": OOB_REDIRECT,
+            "scopes": " ".join(URL_CLIENT_SCOPES),
+            "client_id": key,
+            "client_secret_sha256": token_digest(secrets.token_urlsafe(32)),
+            "created_at": now,
+        },
+        ["client_id"],
+    )
+    application = await application_by_client_id(conn, key)
+    assert application is not None
+    return application
+
+
+def _url_client_key(client_id: str) -> str:
+    return _URL_CLIENT_PREFIX + hashlib.sha256(client_id.encode()).hexdigest()[:60]
+
+
 async def application_by_id(conn: AsyncConnection, app_id: int) -> Application | None:
     row = (
         await conn.execute(select(oauth_applications).where(oauth_applications.c.id == app_id))
@@ -142,7 +199,15 @@ async def application_by_id(conn: AsyncConnection, app_id: int) -> Application |
 async def authenticate_client(
     conn: AsyncConnection, client_id: str | None, client_secret: str | None
 ) -> Application:
-    """The client, if its secret matches (constant-time); invalid_client (401) otherwise."""
+    """The client, if its secret matches (constant-time); invalid_client (401) otherwise.
+
+    A URL-named client (C2S) has no secret; it exists once it has asked for authorization.
+    """
+    if is_url_client_id(client_id) and not client_secret:
+        found = await application_by_client_id(conn, _url_client_key(client_id or ""))
+        if found is None:
+            raise OAuthError("invalid_client", "this client has not asked for authorization", 401)
+        return found
     if not client_id or not client_secret:
         raise OAuthError("invalid_client", "client_id and client_secret are required", 401)
     row = (
@@ -212,6 +277,8 @@ async def redeem_code(
         raise OAuthError("invalid_grant", "redirect_uri differs from the authorization request")
     if row.code_challenge is not None:
         _check_pkce(row.code_challenge, row.code_challenge_method, code_verifier)
+    elif application.is_url_client:
+        raise OAuthError("invalid_grant", "a client named by a URL must use PKCE")
     await conn.execute(
         update(oauth_codes).where(oauth_codes.c.code_sha256 == row.code_sha256).values(used_at=now)
     )

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import hashlib
 import re
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import aiohttp
 import pytest
@@ -218,3 +218,45 @@ async def test_bad_clients_and_requests_get_oauth_errors(node: Node) -> None:
         metadata = await response.json()
     assert metadata["token_endpoint"] == node.url("/oauth/token")
     assert "S256" in metadata["code_challenge_methods_supported"]
+
+
+async def test_a_c2s_client_named_by_its_url_signs_in_with_pkce(node: Node) -> None:
+    await node.create_user("alice", password=PASSWORD)
+    client_id = "https://client.example/app.json"
+    callback = "https://client.example/callback"
+    verifier = "v" * 50
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode()
+    query = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": callback,
+        "scope": "read write",
+        "code_challenge": challenge.rstrip("="),
+        "code_challenge_method": "S256",
+    }
+    url = node.url("/oauth/authorize?") + "&".join(f"{k}={quote(v)}" for k, v in query.items())
+    location = await _consent(node, url)
+    assert location.startswith(callback)
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    async with node.http.post(
+        node.url("/oauth/token"),
+        data={
+            "grant_type": "authorization_code",
+            "client_id": client_id,
+            "code": code,
+            "redirect_uri": callback,
+            "code_verifier": verifier,
+        },
+    ) as response:
+        assert response.status == 200, await response.text()
+        token = (await response.json())["access_token"]
+    async with node.http.get(
+        node.url("/api/v1/accounts/verify_credentials"),
+        headers={"Authorization": f"Bearer {token}"},
+    ) as response:
+        assert (await response.json())["username"] == "alice"
+
+    for changed in ({"redirect_uri": "https://evil.example/callback"}, {"code_challenge": ""}):
+        bad = {**query, **changed}
+        async with node.http.get(node.url("/oauth/authorize"), params=bad) as response:
+            assert response.status == 400, changed
