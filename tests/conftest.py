@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.databases import DatabaseFactory, check_postgres, postgres_url
+from tests.databases import (
+    DatabaseFactory,
+    check_postgres,
+    drop_migrated_template,
+    postgres_url,
+)
 from tests.harness import Node, NodeFactory
 
 
@@ -25,6 +30,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         asyncio.run(check_postgres(url))
     except Exception as exc:  # any failure to connect must stop the run, not skip tests
         pytest.exit(f"KITH_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {exc}", 3)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    asyncio.run(drop_migrated_template())
 
 
 @pytest.fixture

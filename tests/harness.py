@@ -140,7 +140,7 @@ class NodeFactory:
             "instance.base_url": f"http://127.0.0.1:{port}",
             "server.port": port,
             "storage.data_dir": str(self.tmp_path / f"node{index}"),
-            "database.url": database_url or await self.databases.new(f"node{index}"),
+            "database.url": database_url or await self.databases.new(f"node{index}", migrated=True),
             "federation.allow_private_addresses": True,
         }
         overrides.update({key.replace("__", "."): value for key, value in settings.items()})

@@ -129,7 +129,8 @@ async def peers(request: web.Request) -> web.Response:
     """Domains this node knows accounts on."""
     async with request.app[DATABASE].read() as conn:
         rows = await conn.execute(
-            select(distinct(accounts.c.domain))
+            select(accounts.c.domain)
+            .distinct()
             .where(accounts.c.domain != "")
             .order_by(accounts.c.domain)
         )
