@@ -3,24 +3,44 @@
 Events are published by the database after a transaction commits (`Database.event_sink`), so
 a client never hears of a change that was rolled back. Each subscription has a bounded queue;
 a client too slow to keep up is dropped rather than allowed to grow the node's memory.
-Events travel within one process: nodes sharing a PostgreSQL database across processes do not
-yet hear each other's events (FEDERATION.md, "Streaming").
+On PostgreSQL, events travel by NOTIFY on the `kith_stream` channel instead, so that every
+node process sharing the database hears what any of them committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.social.distribution import StreamEvent
+
 log = logging.getLogger("kith.streaming")
 
 QUEUE_EVENTS_MAX = 512
 SUBSCRIPTIONS_PER_ACCOUNT_MAX = 20
+
+
+CHANNEL = "kith_stream"
+
+
+def encode_event(event: StreamEvent) -> str:
+    """A committed stream event as a NOTIFY payload (well under PostgreSQL's 8,000 bytes)."""
+    return json.dumps([list(event.streams), event.event, event.subject_id])
+
+
+def decode_event(payload: str) -> StreamEvent | None:
+    try:
+        streams, kind, subject_id = json.loads(payload)
+        return StreamEvent(tuple(str(s) for s in streams), str(kind), int(subject_id))
+    except (ValueError, TypeError):
+        log.warning("ignored a malformed stream event payload")
+        return None
 
 
 class TooManyStreams(Exception):

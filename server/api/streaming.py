@@ -24,8 +24,17 @@ from server.appkeys import DATABASE, URLS
 from server.identity.accounts import Account
 from server.social.statuses import status_by_id
 from server.social.visibility import can_see
+from server.storage.engine import EventChannel
 from server.storage.tables import conversations, mutes, notifications
-from server.streaming import Delivery, StreamHub, Subscription, TooManyStreams
+from server.streaming import (
+    CHANNEL,
+    Delivery,
+    StreamHub,
+    Subscription,
+    TooManyStreams,
+    decode_event,
+    encode_event,
+)
 
 log = logging.getLogger("kith.streaming")
 routes = web.RouteTableDef()
@@ -48,12 +57,29 @@ def install(app: web.Application) -> StreamHub:
     """Give the app a hub fed by the database's committed events, closed on shutdown."""
     hub = StreamHub()
     app[STREAM_HUB] = hub
-    app[DATABASE].event_sink = hub.publish
+    db = app[DATABASE]
+    db.event_sink = hub.publish
 
     async def close_streams(app: web.Application) -> None:
         hub.shutdown()
 
     app.on_shutdown.append(close_streams)
+    if not db.is_sqlite:
+        db.event_channel = EventChannel(CHANNEL, encode_event)
+
+        def heard(payload: str) -> None:
+            event = decode_event(payload)
+            if event is not None:
+                hub.publish([event])
+
+        async def listen(app: web.Application) -> AsyncIterator[None]:
+            listener = asyncio.create_task(db.listen(CHANNEL, heard))
+            yield
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+        app.cleanup_ctx.append(listen)
     return hub
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -19,6 +22,19 @@ _EVENTS = "kith_events"
 _in_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "kith_in_transaction", default=False
 )
+
+
+@dataclass(frozen=True)
+class EventChannel:
+    """Where committed events travel between processes sharing a PostgreSQL database."""
+
+    name: str
+    encode: Callable[[Any], str]
+
+
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+_LISTEN_RETRY_S = 1.0
+log = logging.getLogger("kith.storage")
 
 
 def record_event(conn: AsyncConnection, event: Any) -> None:
@@ -45,6 +61,8 @@ class Database:
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._writer = engine.execution_options(kith_sqlite_begin="BEGIN IMMEDIATE")
         self.event_sink: Callable[[list[Any]], None] | None = None
+        # Set on PostgreSQL by whoever listens (streaming): events then travel by NOTIFY.
+        self.event_channel: EventChannel | None = None
         # SQLite has one writer at a time. Queueing writers here, rather than in SQLite's busy
         # handler (which sleeps in steps of up to 100 ms), keeps the lock busy instead of idle.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
@@ -61,12 +79,40 @@ class Database:
                 conn.info[_EVENTS] = events
                 try:
                     yield conn
+                    if events and self.event_channel is not None:
+                        # NOTIFY is transactional: every listening process, this one too,
+                        # hears of the events only if the commit succeeds.
+                        for recorded in events:
+                            payload = self.event_channel.encode(recorded)
+                            await conn.execute(
+                                _NOTIFY, {"channel": self.event_channel.name, "payload": payload}
+                            )
                 finally:
                     conn.info.pop(_EVENTS, None)
         finally:
             _in_transaction.reset(token)
-        if events and self.event_sink is not None:
+        if events and self.event_sink is not None and self.event_channel is None:
             self.event_sink(events)
+
+    async def listen(self, channel: str, on_payload: Callable[[str], None]) -> None:
+        """Hand every NOTIFY on `channel` to `on_payload` until cancelled (PostgreSQL only);
+        a lost connection is re-opened."""
+        dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while True:
+            try:
+                connection = await asyncpg.connect(dsn, timeout=10)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("cannot listen for events, retrying: %s", exc)
+                await asyncio.sleep(_LISTEN_RETRY_S)
+                continue
+            lost = asyncio.Event()
+            connection.add_termination_listener(lambda _, lost=lost: lost.set())
+            try:
+                await connection.add_listener(channel, lambda *args: on_payload(args[-1]))
+                await lost.wait()
+                log.warning("lost the event connection, reconnecting")
+            finally:
+                await connection.close()
 
     @asynccontextmanager
     async def _serialised(self) -> AsyncIterator[None]:

@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 
 from tests.api.client import client_for
-from tests.harness import Node
+from tests.databases import postgres_url
+from tests.harness import Node, NodeFactory
 
 
 async def _next_event(socket: aiohttp.ClientWebSocketResponse) -> dict:
@@ -123,3 +124,22 @@ async def test_server_sent_events_carry_updates(node: Node) -> None:
     assert payload["id"] == posted["id"]
     async with node.http.get(node.url("/api/v1/streaming/health")) as response:
         assert await response.text() == "OK"
+
+
+@pytest.mark.skipif(
+    postgres_url() is None, reason="several node processes share a database on PostgreSQL only"
+)
+async def test_node_processes_sharing_postgres_hear_each_others_events(
+    nodes: NodeFactory,
+) -> None:
+    first = await nodes.start()
+    second = await nodes.start(database_url=first.config.database.url)
+    alice = await client_for(first, "alice")
+    async with second.http.ws_connect(
+        second.url(f"/api/v1/streaming?access_token={alice.token}&stream=user")
+    ) as socket:
+        await asyncio.sleep(0.2)
+        posted = (await alice.post("/api/v1/statuses", status="from the other process")).body
+        event = await _next_event(socket)
+        assert event["event"] == "update"
+        assert json.loads(event["payload"])["id"] == posted["id"]
