@@ -14,6 +14,7 @@ from server.api import (
     inbox,
     oauth,
     openapi,
+    proxy,
     ratelimit,
     static,
     streaming,
@@ -23,10 +24,13 @@ from server.api import web as web_pages
 from server.api.cors import cors_middleware
 from server.api.errors import error_middleware, request_context_middleware
 from server.api.mastodon import accounts as mastodon_accounts
+from server.api.mastodon import conversations as mastodon_conversations
 from server.api.mastodon import instance as mastodon_instance
 from server.api.mastodon import lists as mastodon_lists
+from server.api.mastodon import markers as mastodon_markers
 from server.api.mastodon import media as mastodon_media
 from server.api.mastodon import notifications as mastodon_notifications
+from server.api.mastodon import pins as mastodon_pins
 from server.api.mastodon import search as mastodon_search
 from server.api.mastodon import statuses as mastodon_statuses
 from server.api.mastodon import timelines as mastodon_timelines
@@ -62,6 +66,9 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         config.api.requests_per_window,
         config.api.anonymous_requests_per_window,
         config.api.rate_limit_window_seconds,
+        config.api.posts_per_window,
+        config.api.posts_window_seconds,
+        config.api.trusted_proxies,
     )
     app.cleanup_ctx.append(_run_federation)
     streaming.install(app)
@@ -79,16 +86,20 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         oauth.routes,
         static.routes,
         mastodon_accounts.routes,
+        mastodon_conversations.routes,
         mastodon_instance.routes,
         mastodon_lists.routes,
+        mastodon_markers.routes,
         mastodon_media.routes,
         mastodon_notifications.routes,
+        mastodon_pins.routes,
         mastodon_search.routes,
         mastodon_statuses.routes,
         mastodon_timelines.routes,
         openapi.routes,
         streaming.routes,
         c2s.routes,
+        proxy.routes,
     ):
         app.router.add_routes(table)
     activitypub.add_collection_routes(app.router)

@@ -174,10 +174,30 @@ class ApiConfig:
     )
     anonymous_requests_per_window: int = field(
         default=7500,
-        metadata=_doc("Client API requests without a token allowed per IP address per window."),
+        metadata=_doc(
+            "Client API requests without a token allowed per IP address per window (Mastodon:\n"
+            "7500 per 5 minutes). Requests refused for a bad token count here too."
+        ),
     )
     rate_limit_window_seconds: int = field(
         default=300, metadata=_doc("The length of a rate-limit window, in seconds.")
+    )
+    posts_per_window: int = field(
+        default=300,
+        metadata=_doc(
+            "Posts (POST /api/v1/statuses) and ActivityPub C2S outbox activities allowed per\n"
+            "access token in each posting window (Mastodon: 300 statuses per 3 hours)."
+        ),
+    )
+    posts_window_seconds: int = field(
+        default=3 * 3600, metadata=_doc("The length of a posting window, in seconds.")
+    )
+    trusted_proxies: tuple[str, ...] = field(
+        default=("127.0.0.1/8", "::1/128"),
+        metadata=_doc(
+            "Addresses (CIDR) of reverse proxies whose X-Forwarded-For header names the real\n"
+            "client, for per-address limits. Behind a proxy on another host, add its address."
+        ),
     )
 
 
@@ -428,9 +448,18 @@ def _validate_plain_keys(config: Config) -> None:
         "requests_per_window",
         "anonymous_requests_per_window",
         "rate_limit_window_seconds",
+        "posts_per_window",
+        "posts_window_seconds",
     ):
         if getattr(config.api, key) < 1:
             raise ConfigError(f"api.{key}", "must be at least 1")
+    for network in config.api.trusted_proxies:
+        try:
+            ipaddress.ip_network(network.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(
+                "api.trusted_proxies", f"{network!r} is not an address or CIDR"
+            ) from None
     for domain in config.federation.blocked_domains:
         if not domain.strip() or "/" in domain or " " in domain.strip():
             raise ConfigError("federation.blocked_domains", f"{domain!r} is not a domain name")

@@ -40,6 +40,7 @@ from server.clock import Clock
 from server.config import Config
 from server.identity.accounts import Account, find_account, instance_actor
 from server.social.inbound import SocialInbox
+from server.social.mutes import end_expired_mutes
 from server.social.notes import NoteStore
 from server.social.remote_accounts import account_for_actor, upsert_remote_account
 from server.social.statuses import Status, status_by_id, status_by_uri
@@ -108,6 +109,9 @@ class Federation:
                 run_loop("sweep", self._sweep, asyncio.Event(), idle_s=3600), name="sweep"
             ),
             asyncio.create_task(
+                run_loop("expiry", self._expire, asyncio.Event(), idle_s=60), name="expiry"
+            ),
+            asyncio.create_task(
                 run_loop("inbox", self._process_inbox, self.inbox_wake), name="inbox"
             ),
             asyncio.create_task(
@@ -133,6 +137,14 @@ class Federation:
         if inbox or sent:
             log.info("swept finished work", extra={"inbox_items": inbox, "deliveries": sent})
         return 0  # then sleep until the next hour
+
+    async def _expire(self) -> int:
+        """End what was granted for a time (mutes with a duration)."""
+        async with self.db.transaction() as conn:
+            ended = await end_expired_mutes(conn, self.clock())
+        if ended:
+            log.info("mutes expired", extra={"mutes": ended})
+        return 0  # then sleep a minute
 
     async def _process_inbox(self) -> int:
         processed = await self.inbox_worker.process_due()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from yarl import URL
 
 from protocol.httpsig import HttpRequest, SignatureError
 from server.api.errors import ApiError, json_error
@@ -30,9 +31,14 @@ async def inbox(request: web.Request) -> web.Response:
     if len(body) > limit:
         raise ApiError(413, "payload too large", f"the inbox takes at most {limit} bytes")
     # Signatures cover the URL the peer addressed: our public base URL, not the proxy's view.
-    url = request.app[URLS].base_url + request.path_qs
+    # The same goes for a signed `Host`: the one we answer to, so that a request signed for
+    # another server and replayed here does not verify, whatever Host header it carries.
+    base_url = request.app[URLS].base_url
+    url = base_url + request.path_qs
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() != "host"]
+    headers.append(("Host", URL(base_url).raw_authority))
     try:
-        signed = HttpRequest(request.method, url, list(request.headers.items()), body)
+        signed = HttpRequest(request.method, url, headers, body)
     except SignatureError as exc:
         raise ApiError(400, "bad request", str(exc)) from None
     receipt = await request.app[FEDERATION].inbox.receive(signed, request.app[CLOCK]())

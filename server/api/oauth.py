@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hmac
 import secrets
 from datetime import timedelta
@@ -11,12 +12,14 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
+from federation.fetch import FetchError
+from protocol.as2 import ids_of
 from server.api.auth import require_grant
 from server.api.errors import ApiError
 from server.api.params import request_params, string
-from server.api.ratelimit import RateLimiter
+from server.api.ratelimit import API_LIMITS, RateLimiter, client_address
 from server.api.web import CONTENT_SECURITY_POLICY, render_page
-from server.appkeys import CLOCK, CONFIG, DATABASE, URLS
+from server.appkeys import CLOCK, CONFIG, DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account, find_account, password_hash_of
 from server.identity.oauth import (
     OOB_REDIRECT,
@@ -41,6 +44,8 @@ from server.identity.tokens import KNOWN_SCOPES, IssuedToken, issue_token, revok
 routes = web.RouteTableDef()
 _CSRF_COOKIE = "kith_csrf"
 LOGIN_LIMITER = web.AppKey("login_limiter", RateLimiter)
+_CLIENT_FETCH_S = 5.0
+_CLIENT_NAME_MAX = 100
 
 
 def login_limiter(attempts: int) -> RateLimiter:
@@ -128,20 +133,44 @@ async def _authorize_request(
 async def _url_client_request(
     request: web.Request, params: dict, client_id: str
 ) -> tuple[Application, str, tuple[str, ...]]:
-    """An ActivityPub C2S client named by its URL (`activitypub_object_id_as_client_id`):
-    accepted without fetching it, redirected only to its own origin, and held to PKCE."""
+    """An ActivityPub C2S client named by its URL (`activitypub_object_id_as_client_id`),
+    held to PKCE. Its document, when it can be fetched, gives its name and the redirect URIs it
+    allows; offline, it is accepted as it is, redirected only to its own origin (or oob)."""
     redirect_uri = string(params, "redirect_uri", max_length=2048) or ""
-    if not url_client_allows(client_id, redirect_uri):
+    name, redirect_uris = await _client_document(request, client_id)
+    if redirect_uri not in redirect_uris and not url_client_allows(client_id, redirect_uri):
         raise ApiError(400, "invalid_request", "redirect_uri must be on the client's own origin")
     if not string(params, "code_challenge"):
         raise ApiError(400, "invalid_request", "a client named by a URL must use PKCE")
     async with request.app[DATABASE].transaction() as conn:
         application = await url_client(conn, client_id, request.app[CLOCK]())
+    if name:
+        application = dataclasses.replace(application, name=name)
     try:
         scopes = checked_scopes(string(params, "scope", max_length=1024), application.scopes)
     except OAuthError as exc:
         raise ApiError(400, exc.error, exc.description) from None
     return application, redirect_uri, scopes
+
+
+async def _client_document(request: web.Request, client_id: str) -> tuple[str, tuple[str, ...]]:
+    """The name and redirect URIs a client's own AS2 document (an `Application`) declares;
+    nothing when it cannot be fetched in a few seconds (a client offline or on a LAN)."""
+    try:
+        async with asyncio.timeout(_CLIENT_FETCH_S):
+            fetched = await request.app[FEDERATION].fetcher.get_object(client_id)
+    except (FetchError, TimeoutError):
+        return "", ()
+    document = fetched.document
+    name = document.get("name")
+    declared = [
+        uri for key in ("redirectURI", "redirect_uris") for uri in ids_of(document.get(key))
+    ]
+    try:
+        uris = checked_redirect_uris(declared) if declared else ()
+    except OAuthError:
+        uris = ()  # a document that declares a bad URI vouches for none of them
+    return (name.strip()[:_CLIENT_NAME_MAX] if isinstance(name, str) else ""), uris
 
 
 @routes.get("/oauth/authorize")
@@ -253,7 +282,8 @@ async def _sign_in(request: web.Request, username: str, password: str) -> Accoun
     limiter = request.app[LOGIN_LIMITER]
     now = request.app[CLOCK]()
     name = username.strip().lstrip("@").split("@", 1)[0].lower()
-    keys = (f"ip:{request.remote}", f"user:{name}")
+    address = client_address(request, request.app[API_LIMITS].trusted_proxies)
+    keys = (f"ip:{address}", f"user:{name}")
     if any(limiter.peek(key, now) for key in keys):
         raise ApiError(429, "Too many failed sign-in attempts", headers={"Retry-After": "300"})
     async with request.app[DATABASE].read() as conn:
@@ -387,6 +417,8 @@ async def metadata(request: web.Request) -> web.Response:
             "grant_types_supported": grants,
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256", "plain"],
+            # C2S clients may name themselves by their URL instead of registering.
+            "activitypub_object_id_as_client_id": True,
             "service_documentation": "https://docs.joinmastodon.org/api/",
         }
     )

@@ -272,7 +272,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Change one's profile (federates an Update)",
         "write:accounts",
         _ref("Account"),
-        ("display_name", "note", "locked", "bot", "discoverable"),
+        ("display_name", "note", "locked", "bot", "discoverable", "indexable", "fields_attributes"),
     ),
     Operation(
         "GET",
@@ -296,9 +296,45 @@ OPERATIONS: tuple[Operation, ...] = (
         "Accounts by name or handle",
         "read:accounts",
         _list("Account"),
-        ("q", "limit", "resolve", "following"),
+        ("q", "limit", "offset", "resolve", "following"),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/accounts/familiar_followers",
+        "Followed accounts that also follow each account",
+        "read:follows",
+        _array(_object({"id": _ID, "accounts": _list("Account")})),
+        ("id",),
     ),
     Operation("GET", "/api/v1/accounts/{id}", "One account", None, _ref("Account")),
+    Operation(
+        "GET",
+        "/api/v1/accounts/{id}/featured_tags",
+        "An account's featured hashtags (none)",
+        None,
+        _array({"type": "object"}),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/accounts/{id}/lists",
+        "Lists holding the account (none)",
+        "read:lists",
+        _array({"type": "object"}),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/statuses/{id}/pin",
+        "Feature one's own public or unlisted post on the profile (at most 5)",
+        "write:accounts",
+        _ref("Status"),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/statuses/{id}/unpin",
+        "Stop featuring a post",
+        "write:accounts",
+        _ref("Status"),
+    ),
     Operation(
         "GET",
         "/api/v1/accounts/{id}/statuses",
@@ -341,7 +377,7 @@ OPERATIONS: tuple[Operation, ...] = (
             ("remove_from_followers", "Remove a follower", "write:follows", ()),
             ("block", "Block", "write:blocks", ()),
             ("unblock", "Unblock", "write:blocks", ()),
-            ("mute", "Mute", "write:mutes", ("notifications",)),
+            ("mute", "Mute", "write:mutes", ("notifications", "duration")),
             ("unmute", "Unmute", "write:mutes", ()),
         )
     ),
@@ -435,10 +471,11 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "GET",
         "/api/v2/search",
-        "Accounts, statuses (by URL) and hashtags; resolve reaches other servers",
+        "Accounts, statuses (by URL, or by text among one's own) and hashtags; resolve "
+        "reaches other servers",
         None,
         _ref("SearchResults"),
-        ("q", "type", "resolve", "limit", "offset"),
+        ("q", "type", "resolve", "following", "account_id", "limit", "offset"),
     ),
     # notifications, conversations, markers
     Operation(

@@ -1,7 +1,9 @@
 """Mastodon's streaming API: one WebSocket with subscribe/unsubscribe, and SSE per stream.
 
-Every event is rendered for the subscriber who receives it (what they may see, their own
-favourite/boost flags), so one commit may be rendered several times — once per listener.
+Every event is rendered as each listener may see it (visibility, blocks and mutes, their own
+favourite/boost/bookmark flags). The status entity is rendered once per event and the
+per-listener facts are read for all listeners together, so a post heard by a thousand clients
+costs a handful of queries rather than a thousand renders.
 """
 
 from __future__ import annotations
@@ -14,152 +16,325 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from sqlalchemy import select
+from sqlalchemy import literal, or_, select, union, union_all
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.api.auth import require_account
+from server.api.auth import bearer_token, require_grant
 from server.api.errors import ApiError
+from server.api.mastodon.conversations import render_conversations
 from server.api.mastodon.entities import Presenter
-from server.api.mastodon.notifications import render_conversations, render_notifications
-from server.appkeys import DATABASE, URLS
+from server.api.mastodon.notifications import render_notifications, visible_pairs
+from server.appkeys import CLOCK, DATABASE, URLS
 from server.identity.accounts import Account
-from server.social.statuses import status_by_id
-from server.social.visibility import can_see
-from server.storage.engine import EventChannel
-from server.storage.tables import conversations, mutes, notifications
+from server.identity.tokens import Grant, authenticate
+from server.social.distribution import StreamEvent
+from server.social.statuses import Status, status_by_id
+from server.storage.engine import Database, EventChannel
+from server.storage.tables import (
+    blocks,
+    bookmarks,
+    conversations,
+    favourites,
+    mentions,
+    mutes,
+    notifications,
+    statuses,
+)
 from server.streaming import (
     CHANNEL,
-    Delivery,
     StreamHub,
     Subscription,
     TooManyStreams,
-    decode_event,
-    encode_event,
+    decode_events,
+    encode_events,
 )
+from server.urls import Urls
 
 log = logging.getLogger("kith.streaming")
 routes = web.RouteTableDef()
 STREAM_HUB = web.AppKey("stream_hub", StreamHub)
 HEARTBEAT_S = 15.0
+# How often a quiet SSE connection looks whether its client has gone.
+_IDLE_CHECK_S = 5.0
+# A revoked or expired token stops streaming within this long.
+TOKEN_RECHECK_S = 60.0
+# A client that takes longer than this to accept one message is dropped.
+WRITE_TIMEOUT_S = 10.0
 _TAG_LENGTH_MAX = 100
+_VIEWERS_PER_QUERY = 500
 _SCOPES = {
     "user": "read:statuses",
     "user:notification": "read:notifications",
     "public": "read:statuses",
+    "public:media": "read:statuses",
     "public:local": "read:statuses",
+    "public:local:media": "read:statuses",
     "public:remote": "read:statuses",
+    "public:remote:media": "read:statuses",
     "hashtag": "read:statuses",
     "hashtag:local": "read:statuses",
     "direct": "read:statuses",
 }
+_FLAGS = ("favourited", "reblogged", "bookmarked")
 
 
 def install(app: web.Application) -> StreamHub:
     """Give the app a hub fed by the database's committed events, closed on shutdown."""
-    hub = StreamHub()
+    db, urls = app[DATABASE], app[URLS]
+
+    async def render(event: StreamEvent, viewers: list[Account]) -> dict[int, str]:
+        return await render_event(db, urls, event, viewers)
+
+    hub = StreamHub(render)
     app[STREAM_HUB] = hub
-    db = app[DATABASE]
     db.event_sink = hub.publish
+    if not db.is_sqlite:
+        # Sent with pg_notify inside the committing transaction: PostgreSQL delivers it to
+        # every listening process (this one included) only if the commit succeeds, and in
+        # commit order; nothing is lost between a commit and a separate NOTIFY.
+        db.event_channel = EventChannel(CHANNEL, encode_events)
 
     async def close_streams(app: web.Application) -> None:
         hub.shutdown()
 
     app.on_shutdown.append(close_streams)
-    if not db.is_sqlite:
-        db.event_channel = EventChannel(CHANNEL, encode_event)
-
-        def heard(payload: str) -> None:
-            event = decode_event(payload)
-            if event is not None:
-                hub.publish([event])
-
-        async def listen(app: web.Application) -> AsyncIterator[None]:
-            listener = asyncio.create_task(db.listen(CHANNEL, heard))
-            yield
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
-
-        app.cleanup_ctx.append(listen)
+    app.cleanup_ctx.append(_running(db, hub))
     return hub
 
 
-def internal_stream(name: str, tag: str | None, account: Account) -> str:
-    """The hub's name for a client's stream (`user` → `user:42`); 422 for unknown streams."""
-    if name not in _SCOPES:
-        raise ApiError(422, f"unknown stream {name!r}")
-    if name.startswith("hashtag"):
-        tag = (tag or "").lstrip("#").lower()
-        if not tag or len(tag) > _TAG_LENGTH_MAX:
-            raise ApiError(422, "a hashtag stream needs a tag")
-        return f"{name}:{tag}"
-    if name in ("user", "user:notification", "direct"):
-        return f"{name}:{account.id}"
-    return name
+def _running(db: Database, hub: StreamHub) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(hub.run())]
+        if not db.is_sqlite:
+            tasks.append(asyncio.create_task(db.listen(CHANNEL, _heard(hub))))
+        yield
+        hub.shutdown()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return run
 
 
-def _client_stream(stream: str) -> list[str]:
-    """The `stream` field Mastodon sends: `["hashtag", "cats"]`, `["user"]`, …"""
-    for prefix in ("hashtag:local:", "hashtag:"):
-        if stream.startswith(prefix):
-            return [prefix[:-1], stream[len(prefix) :]]
-    for name in ("user:notification", "user", "direct"):
-        if stream.startswith(name + ":"):
-            return [name]
-    return [stream]
+def _heard(hub: StreamHub) -> Callable[[str], None]:
+    def heard(payload: str) -> None:
+        hub.publish(decode_events(payload))
+
+    return heard
 
 
-async def render(request: web.Request, viewer: Account, delivery: Delivery) -> str | None:
-    """The event's payload as `viewer` may see it (a JSON text); None to leave it out."""
-    if delivery.event == "delete":
-        return str(delivery.subject_id)
-    async with request.app[DATABASE].read() as conn:
-        presenter = Presenter(conn, request.app[URLS], viewer)
-        if delivery.event in ("update", "status.update"):
-            status = await status_by_id(conn, delivery.subject_id)
-            if status is None or not await can_see(conn, viewer, status):
-                return None
-            if await _muted(conn, viewer, status.account_id):
-                return None
-            return json.dumps(await presenter.status(status))
-        if delivery.event == "notification":
-            rows = await conn.execute(
-                select(notifications).where(
-                    notifications.c.id == delivery.subject_id,
-                    notifications.c.account_id == viewer.id,
-                )
-            )
-            rendered = await render_notifications(presenter, rows.all())
-            return json.dumps(rendered[0]) if rendered else None
-        if delivery.event == "conversation":
-            rows = await conn.execute(
-                select(conversations).where(
-                    conversations.c.id == delivery.subject_id,
-                    conversations.c.account_id == viewer.id,
-                )
-            )
-            rendered = await render_conversations(presenter, rows.all())
-            return json.dumps(rendered[0]) if rendered else None
-    return None
+# --- rendering ------------------------------------------------------------------------------
 
 
-async def _muted(conn: Any, viewer: Account, author_id: int) -> bool:
-    row = await conn.execute(
-        select(mutes.c.id).where(
-            mutes.c.account_id == viewer.id, mutes.c.target_account_id == author_id
+async def render_event(
+    db: Database, urls: Urls, event: StreamEvent, viewers: list[Account]
+) -> dict[int, str]:
+    """The event's payload (a JSON text) for each viewer who may see it."""
+    if event.event == "delete":
+        return {viewer.id: str(event.subject_id) for viewer in viewers}
+    async with db.read() as conn:
+        if event.event in ("update", "status.update"):
+            return await _status_payloads(conn, urls, event.subject_id, viewers)
+        if event.event == "notification":
+            return await _owned_payload(conn, urls, notifications, event.subject_id, viewers)
+        if event.event == "conversation":
+            return await _owned_payload(conn, urls, conversations, event.subject_id, viewers)
+    return {}
+
+
+async def _owned_payload(
+    conn: AsyncConnection, urls: Urls, table: Any, subject_id: int, viewers: list[Account]
+) -> dict[int, str]:
+    """A notification or conversation: only its owner hears of it."""
+    row = (await conn.execute(select(table).where(table.c.id == subject_id))).first()
+    owner = next((v for v in viewers if row is not None and v.id == row.account_id), None)
+    if owner is None:
+        return {}
+    presenter = Presenter(conn, urls, owner)
+    if table is notifications:
+        rendered = await render_notifications(presenter, [row])
+    else:
+        rendered = await render_conversations(presenter, [row])
+    return {owner.id: json.dumps(rendered[0])} if rendered else {}
+
+
+async def _status_payloads(
+    conn: AsyncConnection, urls: Urls, status_id: int, viewers: list[Account]
+) -> dict[int, str]:
+    status = await status_by_id(conn, status_id)
+    if status is None:
+        return {}
+    shown = [status]
+    if status.reblog_of_id is not None:
+        original = await status_by_id(conn, status.reblog_of_id)
+        if original is None:
+            return {}
+        shown.append(original)
+    ids = [viewer.id for viewer in viewers]
+    allowed: list[int] = []
+    for start in range(0, len(ids), _VIEWERS_PER_QUERY):
+        allowed += await _allowed(conn, ids[start : start + _VIEWERS_PER_QUERY], shown)
+    if not allowed:
+        return {}
+    # Rendered once without a viewer; only the viewer's own flags differ between listeners.
+    base = await Presenter(conn, urls, None).status(status)
+    marks = await _own_marks(conn, allowed, [s.id for s in shown])
+    plain = json.dumps(base)
+    return {
+        viewer: json.dumps(_marked(base, marks[viewer])) if viewer in marks else plain
+        for viewer in allowed
+    }
+
+
+async def _allowed(conn: AsyncConnection, viewers: list[int], shown: list[Status]) -> list[int]:
+    """Viewers who may see the statuses and have not silenced them: as Mastodon's streaming
+    server, a listener who blocks or mutes the author or anyone mentioned does not get it."""
+    pairs = await visible_pairs(conn, viewers, shown)
+    seeing = [v for v in viewers if all((v, s.id) in pairs for s in shown)]
+    authors = {s.account_id for s in shown}
+    others = [v for v in seeing if v not in authors]
+    if not others:
+        return seeing
+    involved = or_(
+        blocks.c.target_account_id.in_(authors),
+        blocks.c.target_account_id.in_(
+            select(mentions.c.account_id).where(mentions.c.status_id.in_([s.id for s in shown]))
+        ),
+    )
+    muted = or_(
+        mutes.c.target_account_id.in_(authors),
+        mutes.c.target_account_id.in_(
+            select(mentions.c.account_id).where(mentions.c.status_id.in_([s.id for s in shown]))
+        ),
+    )
+    rows = await conn.execute(
+        union(
+            select(blocks.c.account_id).where(blocks.c.account_id.in_(others), involved),
+            select(mutes.c.account_id).where(mutes.c.account_id.in_(others), muted),
         )
     )
-    return row.first() is not None
+    silenced = {row[0] for row in rows}
+    return [v for v in seeing if v not in silenced]
 
 
-async def _authenticated(request: web.Request, stream: str | None) -> Account:
-    return await require_account(request, _SCOPES.get(stream or "user", "read:statuses"))
+async def _own_marks(
+    conn: AsyncConnection, viewers: list[int], status_ids: list[int]
+) -> dict[int, set[tuple[str, int]]]:
+    """Each viewer's favourites, boosts and bookmarks among the statuses."""
+    marks: dict[int, set[tuple[str, int]]] = {}
+    for start in range(0, len(viewers), _VIEWERS_PER_QUERY):
+        chunk = viewers[start : start + _VIEWERS_PER_QUERY]
+        rows = await conn.execute(
+            union_all(
+                select(literal("favourited"), favourites.c.account_id, favourites.c.status_id)
+                .where(favourites.c.account_id.in_(chunk))
+                .where(favourites.c.status_id.in_(status_ids)),
+                select(literal("reblogged"), statuses.c.account_id, statuses.c.reblog_of_id)
+                .where(statuses.c.account_id.in_(chunk))
+                .where(statuses.c.reblog_of_id.in_(status_ids)),
+                select(literal("bookmarked"), bookmarks.c.account_id, bookmarks.c.status_id)
+                .where(bookmarks.c.account_id.in_(chunk))
+                .where(bookmarks.c.status_id.in_(status_ids)),
+            )
+        )
+        for flag, viewer, status_id in rows:
+            marks.setdefault(viewer, set()).add((flag, status_id))
+    return marks
 
 
-def _open(request: web.Request, account: Account) -> Subscription:
+def _marked(entity: dict[str, Any], marks: set[tuple[str, int]]) -> dict[str, Any]:
+    """The entity with one viewer's flags (a boost shows its original's, as Presenter does)."""
+    copy = dict(entity)
+    for flag in _FLAGS:
+        copy[flag] = (flag, int(entity["id"])) in marks
+    if entity.get("reblog"):
+        copy["reblog"] = _marked(entity["reblog"], marks)
+        for flag in _FLAGS:
+            copy[flag] = copy["reblog"][flag]
+    return copy
+
+
+# --- streams, scopes and tokens -------------------------------------------------------------
+
+
+def internal_stream(name: Any, tag: Any, account: Account) -> tuple[str, list[str]]:
+    """The hub's name for a client's stream (`user` → `user:42`) and the `stream` field
+    its events carry (`["hashtag", "Cats"]`); 422 for unknown streams."""
+    if isinstance(name, list) and name:
+        name = name[0]  # Mastodon reads the first of a repeated parameter
+    if not isinstance(name, str) or name not in _SCOPES:
+        raise ApiError(422, f"unknown stream {name!r}" if isinstance(name, str) else "no stream")
+    if name.startswith("hashtag"):
+        if not isinstance(tag, str) or not tag.lstrip("#") or len(tag) > _TAG_LENGTH_MAX:
+            raise ApiError(422, "a hashtag stream needs a tag")
+        tag = tag.lstrip("#")
+        return f"{name}:{tag.lower()}", [name, tag]
+    if name in ("user", "user:notification", "direct"):
+        return f"{name}:{account.id}", [name]
+    return name, [name]
+
+
+def _check_scope(grant: Grant, stream: str) -> None:
+    scope = _SCOPES[stream]
+    if not grant.allows(scope):
+        raise ApiError(
+            403,
+            "This action is outside the authorized scopes",
+            f"the {stream} stream needs the {scope!r} scope",
+        )
+
+
+async def _listener(request: web.Request, *scopes: str) -> tuple[Grant, Account]:
+    grant = await require_grant(request, *scopes)
+    if grant.account is None:
+        raise ApiError(422, "This method requires an authenticated user")
+    return grant, grant.account
+
+
+def _open(request: web.Request, grant: Grant, account: Account) -> Subscription:
     try:
-        return request.app[STREAM_HUB].open(account.id)
+        return request.app[STREAM_HUB].open(account, grant.allows("read:notifications"))
     except TooManyStreams as exc:
         raise ApiError(429, str(exc)) from None
+
+
+async def _token_still_valid(request: web.Request) -> bool:
+    token = bearer_token(request)
+    if token is None:
+        return False
+    async with request.app[DATABASE].read() as conn:
+        return await authenticate(conn, token, request.app[CLOCK]()) is not None
+
+
+async def _outgoing(request: web.Request, subscription: Subscription) -> AsyncIterator[Any]:
+    """The subscription's messages, and None when it has been quiet for a while (time for a
+    heartbeat or a look at the connection); ends when the hub ends the subscription or the
+    token is no longer valid."""
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
+    while True:
+        try:
+            async with asyncio.timeout(_IDLE_CHECK_S):
+                message = await subscription.queue.get()
+        except TimeoutError:
+            message = None
+        else:
+            if message is None:
+                return
+        if loop.time() - checked >= TOKEN_RECHECK_S:
+            if not await _token_still_valid(request):
+                return
+            checked = loop.time()
+        yield message
+
+
+def _abort(request: web.Request) -> None:
+    """Drop a connection that stopped reading (a graceful close would wait on it too)."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
 
 
 # --- WebSocket ------------------------------------------------------------------------------
@@ -168,79 +343,100 @@ def _open(request: web.Request, account: Account) -> Subscription:
 @routes.get("/api/v1/streaming")
 async def websocket(request: web.Request) -> web.StreamResponse:
     """`{"type": "subscribe", "stream": "user"}` in, `{"stream", "event", "payload"}` out."""
+    grant, account = await _listener(request, "read:statuses", "read:notifications")
+    first = None
+    if "stream" in request.query:
+        first = internal_stream(request.query.getall("stream"), request.query.get("tag"), account)
+        _check_scope(grant, first[1][0])
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
-    account = await _authenticated(request, request.query.get("stream"))
     hub = request.app[STREAM_HUB]
-    subscription = _open(request, account)
+    subscription = _open(request, grant, account)
     socket = web.WebSocketResponse(
         heartbeat=HEARTBEAT_S, protocols=[p for p in offered if p], max_msg_size=64 * 1024
     )
+    sending = asyncio.Lock()
     try:
         await socket.prepare(request)
-        if "stream" in request.query:
-            _apply(hub, subscription, account, "subscribe", request.query)
-        sender = asyncio.create_task(_send_events(request, socket, account, subscription))
+        if first is not None:
+            _subscribe(hub, subscription, first)
+        sender = asyncio.create_task(_send_events(request, socket, subscription, sending))
         try:
             async for message in socket:
-                if message.type != WSMsgType.TEXT:
-                    continue
-                await _command(socket, hub, subscription, account, message.data)
+                if message.type == WSMsgType.TEXT:
+                    await _command(socket, sending, hub, subscription, grant, message.data)
         finally:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
     finally:
         hub.close(subscription)
+        subscription.end()
     return socket
+
+
+def _subscribe(hub: StreamHub, subscription: Subscription, named: tuple[str, list[str]]) -> None:
+    internal, label = named
+    subscription.labels[internal] = label
+    hub.subscribe(subscription, internal)
 
 
 async def _command(
     socket: web.WebSocketResponse,
+    sending: asyncio.Lock,
     hub: StreamHub,
     subscription: Subscription,
-    account: Account,
+    grant: Grant,
     text: str,
 ) -> None:
+    """One client message: subscribe or unsubscribe; mistakes are answered, not fatal."""
     try:
         command = json.loads(text)
         if not isinstance(command, dict):
             raise ValueError
-        _apply(hub, subscription, account, command.get("type"), command)
+        named = internal_stream(command.get("stream"), command.get("tag"), subscription.viewer)
+        kind = command.get("type")
+        if kind == "subscribe":
+            _check_scope(grant, named[1][0])
+            _subscribe(hub, subscription, named)
+        elif kind == "unsubscribe":
+            hub.unsubscribe(subscription, named[0])
+        else:
+            raise ApiError(422, "type must be subscribe or unsubscribe")
     except (ValueError, RecursionError):
-        await socket.send_json({"error": "messages are JSON objects with a type and a stream"})
+        reply = {"error": "messages are JSON objects with a type and a stream"}
     except ApiError as exc:
-        await socket.send_json({"error": exc.error, "status": exc.status})
-
-
-def _apply(
-    hub: StreamHub, subscription: Subscription, account: Account, kind: Any, fields: Any
-) -> None:
-    stream, tag = fields.get("stream"), fields.get("tag")
-    if not isinstance(stream, str) or not (tag is None or isinstance(tag, str)):
-        raise ApiError(422, "stream (and tag) must be strings")
-    internal = internal_stream(stream, tag, account)
-    if kind == "subscribe":
-        hub.subscribe(subscription, internal)
-    elif kind == "unsubscribe":
-        hub.unsubscribe(subscription, internal)
+        reply = {"error": exc.description or exc.error, "status": exc.status}
     else:
-        raise ApiError(422, "type must be subscribe or unsubscribe")
+        return
+    async with sending, asyncio.timeout(WRITE_TIMEOUT_S):
+        await socket.send_str(json.dumps(reply))
 
 
 async def _send_events(
     request: web.Request,
     socket: web.WebSocketResponse,
-    account: Account,
     subscription: Subscription,
+    sending: asyncio.Lock,
 ) -> None:
-    async for delivery in subscription.deliveries():
-        payload = await render(request, account, delivery)
-        if payload is None:
-            continue
-        await socket.send_json(
-            {"stream": _client_stream(delivery.stream), "event": delivery.event, "payload": payload}
-        )
-    await socket.close()
+    try:
+        async for message in _outgoing(request, subscription):
+            if message is None:
+                continue  # aiohttp pings the client itself
+            frame = {
+                "stream": subscription.labels.get(message.stream, [message.stream]),
+                "event": message.event,
+                "payload": message.payload,
+            }
+            async with sending, asyncio.timeout(WRITE_TIMEOUT_S):
+                await socket.send_str(json.dumps(frame))
+    except (ConnectionError, TimeoutError):
+        _abort(request)
+        return
+    try:
+        async with asyncio.timeout(WRITE_TIMEOUT_S):
+            await socket.close()
+    except (ConnectionError, TimeoutError):
+        _abort(request)
 
 
 # --- Server-sent events ---------------------------------------------------------------------
@@ -248,49 +444,60 @@ async def _send_events(
 
 def _sse(stream: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
-        account = await _authenticated(request, stream)
-        internal = internal_stream(stream, request.query.get("tag"), account)
+        grant, account = await _listener(request, _SCOPES[stream])
+        if stream.startswith("public") and request.query.get("only_media", "") in _TRUE:
+            named = internal_stream(stream + ":media", None, account)
+        else:
+            named = internal_stream(stream, request.query.get("tag"), account)
         hub = request.app[STREAM_HUB]
-        subscription = _open(request, account)
-        hub.subscribe(subscription, internal)
+        subscription = _open(request, grant, account)
+        _subscribe(hub, subscription, named)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
+                "Cache-Control": "no-store",
                 "X-Accel-Buffering": "no",
             }
         )
         try:
             await response.prepare(request)
-            await response.write(b":)\n\n")
-            async for item in _with_heartbeats(subscription):
-                if item is None:
-                    await response.write(b":thump\n\n")
-                    continue
-                payload = await render(request, account, item)
-                if payload is not None:
-                    await response.write(f"event: {item.event}\ndata: {payload}\n\n".encode())
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+            await _write(response, b":)\n")
+            await _stream_sse(request, response, subscription)
+        except (ConnectionError, TimeoutError):
+            _abort(request)
         finally:
             hub.close(subscription)
+            subscription.end()
         return response
 
     return handler
 
 
-async def _with_heartbeats(subscription: Subscription) -> AsyncIterator[Delivery | None]:
-    """The subscription's deliveries, with None whenever it has been quiet for a heartbeat."""
-    while True:
-        try:
-            async with asyncio.timeout(HEARTBEAT_S):
-                delivery = await subscription.queue.get()
-        except TimeoutError:
-            yield None
-            continue
-        if delivery is None:
-            return
-        yield delivery
+_TRUE = ("1", "true", "t", "on", "yes")
+
+
+async def _stream_sse(
+    request: web.Request, response: web.StreamResponse, subscription: Subscription
+) -> None:
+    loop = asyncio.get_running_loop()
+    last_write = loop.time()
+    async for message in _outgoing(request, subscription):
+        if message is None:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return  # the client went away
+            if loop.time() - last_write < HEARTBEAT_S:
+                continue
+            chunk = b":thump\n"
+        else:
+            chunk = f"event: {message.event}\ndata: {message.payload}\n\n".encode()
+        await _write(response, chunk)
+        last_write = loop.time()
+
+
+async def _write(response: web.StreamResponse, chunk: bytes) -> None:
+    async with asyncio.timeout(WRITE_TIMEOUT_S):
+        await response.write(chunk)
 
 
 for _path, _stream in (

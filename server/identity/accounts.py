@@ -54,6 +54,7 @@ class Account:
     also_known_as: str | None = None
     moved_to_uri: str | None = None
     fetched_at: datetime | None = None
+    profile_fields: str | None = None  # JSON list of [name, value] pairs
 
     @property
     def is_local(self) -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import html
 import json
+import re
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -43,6 +46,7 @@ def actor_document(
         manually_approves_followers=account.is_locked,
         discoverable=account.is_discoverable,
         indexable=account.is_indexable,
+        fields=tuple((name, field_html(value)) for name, value in profile_fields(account)),
         also_known_as=tuple(json.loads(account.also_known_as or "[]")),
         moved_to=account.moved_to_uri,
         client_endpoints=()
@@ -53,3 +57,30 @@ def actor_document(
             ("proxyUrl", f"{urls.base_url}/api/kith/v1/proxy"),
         ),
     )
+
+
+def profile_fields(account: Account) -> list[tuple[str, str]]:
+    """A local account's profile fields (name, value) as typed; remote accounts have none yet."""
+    if not account.profile_fields:
+        return []
+    return [(str(name), str(value)) for name, value in json.loads(account.profile_fields)]
+
+
+_URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+@functools.lru_cache(maxsize=4096)
+def field_html(value: str) -> str:
+    """A field's value as HTML: escaped, links made clickable (as Mastodon shows them)."""
+    out, position = [], 0
+    for match in _URL.finditer(value):
+        url = match.group(0).rstrip(".,;:!?)")
+        out.append(html.escape(value[position : match.start()]))
+        href = html.escape(url)
+        out.append(
+            f'<a href="{href}" target="_blank" rel="nofollow noopener noreferrer me" '
+            f'translate="no">{href}</a>'
+        )
+        position = match.start() + len(url)
+    out.append(html.escape(value[position:]))
+    return "".join(out)

@@ -13,6 +13,7 @@ from protocol.activities import render_activity, render_note, without_context
 from protocol.addressing import Audience
 from protocol.vocab import PUBLIC
 from server.identity.accounts import Account, account_from_row, select_accounts
+from server.social import pins
 from server.social.statuses import Status, author_of, note_document, status_by_id, statuses_of
 from server.storage.tables import accounts, follows, statuses
 from server.urls import Urls
@@ -146,6 +147,22 @@ async def count_statuses(conn: AsyncConnection, account: Account) -> int:
     return int((await conn.execute(query)).scalar_one())
 
 
+async def count_featured(conn: AsyncConnection, account: Account) -> int:
+    return len(await pins.featured(conn, account))
+
+
+async def featured_page(
+    conn: AsyncConnection, urls: Urls, account: Account, max_id: int | None
+) -> Page:
+    """Pinned posts as Notes (Mastodon embeds them), all on one page (there are at most 5)."""
+    if max_id is not None:
+        return Page([], None)
+    found = await pins.featured(conn, account)
+    return Page(
+        [without_context(render_note(await note_document(conn, s, urls))) for s in found], None
+    )
+
+
 count_followers = _relation_counter("target_account_id")
 count_following = _relation_counter("account_id")
 
@@ -160,7 +177,7 @@ COLLECTIONS: dict[str, tuple[Counter, Pager]] = {
         _relation_counter("account_id"),
         _relation_pager("account_id", "target_account_id"),
     ),
-    # Pinned posts and featured hashtags arrive with the client API.
-    "collections/featured": (_empty_count, _empty_page),
+    "collections/featured": (count_featured, featured_page),
+    # Featured hashtags are not offered yet.
     "collections/tags": (_empty_count, _empty_page),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,8 @@ from server.urls import Urls
 NOTE_TYPES = frozenset({"Note", "Article", "Question", "Page"})
 _SUMMARY_MAX = 1000
 _CONTENT_MAX = 100_000
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}")
+_LANGUAGE_MAX = 16
 
 
 class NoteStore:
@@ -79,6 +82,7 @@ class NoteStore:
             in_reply_to_id=parent.id if parent else None,
             in_reply_to_uri=parent_uri if is_http_url(parent_uri) else None,
             context_uri=_context(note, parent),
+            language=_language(note),
         )
         status = await insert_status(conn, new_id(now), new, mentioned, _hashtags(note))
         if status is not None:
@@ -186,6 +190,20 @@ def _content(note: dict[str, Any]) -> str:
         return sanitize_html(content[:_CONTENT_MAX])
     except ProtocolError as exc:
         raise Reject(f"the post's content cannot be read: {exc}") from None
+
+
+def _language(note: dict[str, Any]) -> str | None:
+    """The language tag of the `contentMap` entry that is the content (GoToSocial's rule), else
+    of its first entry (Mastodon's); None when there is no map or the tag is not BCP 47-like."""
+    content_map = note.get("contentMap")
+    if not isinstance(content_map, dict):
+        return None
+    content = note.get("content")
+    matching = [tag for tag, text in content_map.items() if text == content]
+    tag = next(iter(matching or content_map), None)
+    if isinstance(tag, str) and len(tag) <= _LANGUAGE_MAX and _LANGUAGE.fullmatch(tag):
+        return tag
+    return None
 
 
 def _note_url(note: dict[str, Any], note_id: str) -> str:

@@ -21,6 +21,10 @@ from server.urls import Urls
 
 DISPLAY_NAME_MAX = 100
 NOTE_MAX = 500
+# Mastodon's limits on profile fields (metadata): four pairs of 255 characters each.
+FIELDS_MAX = 4
+FIELD_NAME_MAX = 255
+FIELD_VALUE_MAX = 255
 
 
 async def known_remote_actors(conn: AsyncConnection, account_id: int) -> list[str]:
@@ -51,9 +55,19 @@ async def update_profile(
     locked: bool | None = None,
     bot: bool | None = None,
     discoverable: bool | None = None,
+    indexable: bool | None = None,
+    fields: list[tuple[str, str]] | None = None,
 ) -> tuple[Account, list[Outbound]]:
-    """Change a local profile; followers' servers get Update(Person) with the new document."""
+    """Change a local profile; followers' servers get Update(Person) with the new document.
+
+    `fields` replaces all profile fields (at most FIELDS_MAX; the caller checks lengths).
+    """
     changes: dict[str, object] = {}
+    if indexable is not None:
+        changes["is_indexable"] = indexable
+    if fields is not None:
+        kept = [[name, value] for name, value in fields[:FIELDS_MAX] if name or value]
+        changes["profile_fields"] = json.dumps(kept) if kept else None
     if display_name is not None:
         changes["display_name"] = display_name[:DISPLAY_NAME_MAX]
     if note is not None:

@@ -29,7 +29,8 @@ class EventChannel:
     """Where committed events travel between processes sharing a PostgreSQL database."""
 
     name: str
-    encode: Callable[[Any], str]
+    # A transaction's events as NOTIFY payloads (each under PostgreSQL's 8,000-byte limit).
+    encode: Callable[[list[Any]], list[str]]
 
 
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
@@ -82,8 +83,7 @@ class Database:
                     if events and self.event_channel is not None:
                         # NOTIFY is transactional: every listening process, this one too,
                         # hears of the events only if the commit succeeds.
-                        for recorded in events:
-                            payload = self.event_channel.encode(recorded)
+                        for payload in self.event_channel.encode(events):
                             await conn.execute(
                                 _NOTIFY, {"channel": self.event_channel.name, "payload": payload}
                             )

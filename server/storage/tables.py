@@ -62,6 +62,8 @@ accounts = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_active_at", UTCDateTime, nullable=True),
     Column("deleted_at", UTCDateTime, nullable=True),
+    # Profile metadata ("fields"): a JSON list of [name, value] pairs as the user typed them.
+    Column("profile_fields", Text, nullable=True),
     # Local names are unique ignoring case; remote accounts are unique by `uri`.
     Index(
         "uq_accounts_local_username",
@@ -320,6 +322,8 @@ mutes = _edge(
     "mutes",
     _target_account(),
     Column("hide_notifications", Boolean, nullable=False),
+    # None: until unmuted. Expired mutes are deleted by a sweep (server.social.mutes).
+    Column("expires_at", UTCDateTime, nullable=True, index=True),
     UniqueConstraint("account_id", "target_account_id"),
 )
 
@@ -430,4 +434,21 @@ idempotency_keys = Table(
     Column("key", String(255), primary_key=True),
     Column("status_id", BigInteger, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Statuses an account features on its profile (Mastodon's pins; the `featured` collection).
+status_pins = Table(
+    "status_pins",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("account_id", BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "status_id",
+        BigInteger,
+        ForeignKey("statuses.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("account_id", "status_id"),
 )

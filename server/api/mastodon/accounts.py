@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -20,18 +21,25 @@ from server.api.mastodon.statuses import viewer_of
 from server.api.pagination import page_request, paginated
 from server.api.params import boolean, integer, path_id, request_params, string, string_list
 from server.appkeys import DATABASE, FEDERATION, URLS
-from server.identity.accounts import Account, account_from_row, get_account, select_accounts
-from server.social import graph, mutes, profiles
+from server.identity.accounts import (
+    Account,
+    account_from_row,
+    find_account,
+    get_account,
+    select_accounts,
+)
+from server.social import graph, mutes, pins, profiles
 from server.social.graph import InvalidAction
 from server.social.timelines import PageRequest, account_timeline, newest_first, paged
-from server.storage.tables import accounts, follows
+from server.storage.tables import accounts, blocks, follows
 from server.urls import Urls
 
 log = logging.getLogger("kith.api")
 routes = web.RouteTableDef()
 
 _HANDLE_LENGTH_MAX = 320
-SEARCH_LIMIT_MAX = 40
+SEARCH_LIMIT_MAX = 40  # v2 search
+_ACCOUNT_SEARCH_LIMIT_MAX = 80
 
 
 async def _account(conn: AsyncConnection, account_id: int) -> Account:
@@ -60,13 +68,23 @@ async def update_credentials(request: web.Request) -> web.Response:
         raise ApiError(422, "Avatar and header uploads are not supported by this server yet")
     display_name = string(params, "display_name", max_length=profiles.DISPLAY_NAME_MAX)
     note = string(params, "note", max_length=profiles.NOTE_MAX)
-    locked = boolean(params, "locked") if "locked" in params else None
-    bot = boolean(params, "bot") if "bot" in params else None
-    discoverable = boolean(params, "discoverable") if "discoverable" in params else None
+    fields = profile_fields_param(params)
+    # `hide_collections` and `source[…]` (posting defaults) are accepted and not kept yet.
+    flags = {name: _option(params, name) for name in ("locked", "bot", "discoverable", "indexable")}
     urls = request.app[URLS]
     updated = await request.app[FEDERATION].perform(
         lambda conn, now: profiles.update_profile(
-            conn, urls, account, now, display_name, note, locked, bot, discoverable
+            conn,
+            urls,
+            account,
+            now,
+            display_name,
+            note,
+            flags["locked"],
+            flags["bot"],
+            flags["discoverable"],
+            flags["indexable"],
+            fields,
         )
     )
     async with request.app[DATABASE].read() as conn:
@@ -79,6 +97,42 @@ async def _has_files(request: web.Request) -> bool:
     return any(not isinstance(value, str) for value in form.values())
 
 
+_FIELD_KEY = re.compile(r"fields_attributes\[([^\]]{1,8})\]\[(name|value)\]")
+
+
+def profile_fields_param(params: dict[str, Any]) -> list[tuple[str, str]] | None:
+    """`fields_attributes` as Rails reads it (`fields_attributes[0][name]=…` form keys, or a
+    JSON list or index-keyed object of {name, value}); None when not sent. Pairs with both
+    halves blank are dropped, as Mastodon does; more than four, or too long, is a 422."""
+    raw = params.get("fields_attributes")
+    if raw is None:
+        indexed: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            match = _FIELD_KEY.fullmatch(key)
+            if match:
+                indexed.setdefault(match.group(1), {})[match.group(2)] = value
+        if not indexed:
+            return None
+        raw = indexed
+    if isinstance(raw, dict):
+        raw = [raw[key] for key in sorted(raw, key=lambda k: (len(str(k)), str(k)))]
+    if not isinstance(raw, list) or len(raw) > 4 * profiles.FIELDS_MAX:
+        raise ApiError(422, "fields_attributes must be a list of name and value pairs")
+    pairs = [_field_pair(entry) for entry in raw]
+    kept = [(name, value) for name, value in pairs if name.strip() or value.strip()]
+    if len(kept) > profiles.FIELDS_MAX:
+        raise ApiError(422, f"Validation failed: at most {profiles.FIELDS_MAX} profile fields")
+    return kept
+
+
+def _field_pair(entry: Any) -> tuple[str, str]:
+    if not isinstance(entry, dict):
+        raise ApiError(422, "each of fields_attributes must have a name and a value")
+    name = string(entry, "name", "", max_length=profiles.FIELD_NAME_MAX) or ""
+    value = string(entry, "value", "", max_length=profiles.FIELD_VALUE_MAX) or ""
+    return name.strip(), value.strip()
+
+
 @routes.get("/api/v1/accounts/lookup")
 async def lookup(request: web.Request) -> web.Response:
     """An account by `acct` (`name`, `name@this-domain` or `name@host`, resolved if new)."""
@@ -87,7 +141,13 @@ async def lookup(request: web.Request) -> web.Response:
     if not handle:
         raise ApiError(422, "acct is required")
     viewer = await viewer_of(request, "read:accounts")
-    account = await resolve_handle(request, handle)
+    # Anonymous callers get accounts this node knows: a WebFinger fetch on behalf of anyone
+    # would let strangers make the node call arbitrary hosts.
+    if viewer is not None:
+        account = await resolve_handle(request, handle)
+    else:
+        async with request.app[DATABASE].read() as conn:
+            account = await known_account(conn, request.app[URLS], handle)
     if account is None:
         raise ApiError(404, "Record not found")
     async with request.app[DATABASE].read() as conn:
@@ -107,15 +167,72 @@ async def resolve_handle(request: web.Request, handle: str) -> Account | None:
     return None if account.is_instance_actor else account
 
 
+async def known_account(conn: AsyncConnection, urls: Urls, handle: str) -> Account | None:
+    """`name` or `name@host` among the accounts this node already has (no fetch)."""
+    name, _, host = handle.partition("@")
+    if not host or host.lower() == urls.domain:
+        account = await find_account(conn, name)
+    else:
+        row = (
+            await conn.execute(
+                select_accounts()
+                .where(
+                    accounts.c.username_key == name.lower(),
+                    accounts.c.domain == host.lower(),
+                    accounts.c.deleted_at.is_(None),
+                )
+                .limit(1)
+            )
+        ).first()
+        account = account_from_row(row) if row else None
+    return None if account is None or account.is_instance_actor else account
+
+
+def _ids_param(params: dict[str, Any], most: int = 100) -> list[int]:
+    """`id[]` values that can name an account (others name nothing, so they are skipped)."""
+    texts = string_list(params, "id", most)
+    return [int(i) for i in texts if i.isascii() and i.isdigit() and len(i) <= 19]
+
+
 @routes.get("/api/v1/accounts/relationships")
 async def relationships(request: web.Request) -> web.Response:
     account = await require_account(request, "read:follows")
-    params = await request_params(request)
-    ids = [int(i) for i in string_list(params, "id", 100) if i.isascii() and i.isdigit()]
+    ids = _ids_param(await request_params(request))
     async with request.app[DATABASE].read() as conn:
         found = [a for a in [await get_account(conn, i % 2**63) for i in ids] if a is not None]
         body = await Presenter(conn, request.app[URLS], account).relationships(found)
     return web.json_response(body)
+
+
+@routes.get("/api/v1/accounts/familiar_followers")
+async def familiar_followers(request: web.Request) -> web.Response:
+    """For each account, the people the user follows who follow it too."""
+    me = await require_account(request, "read:follows")
+    ids = list(dict.fromkeys(_ids_param(await request_params(request), 40)))
+    mine = follows.alias("mine")
+    theirs = follows.alias("theirs")
+    query = (
+        select_accounts()
+        .add_columns(theirs.c.target_account_id.label("familiar_of"))
+        .join(theirs, theirs.c.account_id == accounts.c.id)
+        .join(mine, mine.c.target_account_id == accounts.c.id)
+        .where(
+            mine.c.account_id == me.id,
+            mine.c.state == "accepted",
+            theirs.c.target_account_id.in_([i % 2**63 for i in ids]),
+            theirs.c.state == "accepted",
+            accounts.c.deleted_at.is_(None),
+        )
+        .order_by(theirs.c.id.desc())
+    )
+    async with request.app[DATABASE].read() as conn:
+        rows = (await conn.execute(query)).all()
+        presenter = Presenter(conn, request.app[URLS], me)
+        rendered = await presenter.accounts([account_from_row(row) for row in rows])
+    grouped: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    for row, entity in zip(rows, rendered, strict=True):
+        grouped.setdefault(row.familiar_of, []).append(entity)
+    return web.json_response([{"id": str(i), "accounts": grouped[i]} for i in ids])
 
 
 @routes.get("/api/v1/accounts/search")
@@ -124,9 +241,16 @@ async def search_accounts(request: web.Request) -> web.Response:
     viewer = await require_account(request, "read:accounts")
     params = await request_params(request)
     query = (string(params, "q", max_length=_HANDLE_LENGTH_MAX) or "").strip()
-    limit = min(integer(params, "limit", 40) or 40, SEARCH_LIMIT_MAX)
+    limit = min(integer(params, "limit", 40) or 40, _ACCOUNT_SEARCH_LIMIT_MAX)
+    offset = integer(params, "offset", 0, high=10_000) or 0
     found = await find_accounts(
-        request, viewer, query, limit, boolean(params, "resolve"), boolean(params, "following")
+        request,
+        viewer,
+        query,
+        limit,
+        boolean(params, "resolve"),
+        boolean(params, "following"),
+        offset,
     )
     async with request.app[DATABASE].read() as conn:
         return web.json_response(await Presenter(conn, request.app[URLS], viewer).accounts(found))
@@ -178,9 +302,13 @@ async def find_accounts(
     return (exact + [a for a in matches if a.id not in exact_ids])[:limit]
 
 
+def like_pattern(text: str) -> str:
+    """Text to match literally in a LIKE pattern (escape character: backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _like_prefix(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"{escaped}%"
+    return f"{like_pattern(text)}%"
 
 
 @routes.get("/api/v1/accounts/{id}")
@@ -199,20 +327,41 @@ async def account_statuses(request: web.Request) -> web.Response:
     page = page_request(params)
     exclude_replies = boolean(params, "exclude_replies")
     exclude_reblogs = boolean(params, "exclude_reblogs")
-    # No media and no pins exist yet: those filters match nothing, as they would on Mastodon.
-    nothing = boolean(params, "only_media") or boolean(params, "pinned")
+    # No media exist yet: `only_media` matches nothing, as it would on Mastodon.
+    only_media = boolean(params, "only_media")
+    pinned = boolean(params, "pinned")
     tagged = string(params, "tagged", max_length=100)
     async with request.app[DATABASE].read() as conn:
         author = await _account(conn, path_id(request))
-        found = (
-            []
-            if nothing
-            else await account_timeline(
+        if only_media or (viewer and await is_blocked_by(conn, author, viewer)):
+            found = []
+        elif pinned:
+            found = await pins.pinned_statuses(conn, author, page, tagged)
+        else:
+            found = await account_timeline(
                 conn, viewer, author, page, exclude_replies, exclude_reblogs, tagged
             )
-        )
         body = await Presenter(conn, request.app[URLS], viewer).statuses(found)
+        if viewer is not None and viewer.id == author.id:
+            await mark_pinned(conn, viewer, body)
     return paginated(request, body, [s.id for s in found])
+
+
+async def is_blocked_by(conn: AsyncConnection, author: Account, viewer: Account) -> bool:
+    """Whether the author blocks the viewer (Mastodon then shows them none of its posts)."""
+    query = select(blocks.c.id).where(
+        blocks.c.account_id == author.id, blocks.c.target_account_id == viewer.id
+    )
+    return (await conn.execute(query.limit(1))).first() is not None
+
+
+async def mark_pinned(conn: AsyncConnection, viewer: Account, body: list[dict[str, Any]]) -> None:
+    """Set `pinned` on the viewer's own statuses they have pinned."""
+    own = [int(entity["id"]) for entity in body if entity["account"]["id"] == str(viewer.id)]
+    pinned = await pins.pinned_ids(conn, viewer.id, own)
+    for entity in body:
+        if int(entity["id"]) in pinned:
+            entity["pinned"] = True
 
 
 async def _follow_page(
@@ -226,6 +375,24 @@ async def _follow_page(
     )
     rows = newest_first((await conn.execute(paged(query, follows.c.id, page))).all(), page)
     return [account_from_row(row) for row in rows], [row.cursor for row in rows]
+
+
+@routes.get("/api/v1/accounts/{id}/featured_tags")
+async def account_featured_tags(request: web.Request) -> web.Response:
+    """Hashtags an account features (Kith has none yet)."""
+    await viewer_of(request, "read:accounts")
+    async with request.app[DATABASE].read() as conn:
+        await _account(conn, path_id(request))
+    return web.json_response([])
+
+
+@routes.get("/api/v1/accounts/{id}/lists")
+async def account_lists(request: web.Request) -> web.Response:
+    """The user's lists holding this account (Kith has no lists yet)."""
+    await require_account(request, "read:lists")
+    async with request.app[DATABASE].read() as conn:
+        await _account(conn, path_id(request))
+    return web.json_response([])
 
 
 async def _relation_list(request: web.Request, own: Any, other: Any) -> web.Response:
@@ -281,6 +448,12 @@ def _option(params: dict[str, Any], name: str) -> bool | None:
     return boolean(params, name) if name in params else None
 
 
+def _duration(params: dict[str, Any]) -> timedelta | None:
+    """A mute's `duration` in seconds; 0 or none: until unmuted."""
+    seconds = integer(params, "duration", 0, high=int(mutes.DURATION_MAX.total_seconds()))
+    return timedelta(seconds=seconds) if seconds else None
+
+
 _ACTIONS: dict[str, tuple[str, Act]] = {
     "follow": (
         "write:follows",
@@ -309,7 +482,7 @@ _ACTIONS: dict[str, tuple[str, Act]] = {
     "mute": (
         "write:mutes",
         lambda conn, urls, me, target, now, params: mutes.mute(
-            conn, me, target, boolean(params, "notifications", True), now
+            conn, me, target, boolean(params, "notifications", True), now, _duration(params)
         ),
     ),
     "unmute": (

@@ -7,15 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import Table, select
+from sqlalchemy import Table, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.api.auth import require_account
 from server.api.errors import ApiError
-from server.api.mastodon.entities import Presenter
+from server.api.mastodon.entities import Presenter, mastodon_time
 from server.api.pagination import page_request, paginated
 from server.api.params import path_id, request_params
-from server.appkeys import DATABASE, FEDERATION, URLS
+from server.appkeys import CLOCK, DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account, account_from_row, get_account, select_accounts
 from server.social import graph
 from server.social.graph import InvalidAction
@@ -26,8 +26,15 @@ from server.storage.tables import accounts, blocks, bookmarks, favourites, follo
 routes = web.RouteTableDef()
 
 
-async def _accounts_page(request: web.Request, scope: str, table: Table, *where: Any) -> Any:
-    """Accounts related to the user through `table`, newest relation first."""
+async def _accounts_page(
+    request: web.Request,
+    scope: str,
+    table: Table,
+    *where: Any,
+    extra: tuple[str, Any] | None = None,
+) -> Any:
+    """Accounts related to the user through `table`, newest relation first; `extra` (a name
+    and a column of `table`) adds that column's value to each Account."""
     me = await require_account(request, scope)
     page = page_request(await request_params(request), default=40, most=80)
     other = table.c.target_account_id if table is not follows else table.c.account_id
@@ -38,12 +45,21 @@ async def _accounts_page(request: web.Request, scope: str, table: Table, *where:
         .join(table, other == accounts.c.id)
         .where(own == me.id, *where)
     )
+    if extra is not None:
+        query = query.add_columns(extra[1].label("extra"))
     async with request.app[DATABASE].read() as conn:
         rows = newest_first((await conn.execute(paged(query, table.c.id, page))).all(), page)
         body = await Presenter(conn, request.app[URLS], me).accounts(
             [account_from_row(row) for row in rows]
         )
+    if extra is not None:
+        for entity, row in zip(body, rows, strict=True):
+            entity[extra[0]] = _extra_value(row.extra)
     return paginated(request, body, [row.cursor for row in rows])
+
+
+def _extra_value(value: Any) -> Any:
+    return mastodon_time(value) if isinstance(value, datetime) else value
 
 
 @routes.get("/api/v1/follow_requests")
@@ -58,7 +74,11 @@ async def blocked(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/mutes")
 async def muted(request: web.Request) -> web.Response:
-    return await _accounts_page(request, "read:mutes", mutes)
+    """Muted accounts, each with `mute_expires_at` (null: until unmuted), as Mastodon."""
+    now = request.app[CLOCK]()
+    running = or_(mutes.c.expires_at.is_(None), mutes.c.expires_at > now)
+    extra = ("mute_expires_at", mutes.c.expires_at)
+    return await _accounts_page(request, "read:mutes", mutes, running, extra=extra)
 
 
 async def _answer(request: web.Request, accept: bool) -> web.Response:

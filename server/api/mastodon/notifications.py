@@ -1,29 +1,29 @@
-"""Notifications, direct-message conversations and read markers."""
+"""Notifications: list (by type, by sender), get, dismiss, clear, and the unread count."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, and_, delete, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from federation.db import insert_ignoring_duplicates
+from protocol.addressing import is_public
 from server.api.auth import require_account
 from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter, mastodon_time
 from server.api.pagination import page_request, paginated
 from server.api.params import integer, path_id, request_params, string_list
-from server.appkeys import CLOCK, DATABASE, URLS
+from server.appkeys import DATABASE, URLS
 from server.identity.accounts import Account
-from server.social.statuses import status_from_row
+from server.social.statuses import Status, status_from_row
 from server.social.timelines import newest_first, paged
-from server.social.visibility import can_see
-from server.storage.tables import conversations, markers, mentions, notifications, statuses
+from server.storage.tables import blocks, follows, markers, mentions, mutes, notifications, statuses
 
 routes = web.RouteTableDef()
 
+# The types Kith creates; clients may name others (Mastodon ignores unknown names too).
 NOTIFICATION_TYPES = (
     "mention",
     "status",
@@ -33,25 +33,82 @@ NOTIFICATION_TYPES = (
     "favourite",
     "update",
 )
-MARKER_TIMELINES = ("home", "notifications")
+UNREAD_COUNT_DEFAULT = 100
+UNREAD_COUNT_MAX = 1000
+
+
+async def visible_pairs(
+    conn: AsyncConnection, viewer_ids: Iterable[int], found: Iterable[Status]
+) -> set[tuple[int, int]]:
+    """The (viewer id, status id) pairs that `can_see` allows, in at most three queries for
+    any number of viewers and statuses (a notification page; a streamed post's listeners)."""
+    viewers, shown = list(set(viewer_ids)), list(found)
+    authors = list({s.account_id for s in shown})
+    if not viewers or not shown:
+        return set()
+    rows = await conn.execute(
+        select(blocks.c.account_id, blocks.c.target_account_id).where(
+            or_(
+                and_(blocks.c.account_id.in_(viewers), blocks.c.target_account_id.in_(authors)),
+                and_(blocks.c.account_id.in_(authors), blocks.c.target_account_id.in_(viewers)),
+            )
+        )
+    )
+    blocked = {pair for a, b in rows for pair in ((a, b), (b, a))}
+    restricted = [s for s in shown if not is_public(s.visibility)]
+    mentioned: set[tuple[int, int]] = set()
+    following: set[tuple[int, int]] = set()
+    if restricted:
+        rows = await conn.execute(
+            select(mentions.c.account_id, mentions.c.status_id).where(
+                mentions.c.status_id.in_([s.id for s in restricted]),
+                mentions.c.account_id.in_(viewers),
+            )
+        )
+        mentioned = {(row.account_id, row.status_id) for row in rows}
+        private_authors = list({s.account_id for s in restricted if s.visibility == "private"})
+        if private_authors:
+            rows = await conn.execute(
+                select(follows.c.account_id, follows.c.target_account_id).where(
+                    follows.c.account_id.in_(viewers),
+                    follows.c.target_account_id.in_(private_authors),
+                    follows.c.state == "accepted",
+                )
+            )
+            following = {(row.account_id, row.target_account_id) for row in rows}
+    return {
+        (viewer, status.id)
+        for viewer in viewers
+        for status in shown
+        if viewer == status.account_id
+        or (
+            (viewer, status.account_id) not in blocked
+            and (
+                is_public(status.visibility)
+                or (viewer, status.id) in mentioned
+                or (status.visibility == "private" and (viewer, status.account_id) in following)
+            )
+        )
+    }
 
 
 async def render_notifications(presenter: Presenter, rows: list[Any]) -> list[dict[str, Any]]:
-    """Notification entities; one whose status the recipient may no longer see is left out."""
+    """Notification entities; one whose status the recipient may not see is left out."""
     conn, viewer = presenter.conn, presenter.viewer
-    status_ids = {row.status_id for row in rows if row.status_id}
+    assert viewer is not None
+    status_ids = list({row.status_id for row in rows if row.status_id})
     found = (
-        await conn.execute(select(statuses).where(statuses.c.id.in_(status_ids)))
+        [
+            status_from_row(r)
+            for r in await conn.execute(select(statuses).where(statuses.c.id.in_(status_ids)))
+        ]
         if status_ids
         else []
     )
-    visible = {}
-    for row in found:
-        status = status_from_row(row)
-        if await can_see(conn, viewer, status):
-            visible[status.id] = status
+    allowed = await visible_pairs(conn, [viewer.id], found)
+    visible = [s for s in found if (viewer.id, s.id) in allowed]
     rendered_statuses = dict(
-        zip(visible, await presenter.statuses(list(visible.values())), strict=True)
+        zip([s.id for s in visible], await presenter.statuses(visible), strict=True)
     )
     senders = await presenter.accounts_by_id(row.from_account_id for row in rows)
     rendered_senders = dict(zip(senders, await presenter.accounts(senders.values()), strict=True))
@@ -74,13 +131,38 @@ async def render_notifications(presenter: Presenter, rows: list[Any]) -> list[di
     return result
 
 
-def _types(params: dict[str, Any]) -> tuple[list[str], list[str]]:
-    wanted = string_list(params, "types", 20)
-    excluded = string_list(params, "exclude_types", 20)
-    for name in (*wanted, *excluded):
-        if name not in NOTIFICATION_TYPES and name not in ("poll", "admin.sign_up", "admin.report"):
-            raise ApiError(422, f"unknown notification type {name!r}")
-    return wanted, excluded
+def _hidden_senders(me: Account) -> Any:
+    """Accounts whose notifications the user does not see: blocked either way, or muted
+    with notifications (a block or mute made after the notification hides it too)."""
+    return union(
+        select(blocks.c.target_account_id).where(blocks.c.account_id == me.id),
+        select(blocks.c.account_id).where(blocks.c.target_account_id == me.id),
+        select(mutes.c.target_account_id).where(
+            mutes.c.account_id == me.id, mutes.c.hide_notifications.is_(True)
+        ),
+    )
+
+
+def _shown(query: Select, me: Account, params: dict[str, Any]) -> Select:
+    """The user's notifications as a client filters them (`types[]`, `exclude_types[]`,
+    `account_id`). As Mastodon, unknown type names are ignored: they match nothing."""
+    wanted = string_list(params, "types", 50)
+    excluded = string_list(params, "exclude_types", 50)
+    query = query.where(
+        notifications.c.account_id == me.id,
+        notifications.c.from_account_id.not_in(_hidden_senders(me)),
+    )
+    if wanted or excluded:
+        requested = [
+            kind
+            for kind in NOTIFICATION_TYPES
+            if (not wanted or kind in wanted) and kind not in excluded
+        ]
+        query = query.where(notifications.c.type.in_(requested))
+    sender = integer(params, "account_id")
+    if sender is not None:
+        query = query.where(notifications.c.from_account_id == sender)
+    return query
 
 
 @routes.get("/api/v1/notifications")
@@ -88,36 +170,32 @@ async def list_notifications(request: web.Request) -> web.Response:
     me = await require_account(request, "read:notifications")
     params = await request_params(request)
     page = page_request(params, default=40, most=80)
-    wanted, excluded = _types(params)
-    query = select(notifications).where(notifications.c.account_id == me.id)
-    if wanted:
-        query = query.where(notifications.c.type.in_(wanted))
-    if excluded:
-        query = query.where(notifications.c.type.not_in(excluded))
-    from_id = integer(params, "account_id")
-    if from_id is not None:
-        query = query.where(notifications.c.from_account_id == from_id)
+    query = paged(_shown(select(notifications), me, params), notifications.c.id, page)
     async with request.app[DATABASE].read() as conn:
-        rows = newest_first(
-            (await conn.execute(paged(query, notifications.c.id, page))).all(), page
-        )
+        rows = newest_first((await conn.execute(query)).all(), page)
         body = await render_notifications(Presenter(conn, request.app[URLS], me), rows)
     return paginated(request, body, [row.id for row in rows])
 
 
 @routes.get("/api/v1/notifications/unread_count")
 async def unread_count(request: web.Request) -> web.Response:
-    """Notifications newer than the `notifications` read marker."""
+    """Notifications newer than the `notifications` read marker (at most `limit`)."""
     me = await require_account(request, "read:notifications")
+    params = await request_params(request)
+    limit = integer(params, "limit", UNREAD_COUNT_DEFAULT, low=1) or UNREAD_COUNT_DEFAULT
     async with request.app[DATABASE].read() as conn:
-        marker = await _marker(conn, me, "notifications")
-        last_read = marker.last_read_id if marker else 0
-        count = await conn.execute(
-            select(func.count())
-            .select_from(notifications)
-            .where(notifications.c.account_id == me.id, notifications.c.id > last_read)
+        last_read = await conn.scalar(
+            select(markers.c.last_read_id).where(
+                markers.c.account_id == me.id, markers.c.timeline == "notifications"
+            )
         )
-        return web.json_response({"count": min(int(count.scalar_one()), 1000)})
+        unread = (
+            _shown(select(notifications.c.id), me, params)
+            .where(notifications.c.id > (last_read or 0))
+            .limit(min(limit, UNREAD_COUNT_MAX))
+        )
+        count = await conn.scalar(select(func.count()).select_from(unread.subquery()))
+    return web.json_response({"count": int(count or 0)})
 
 
 @routes.post("/api/v1/notifications/clear")
@@ -131,17 +209,11 @@ async def clear(request: web.Request) -> web.Response:
 @routes.get("/api/v1/notifications/{id}")
 async def get_notification(request: web.Request) -> web.Response:
     me = await require_account(request, "read:notifications")
+    query = _shown(select(notifications), me, {}).where(notifications.c.id == path_id(request))
     async with request.app[DATABASE].read() as conn:
-        row = (
-            await conn.execute(
-                select(notifications).where(
-                    notifications.c.id == path_id(request), notifications.c.account_id == me.id
-                )
-            )
-        ).first()
-        body = await render_notifications(
-            Presenter(conn, request.app[URLS], me), [row] if row else []
-        )
+        row = (await conn.execute(query)).first()
+        presenter = Presenter(conn, request.app[URLS], me)
+        body = await render_notifications(presenter, [row] if row else [])
     if not body:
         raise ApiError(404, "Record not found")
     return web.json_response(body[0])
@@ -150,184 +222,13 @@ async def get_notification(request: web.Request) -> web.Response:
 @routes.post("/api/v1/notifications/{id}/dismiss")
 async def dismiss(request: web.Request) -> web.Response:
     me = await require_account(request, "write:notifications")
+    notification_id = path_id(request)
     async with request.app[DATABASE].transaction() as conn:
         result = await conn.execute(
             delete(notifications).where(
-                notifications.c.id == path_id(request), notifications.c.account_id == me.id
+                notifications.c.id == notification_id, notifications.c.account_id == me.id
             )
         )
     if result.rowcount == 0:
         raise ApiError(404, "Record not found")
     return web.json_response({})
-
-
-# --- conversations --------------------------------------------------------------------------
-
-
-async def render_conversations(presenter: Presenter, rows: list[Any]) -> list[dict[str, Any]]:
-    """Conversation entities: the other participants and the last message."""
-    conn = presenter.conn
-    assert presenter.viewer is not None
-    last_ids = [row.last_status_id for row in rows if row.last_status_id]
-    found = (
-        [
-            status_from_row(r)
-            for r in await conn.execute(select(statuses).where(statuses.c.id.in_(last_ids)))
-        ]
-        if last_ids
-        else []
-    )
-    rendered = dict(zip([s.id for s in found], await presenter.statuses(found), strict=True))
-    people: dict[int, list[int]] = {}
-    for status in found:
-        mentioned = await conn.execute(
-            select(mentions.c.account_id).where(mentions.c.status_id == status.id)
-        )
-        people[status.id] = [status.account_id, *(row.account_id for row in mentioned)]
-    everyone = {i for ids in people.values() for i in ids} - {presenter.viewer.id}
-    accounts = await presenter.accounts_by_id(everyone)
-    rendered_accounts = dict(
-        zip(accounts, await presenter.accounts(accounts.values()), strict=True)
-    )
-    result = []
-    for row in rows:
-        others = [
-            rendered_accounts[i]
-            for i in dict.fromkeys(people.get(row.last_status_id, []))
-            if i in rendered_accounts
-        ]
-        result.append(
-            {
-                "id": str(row.id),
-                "unread": row.unread,
-                "accounts": others,
-                "last_status": rendered.get(row.last_status_id),
-            }
-        )
-    return result
-
-
-@routes.get("/api/v1/conversations")
-async def list_conversations(request: web.Request) -> web.Response:
-    me = await require_account(request, "read:statuses")
-    page = page_request(await request_params(request))
-    query = select(conversations).where(
-        conversations.c.account_id == me.id, conversations.c.last_status_id.is_not(None)
-    )
-    async with request.app[DATABASE].read() as conn:
-        rows = newest_first(
-            (await conn.execute(paged(query, conversations.c.last_status_id, page))).all(), page
-        )
-        body = await render_conversations(Presenter(conn, request.app[URLS], me), rows)
-    return paginated(request, body, [row.last_status_id for row in rows])
-
-
-async def _own_conversation(conn: AsyncConnection, me: Account, conversation_id: int) -> Any:
-    row = (
-        await conn.execute(
-            select(conversations).where(
-                conversations.c.id == conversation_id, conversations.c.account_id == me.id
-            )
-        )
-    ).first()
-    if row is None:
-        raise ApiError(404, "Record not found")
-    return row
-
-
-@routes.post("/api/v1/conversations/{id}/read")
-async def read_conversation(request: web.Request) -> web.Response:
-    me = await require_account(request, "write:conversations")
-    conversation_id = path_id(request)
-    async with request.app[DATABASE].transaction() as conn:
-        await _own_conversation(conn, me, conversation_id)
-        await conn.execute(
-            update(conversations).where(conversations.c.id == conversation_id).values(unread=False)
-        )
-    async with request.app[DATABASE].read() as conn:
-        row = await _own_conversation(conn, me, conversation_id)
-        body = await render_conversations(Presenter(conn, request.app[URLS], me), [row])
-    return web.json_response(body[0])
-
-
-@routes.delete("/api/v1/conversations/{id}")
-async def remove_conversation(request: web.Request) -> web.Response:
-    me = await require_account(request, "write:conversations")
-    conversation_id = path_id(request)
-    async with request.app[DATABASE].transaction() as conn:
-        await _own_conversation(conn, me, conversation_id)
-        await conn.execute(delete(conversations).where(conversations.c.id == conversation_id))
-    return web.json_response({})
-
-
-# --- markers --------------------------------------------------------------------------------
-
-
-async def _marker(conn: AsyncConnection, me: Account, timeline: str) -> Any:
-    return (
-        await conn.execute(
-            select(markers).where(markers.c.account_id == me.id, markers.c.timeline == timeline)
-        )
-    ).first()
-
-
-def _render_marker(row: Any) -> dict[str, Any]:
-    return {
-        "last_read_id": str(row.last_read_id),
-        "version": row.version,
-        "updated_at": mastodon_time(row.updated_at),
-    }
-
-
-@routes.get("/api/v1/markers")
-async def get_markers(request: web.Request) -> web.Response:
-    me = await require_account(request, "read:statuses")
-    params = await request_params(request)
-    wanted = [t for t in string_list(params, "timeline", 2) if t in MARKER_TIMELINES]
-    async with request.app[DATABASE].read() as conn:
-        body = {}
-        for timeline in wanted:
-            row = await _marker(conn, me, timeline)
-            if row is not None:
-                body[timeline] = _render_marker(row)
-    return web.json_response(body)
-
-
-@routes.post("/api/v1/markers")
-async def save_markers(request: web.Request) -> web.Response:
-    """Save read positions; each save bumps the marker's version (for other devices)."""
-    me = await require_account(request, "write:statuses")
-    params = await request_params(request)
-    given = {}
-    for timeline in MARKER_TIMELINES:
-        value = params.get(timeline)
-        nested = value.get("last_read_id") if isinstance(value, dict) else None
-        flat = params.get(f"{timeline}[last_read_id]")
-        raw = nested if nested is not None else flat
-        if raw is not None:
-            given[timeline] = integer({"last_read_id": raw}, "last_read_id")
-    if not given:
-        raise ApiError(422, "give home[last_read_id] or notifications[last_read_id]")
-    now: datetime = request.app[CLOCK]()
-    async with request.app[DATABASE].transaction() as conn:
-        for timeline, last_read_id in given.items():
-            values = {
-                "account_id": me.id,
-                "timeline": timeline,
-                "last_read_id": last_read_id,
-                "version": 1,
-                "updated_at": now,
-            }
-            if not await insert_ignoring_duplicates(
-                conn, markers, values, ["account_id", "timeline"]
-            ):
-                await conn.execute(
-                    update(markers)
-                    .where(markers.c.account_id == me.id, markers.c.timeline == timeline)
-                    .values(
-                        last_read_id=last_read_id, version=markers.c.version + 1, updated_at=now
-                    )
-                )
-    async with request.app[DATABASE].read() as conn:
-        body = {t: _render_marker(await _marker(conn, me, t)) for t in given}
-    return web.json_response(body)

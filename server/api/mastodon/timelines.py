@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.api.auth import require_account
+from server.api.auth import reading_as
 from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter
 from server.api.mastodon.statuses import viewer_of
@@ -19,9 +19,8 @@ _TAG_LENGTH_MAX = 100
 
 @routes.get("/api/v1/timelines/home")
 async def home(request: web.Request) -> web.Response:
-    account = await require_account(request, "read:statuses")
-    page = page_request(await request_params(request))
-    async with request.app[DATABASE].read() as conn:
+    async with reading_as(request, "read:statuses") as (account, conn):
+        page = page_request(await request_params(request))
         found = await home_timeline(conn, account, page)
         body = await Presenter(conn, request.app[URLS], account).statuses(found)
     return paginated(request, body, [s.id for s in found])
