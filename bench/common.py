@@ -24,7 +24,7 @@ from server.appkeys import FEDERATION, URLS
 from server.clock import utcnow
 from server.config import Config, load_config
 from server.federating import Federation
-from server.node import open_database
+from server.node import freeze_startup_objects, open_database
 from server.storage.engine import Database
 from server.urls import Urls
 
@@ -93,6 +93,7 @@ async def start_node(data_dir: Path, **settings: object) -> BenchNode:
     runner = web.AppRunner(create_app(config, db, utcnow), access_log=None)
     await runner.setup()
     await web.SockSite(runner, listener).start()
+    freeze_startup_objects()  # as `kith serve` does
     return BenchNode(config=config, db=db, runner=runner)
 
 

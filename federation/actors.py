@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from urllib.parse import urldefrag
@@ -20,6 +22,11 @@ from protocol.errors import ProtocolError
 
 log = logging.getLogger("kith.federation.actors")
 REFRESH_AFTER = timedelta(days=1)
+# Parsed actors kept in memory: every activity names its actor, and reading and parsing the
+# stored document each time cost more than applying a small activity. A change made by another
+# process sharing the database is seen here within the TTL.
+_MEMORY_TTL_S = 60.0
+_MEMORY_MAX = 10_000
 
 
 class ActorUnavailable(Exception):
@@ -55,16 +62,35 @@ class ActorDirectory:
         self.fetcher = fetcher
         self.clock = clock
         self.new_id = new_id
+        self._memory: OrderedDict[str, tuple[RemoteActor, datetime, float]] = OrderedDict()
 
     async def get(self, uri: str, refresh: bool = False) -> RemoteActor:
         """The actor with this id; fetched if unknown, stale, or `refresh` is asked."""
         uri = urldefrag(uri).url
         if not refresh:
-            async with self.db.read() as conn:
-                found = await stored_actor(conn, uri)
+            found = self._remembered(uri)
+            if found is None:
+                async with self.db.read() as conn:
+                    found = await stored_actor(conn, uri)
+                if found is not None:
+                    self._remember(uri, *found)
             if found is not None and self.clock() - found[1] < REFRESH_AFTER:
                 return found[0]
         return await self.fetch(uri)
+
+    def _remembered(self, uri: str) -> tuple[RemoteActor, datetime] | None:
+        entry = self._memory.get(uri)
+        if entry is None:
+            return None
+        if time.monotonic() - entry[2] > _MEMORY_TTL_S:
+            del self._memory[uri]
+            return None
+        return entry[0], entry[1]
+
+    def _remember(self, uri: str, actor: RemoteActor, fetched_at: datetime) -> None:
+        self._memory[uri] = (actor, fetched_at, time.monotonic())
+        if len(self._memory) > _MEMORY_MAX:
+            self._memory.popitem(last=False)
 
     async def fetch(self, uri: str) -> RemoteActor:
         """Fetch, validate and store an actor document (and its keys)."""
@@ -83,8 +109,10 @@ class ActorDirectory:
             ) from None
         except ProtocolError as exc:
             raise ActorUnavailable(uri, str(exc)) from None
+        now = self.clock()
         async with self.db.transaction() as conn:
-            await self.store(conn, actor, fetched.document, self.clock())
+            await self.store(conn, actor, fetched.document, now)
+        self._remember(actor.actor_id, actor, now)
         return actor
 
     async def resolve_handle(self, username: str, host: str) -> RemoteActor:
@@ -107,6 +135,7 @@ class ActorDirectory:
         self, conn: AsyncConnection, actor: RemoteActor, document: dict, now: datetime
     ) -> None:
         """Write an actor and its keys (in the caller's transaction)."""
+        self._memory.pop(actor.actor_id, None)
         await upsert(
             conn,
             remote_actors,
@@ -139,6 +168,7 @@ class ActorDirectory:
 
     async def mark_gone(self, uri: str) -> None:
         """Remember that the actor's server answered 410."""
+        self._memory.pop(uri, None)
         async with self.db.transaction() as conn:
             await conn.execute(
                 update(remote_actors).where(remote_actors.c.uri == uri).values(gone_at=self.clock())

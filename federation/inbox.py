@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ _ACCEPTED_MEDIA_TYPES = ("application/activity+json", "application/ld+json", "ap
 # Activities whose embedded object must come from the actor's own origin (FEP-fe34).
 _OWN_OBJECT_TYPES = frozenset({"Create", "Update"})
 _RECENT_MAX = 50_000
+_BUSY_WITHIN_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,15 @@ class Inbox:
         self._unsupported_seen: set[str] = set()
         self._recent: OrderedDict[str, None] = OrderedDict()
         self.log = InboxLog(db)
+        self._last_request_at = -1.0
+
+    def is_busy(self) -> bool:
+        """Whether peers are posting right now (a request came in within the last 100 ms)."""
+        return time.monotonic() - self._last_request_at < _BUSY_WITHIN_S
 
     async def receive(self, request: HttpRequest, now: datetime) -> Receipt:
         """Check, verify and store one POSTed activity."""
+        self._last_request_at = time.monotonic()
         try:
             return await self._receive(request, now)
         except Refused as refused:

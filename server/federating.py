@@ -88,7 +88,9 @@ class Federation:
             new_id,
             on_stored=self.inbox_wake.set,
         )
-        self.inbox_worker = InboxWorker(db, self.dispatcher, clock, new_id)
+        self.inbox_worker = InboxWorker(
+            db, self.dispatcher, clock, new_id, inbox_is_busy=self.inbox.is_busy
+        )
         self.delivery = DeliveryWorker(
             db,
             self.session,

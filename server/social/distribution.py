@@ -10,7 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    or_,
+    select,
+    union,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.db import insert_ignoring_duplicates
@@ -48,37 +58,43 @@ def emit(
         record_event(conn, StreamEvent(tuple(streams), event, subject))
 
 
+# Local accounts that block `author`, that `author` blocks, or that mute `author`.
+_SILENCED_BY = union(
+    select(blocks.c.account_id).where(blocks.c.target_account_id == bindparam("author")),
+    select(blocks.c.target_account_id).where(blocks.c.account_id == bindparam("author")),
+    select(mutes.c.account_id).where(mutes.c.target_account_id == bindparam("author")),
+)
+
+
 async def silenced_by(conn: AsyncConnection, author_id: int) -> set[int]:
-    """Local accounts that block or mute `author_id` (they get nothing from it)."""
-    rows = await conn.execute(
-        select(blocks.c.account_id).where(blocks.c.target_account_id == author_id)
+    """Local accounts that block or mute `author_id`, or that it blocks (they get nothing from
+    it)."""
+    return set((await conn.execute(_SILENCED_BY, {"author": author_id})).scalars())
+
+
+def _local_followers(*conditions: ColumnElement[bool]) -> Select:
+    return (
+        select(follows.c.account_id)
+        .join(accounts, accounts.c.id == follows.c.account_id)
+        .where(
+            follows.c.target_account_id == bindparam("account"),
+            follows.c.state == "accepted",
+            accounts.c.domain == "",
+            *conditions,
+        )
     )
-    found = {row.account_id for row in rows}
-    rows = await conn.execute(
-        select(blocks.c.target_account_id).where(blocks.c.account_id == author_id)
-    )
-    found |= {row.target_account_id for row in rows}
-    rows = await conn.execute(
-        select(mutes.c.account_id).where(mutes.c.target_account_id == author_id)
-    )
-    return found | {row.account_id for row in rows}
+
+
+_LOCAL_FOLLOWERS = _local_followers()
+_LOCAL_REBLOG_FOLLOWERS = _local_followers(follows.c.show_reblogs.is_(True))
+_LOCAL_SUBSCRIBERS = _local_followers(follows.c.notify.is_(True))
 
 
 async def local_followers(
     conn: AsyncConnection, account_id: int, reblogs_only: bool = False
 ) -> list[int]:
-    query = (
-        select(follows.c.account_id)
-        .join(accounts, accounts.c.id == follows.c.account_id)
-        .where(
-            follows.c.target_account_id == account_id,
-            follows.c.state == "accepted",
-            accounts.c.domain == "",
-        )
-    )
-    if reblogs_only:
-        query = query.where(follows.c.show_reblogs.is_(True))
-    return [row.account_id for row in await conn.execute(query)]
+    query = _LOCAL_REBLOG_FOLLOWERS if reblogs_only else _LOCAL_FOLLOWERS
+    return list((await conn.execute(query, {"account": account_id})).scalars())
 
 
 async def distribute(conn: AsyncConnection, status: Status, now: datetime) -> None:
@@ -163,19 +179,32 @@ async def _notify_subscribers(
     conn: AsyncConnection, status: Status, author: Account, silenced: set[int], now: datetime
 ) -> None:
     """Followers who asked to be notified of this author's posts (`notify: true`)."""
-    rows = await conn.execute(
-        select(follows.c.account_id)
-        .join(accounts, accounts.c.id == follows.c.account_id)
-        .where(
-            follows.c.target_account_id == author.id,
-            follows.c.notify.is_(True),
-            follows.c.state == "accepted",
-            accounts.c.domain == "",
+    subscribers = (await conn.execute(_LOCAL_SUBSCRIBERS, {"account": author.id})).scalars()
+    for subscriber in subscribers.all():
+        if subscriber not in silenced:
+            await notify(conn, subscriber, "status", author.id, status.id, now)
+
+
+# Whether `recipient` mutes the notifications of `sender`, or either blocks the other.
+_HIDDEN_FROM = union_all(
+    select(mutes.c.id).where(
+        mutes.c.account_id == bindparam("recipient"),
+        mutes.c.target_account_id == bindparam("sender"),
+        mutes.c.hide_notifications.is_(True),
+    ),
+    select(blocks.c.id).where(
+        or_(
+            and_(
+                blocks.c.account_id == bindparam("recipient"),
+                blocks.c.target_account_id == bindparam("sender"),
+            ),
+            and_(
+                blocks.c.account_id == bindparam("sender"),
+                blocks.c.target_account_id == bindparam("recipient"),
+            ),
         )
-    )
-    for row in rows:
-        if row.account_id not in silenced:
-            await notify(conn, row.account_id, "status", author.id, status.id, now)
+    ),
+).limit(1)
 
 
 async def notify(
@@ -190,26 +219,7 @@ async def notify(
     recipient = await get_account(conn, recipient_id)
     if recipient is None or not recipient.is_local or recipient_id == from_id:
         return
-    hidden = await conn.execute(
-        select(mutes.c.id)
-        .where(
-            mutes.c.account_id == recipient_id,
-            mutes.c.target_account_id == from_id,
-            mutes.c.hide_notifications.is_(True),
-        )
-        .union_all(
-            select(blocks.c.id).where(
-                or_(
-                    and_(
-                        blocks.c.account_id == recipient_id, blocks.c.target_account_id == from_id
-                    ),
-                    and_(
-                        blocks.c.account_id == from_id, blocks.c.target_account_id == recipient_id
-                    ),
-                )
-            )
-        )
-    )
+    hidden = await conn.execute(_HIDDEN_FROM, {"recipient": recipient_id, "sender": from_id})
     if hidden.first() is not None:
         return
     notification_id = new_id(now)
