@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from server.api.responses import json_body
 from server.logs import request_id_var
 
 log = logging.getLogger("kith.http")
@@ -42,7 +43,7 @@ def json_error(
     body: dict[str, str] = {"error": error}
     if description:
         body["error_description"] = description
-    return web.json_response(body, status=status, headers=headers)
+    return json_body(body, status=status, headers=headers)
 
 
 @web.middleware

@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from server.api.responses import json_body
 from server.appkeys import DATABASE
 
 routes = web.RouteTableDef()
@@ -21,11 +22,9 @@ async def healthz(request: web.Request) -> web.Response:
         await asyncio.wait_for(request.app[DATABASE].ping(), _DATABASE_TIMEOUT_S)
     except (TimeoutError, OSError, Exception) as exc:  # any failure means "not healthy"
         log.warning("health check: database unreachable", extra={"reason": type(exc).__name__})
-        return web.json_response(
+        return json_body(
             {"status": "unavailable", "database": "unreachable"},
             status=503,
             headers={"Cache-Control": "no-store"},
         )
-    return web.json_response(
-        {"status": "ok", "database": "ok"}, headers={"Cache-Control": "no-store"}
-    )
+    return json_body({"status": "ok", "database": "ok"}, headers={"Cache-Control": "no-store"})

@@ -18,6 +18,7 @@ from server.api.auth import require_grant
 from server.api.errors import ApiError
 from server.api.params import request_params, string
 from server.api.ratelimit import API_LIMITS, RateLimiter, client_address
+from server.api.responses import json_body
 from server.api.web import CONTENT_SECURITY_POLICY, render_page
 from server.appkeys import CLOCK, CONFIG, DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account, find_account, password_hash_of
@@ -54,9 +55,7 @@ def login_limiter(attempts: int) -> RateLimiter:
 
 
 def _oauth_error(exc: OAuthError) -> web.Response:
-    return web.json_response(
-        {"error": exc.error, "error_description": exc.description}, status=exc.status
-    )
+    return json_body({"error": exc.error, "error_description": exc.description}, status=exc.status)
 
 
 @routes.post("/api/v1/apps")
@@ -73,7 +72,7 @@ async def create_app(request: web.Request) -> web.Response:
             )
     except OAuthError as exc:
         raise ApiError(422, exc.description) from None
-    return web.json_response(
+    return json_body(
         {**render_application(application), "client_secret": secret, "client_secret_expires_at": 0}
     )
 
@@ -102,9 +101,7 @@ async def verify_app(request: web.Request) -> web.Response:
     if application is None:
         raise ApiError(404, "this token belongs to no application")
     entity = render_application(application)
-    return web.json_response(
-        {k: entity[k] for k in ("id", "name", "website", "scopes", "vapid_key")}
-    )
+    return json_body({k: entity[k] for k in ("id", "name", "website", "scopes", "vapid_key")})
 
 
 async def _authorize_request(
@@ -330,7 +327,7 @@ async def token(request: web.Request) -> web.Response:
     }
     if issued.refresh_token:
         body["refresh_token"] = issued.refresh_token
-    return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return json_body(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
 async def _grant(request: web.Request, params: dict) -> IssuedToken:
@@ -394,7 +391,7 @@ async def revoke(request: web.Request) -> web.Response:
         except OAuthError as exc:
             return _oauth_error(exc)
         await revoke_token(conn, string(params, "token", "") or "", request.app[CLOCK]())
-    return web.json_response({})
+    return json_body({})
 
 
 @routes.get("/.well-known/oauth-authorization-server")
@@ -404,7 +401,7 @@ async def metadata(request: web.Request) -> web.Response:
     grants = ["authorization_code", "client_credentials", "refresh_token"]
     if request.app[CONFIG].api.password_grant:
         grants.append("password")
-    return web.json_response(
+    return json_body(
         {
             "issuer": f"{base}/",
             "authorization_endpoint": f"{base}/oauth/authorize",

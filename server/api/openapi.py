@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from server import __version__
+from server.api.responses import json_body
 from server.appkeys import URLS
 
 routes = web.RouteTableDef()
@@ -812,4 +813,4 @@ def find_operation(method: str, path: str) -> Operation | None:
 
 @routes.get("/api/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(document(request.app[URLS].base_url))
+    return json_body(document(request.app[URLS].base_url))

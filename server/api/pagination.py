@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from server.api.params import integer
+from server.api.responses import json_body
 from server.appkeys import URLS
 from server.social.timelines import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, PageRequest
 
@@ -33,7 +34,7 @@ def paginated(
     """A JSON list with its `Link` header; `cursors` are the items' paging ids, newest first
     (by default the entities' own ids)."""
     ids = cursors if cursors is not None else [int(item["id"]) for item in body]
-    response = web.json_response(body)
+    response = json_body(body)
     if ids:
         response.headers["Link"] = ", ".join(
             (

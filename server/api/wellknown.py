@@ -21,7 +21,7 @@ from protocol.webfinger import (
 from server import __version__
 from server.api.errors import ApiError
 from server.api.negotiation import negotiate
-from server.api.responses import json_document
+from server.api.responses import json_body, json_document
 from server.appkeys import CLOCK, CONFIG, DATABASE, URLS
 from server.identity.accounts import Account, count_users, find_account, instance_actor
 from server.social.collections import count_local_posts
@@ -88,20 +88,20 @@ async def host_meta(request: web.Request) -> web.Response:
         == "application/json"
     )
     if wants_json:
-        return web.json_response(render_host_meta_json(template))
+        return json_body(render_host_meta_json(template))
     return web.Response(text=render_host_meta_xrd(template), content_type=XRD_MEDIA_TYPE)
 
 
 @routes.get("/.well-known/host-meta.json")
 async def host_meta_json(request: web.Request) -> web.Response:
     """The JSON form of host-meta at its own path."""
-    return web.json_response(render_host_meta_json(request.app[URLS].webfinger_template))
+    return json_body(render_host_meta_json(request.app[URLS].webfinger_template))
 
 
 @routes.get("/.well-known/nodeinfo")
 async def nodeinfo_discovery(request: web.Request) -> web.Response:
     """FEP-f1d5: where the NodeInfo documents are."""
-    return web.json_response(nodeinfo.render_discovery(request.app[URLS].nodeinfo_template))
+    return json_body(nodeinfo.render_discovery(request.app[URLS].nodeinfo_template))
 
 
 @routes.get("/nodeinfo/{version}")

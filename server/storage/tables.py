@@ -452,3 +452,15 @@ status_pins = Table(
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("account_id", "status_id"),
 )
+
+# Per-account counters, kept exact by triggers (migration 0006) on every write to statuses and
+# follows: counting an account's posts on every render would cost as much as it has posts.
+account_stats = Table(
+    "account_stats",
+    metadata,
+    Column("account_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("statuses_count", BigInteger, nullable=False),
+    Column("followers_count", BigInteger, nullable=False),
+    Column("following_count", BigInteger, nullable=False),
+    Column("last_status_id", BigInteger, nullable=True),
+)

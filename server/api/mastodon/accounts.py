@@ -20,6 +20,7 @@ from server.api.mastodon.entities import Presenter
 from server.api.mastodon.statuses import viewer_of
 from server.api.pagination import page_request, paginated
 from server.api.params import boolean, integer, path_id, request_params, string, string_list
+from server.api.responses import json_body
 from server.appkeys import DATABASE, FEDERATION, URLS
 from server.identity.accounts import (
     Account,
@@ -56,7 +57,7 @@ async def verify_credentials(request: web.Request) -> web.Response:
     account = await require_account(request, "read:accounts", "profile")
     async with request.app[DATABASE].read() as conn:
         entity = await Presenter(conn, request.app[URLS], account).credential_account(account)
-    return web.json_response(entity)
+    return json_body(entity)
 
 
 @routes.patch("/api/v1/accounts/update_credentials")
@@ -89,7 +90,7 @@ async def update_credentials(request: web.Request) -> web.Response:
     )
     async with request.app[DATABASE].read() as conn:
         entity = await Presenter(conn, urls, updated).credential_account(updated)
-    return web.json_response(entity)
+    return json_body(entity)
 
 
 async def _has_files(request: web.Request) -> bool:
@@ -151,7 +152,7 @@ async def lookup(request: web.Request) -> web.Response:
     if account is None:
         raise ApiError(404, "Record not found")
     async with request.app[DATABASE].read() as conn:
-        return web.json_response(await Presenter(conn, request.app[URLS], viewer).account(account))
+        return json_body(await Presenter(conn, request.app[URLS], viewer).account(account))
 
 
 async def resolve_handle(request: web.Request, handle: str) -> Account | None:
@@ -201,7 +202,7 @@ async def relationships(request: web.Request) -> web.Response:
     async with request.app[DATABASE].read() as conn:
         found = [a for a in [await get_account(conn, i % 2**63) for i in ids] if a is not None]
         body = await Presenter(conn, request.app[URLS], account).relationships(found)
-    return web.json_response(body)
+    return json_body(body)
 
 
 @routes.get("/api/v1/accounts/familiar_followers")
@@ -232,7 +233,7 @@ async def familiar_followers(request: web.Request) -> web.Response:
     grouped: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     for row, entity in zip(rows, rendered, strict=True):
         grouped.setdefault(row.familiar_of, []).append(entity)
-    return web.json_response([{"id": str(i), "accounts": grouped[i]} for i in ids])
+    return json_body([{"id": str(i), "accounts": grouped[i]} for i in ids])
 
 
 @routes.get("/api/v1/accounts/search")
@@ -253,7 +254,7 @@ async def search_accounts(request: web.Request) -> web.Response:
         offset,
     )
     async with request.app[DATABASE].read() as conn:
-        return web.json_response(await Presenter(conn, request.app[URLS], viewer).accounts(found))
+        return json_body(await Presenter(conn, request.app[URLS], viewer).accounts(found))
 
 
 async def find_accounts(
@@ -316,7 +317,7 @@ async def get_account_entity(request: web.Request) -> web.Response:
     viewer = await viewer_of(request, "read:accounts")
     async with request.app[DATABASE].read() as conn:
         account = await _account(conn, path_id(request))
-        return web.json_response(await Presenter(conn, request.app[URLS], viewer).account(account))
+        return json_body(await Presenter(conn, request.app[URLS], viewer).account(account))
 
 
 @routes.get("/api/v1/accounts/{id}/statuses")
@@ -383,7 +384,7 @@ async def account_featured_tags(request: web.Request) -> web.Response:
     await viewer_of(request, "read:accounts")
     async with request.app[DATABASE].read() as conn:
         await _account(conn, path_id(request))
-    return web.json_response([])
+    return json_body([])
 
 
 @routes.get("/api/v1/accounts/{id}/lists")
@@ -392,7 +393,7 @@ async def account_lists(request: web.Request) -> web.Response:
     await require_account(request, "read:lists")
     async with request.app[DATABASE].read() as conn:
         await _account(conn, path_id(request))
-    return web.json_response([])
+    return json_body([])
 
 
 async def _relation_list(request: web.Request, own: Any, other: Any) -> web.Response:
@@ -441,7 +442,7 @@ async def _act(request: web.Request, scope: str, act: Act) -> web.Response:
     async with request.app[DATABASE].read() as conn:
         target = await _account(conn, target_id)
         body = (await Presenter(conn, urls, me).relationships([target]))[0]
-    return web.json_response(body)
+    return json_body(body)
 
 
 def _option(params: dict[str, Any], name: str) -> bool | None:

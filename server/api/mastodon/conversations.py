@@ -13,6 +13,7 @@ from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter
 from server.api.pagination import page_request, paginated
 from server.api.params import path_id, request_params
+from server.api.responses import json_body
 from server.appkeys import DATABASE, URLS
 from server.identity.accounts import Account
 from server.social.statuses import status_from_row
@@ -145,7 +146,7 @@ async def read_conversation(request: web.Request) -> web.Response:
     async with request.app[DATABASE].read() as conn:
         row = await _own_conversation(conn, me, conversation_id)
         body = await render_conversations(Presenter(conn, request.app[URLS], me), [row])
-    return web.json_response(body[0])
+    return json_body(body[0])
 
 
 @routes.delete("/api/v1/conversations/{id}")
@@ -155,4 +156,4 @@ async def remove_conversation(request: web.Request) -> web.Response:
     async with request.app[DATABASE].transaction() as conn:
         await _own_conversation(conn, me, conversation_id)
         await conn.execute(delete(conversations).where(conversations.c.id == conversation_id))
-    return web.json_response({})
+    return json_body({})

@@ -35,6 +35,7 @@ from server.social.statuses import Status, status_from_row
 from server.social.text import plain_text_to_html
 from server.storage.ids import time_of_id
 from server.storage.tables import (
+    account_stats,
     accounts,
     blocks,
     bookmarks,
@@ -54,23 +55,15 @@ _ACCOUNTS_BY_IDS = select_accounts().where(accounts.c.id.in_(_IDS))
 _STATUSES_BY_IDS = select(statuses).where(statuses.c.id.in_(_IDS))
 _ACCOUNT_KEYS = tuple(column.key for column in _ACCOUNTS_BY_IDS.selected_columns)
 _ROW_IS_ACCOUNT = set(_ACCOUNT_KEYS) == {field.name for field in fields(Account)}
-# Read from the (account_id, id) index alone: boosts count as posts, as on Mastodon, and the
-# newest id tells the last post's time (ids are time-sorted), so no status row is read.
-_POSTS_BY = (
-    select(statuses.c.account_id, func.count(), func.max(statuses.c.id))
-    .where(statuses.c.account_id.in_(_IDS))
-    .group_by(statuses.c.account_id)
-)
-_FOLLOWERS_OF = (
-    select(follows.c.target_account_id, func.count())
-    .where(follows.c.target_account_id.in_(_IDS), follows.c.state == "accepted")
-    .group_by(follows.c.target_account_id)
-)
-_FOLLOWING_OF = (
-    select(follows.c.account_id, func.count())
-    .where(follows.c.account_id.in_(_IDS), follows.c.state == "accepted")
-    .group_by(follows.c.account_id)
-)
+# Counters kept by the database (migration 0006): boosts count as posts, as on Mastodon, and
+# the newest id tells the last post's time (ids are time-sorted).
+_STATS_OF = select(
+    account_stats.c.account_id,
+    account_stats.c.statuses_count,
+    account_stats.c.followers_count,
+    account_stats.c.following_count,
+    account_stats.c.last_status_id,
+).where(account_stats.c.account_id.in_(_IDS))
 
 
 @functools.cache
@@ -431,16 +424,13 @@ async def _account_stats(conn: AsyncConnection, ids: set[int]) -> dict[int, _Acc
     """Statuses, followers and following counts, and the last post date, per account."""
     if not ids:
         return {}
-    stats = {account_id: _AccountStats() for account_id in ids}
-    rows = await conn.execute(_POSTS_BY, {"ids": list(ids)})
-    for account_id, count, newest in rows:
-        stats[account_id].statuses = int(count)
-        stats[account_id].last_status_at = time_of_id(newest)
-    for statement, attribute in ((_FOLLOWERS_OF, "followers"), (_FOLLOWING_OF, "following")):
-        rows = await conn.execute(statement, {"ids": list(ids)})
-        for account_id, count in rows:
-            setattr(stats[account_id], attribute, int(count))
-    return stats
+    rows = await conn.execute(_STATS_OF, {"ids": list(ids)})
+    return {
+        account_id: _AccountStats(
+            statuses, followers, following, time_of_id(last) if last is not None else None
+        )
+        for account_id, statuses, followers, following, last in rows
+    }
 
 
 def account_url(account: Account, urls: Urls) -> str:

@@ -9,6 +9,7 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import __version__
+from server.api.responses import json_body
 from server.appkeys import CLOCK, CONFIG, DATABASE, URLS
 from server.identity.accounts import count_users
 from server.social.collections import count_local_posts
@@ -64,7 +65,7 @@ async def instance_v2(request: web.Request) -> web.Response:
     config, urls = request.app[CONFIG], request.app[URLS]
     async with request.app[DATABASE].read() as conn:
         active = await count_users(conn, active_since=request.app[CLOCK]() - timedelta(days=30))
-    return web.json_response(
+    return json_body(
         {
             "domain": urls.domain,
             "title": config.instance.name,
@@ -97,7 +98,7 @@ async def instance_v1(request: web.Request) -> web.Response:
         users = await count_users(conn)
         posts = await count_local_posts(conn)
         domains = await _peer_count(conn)
-    return web.json_response(
+    return json_body(
         {
             "uri": urls.domain,
             "title": config.instance.name,
@@ -134,15 +135,15 @@ async def peers(request: web.Request) -> web.Response:
             .where(accounts.c.domain != "")
             .order_by(accounts.c.domain)
         )
-        return web.json_response([row[0] for row in rows])
+        return json_body([row[0] for row in rows])
 
 
 @routes.get("/api/v1/instance/rules")
 async def rules(request: web.Request) -> web.Response:
-    return web.json_response([])
+    return json_body([])
 
 
 @routes.get("/api/v1/custom_emojis")
 async def custom_emojis(request: web.Request) -> web.Response:
     """No custom emojis yet."""
-    return web.json_response([])
+    return json_body([])

@@ -15,6 +15,7 @@ from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter, mastodon_time
 from server.api.pagination import page_request, paginated
 from server.api.params import path_id, request_params
+from server.api.responses import json_body
 from server.appkeys import CLOCK, DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account, account_from_row, get_account, select_accounts
 from server.social import graph
@@ -101,7 +102,7 @@ async def _answer(request: web.Request, accept: bool) -> web.Response:
         follower = await get_account(conn, follower_id)
         assert follower is not None
         body = (await Presenter(conn, urls, me).relationships([follower]))[0]
-    return web.json_response(body)
+    return json_body(body)
 
 
 @routes.post("/api/v1/follow_requests/{id}/authorize")
@@ -145,7 +146,7 @@ def _nothing(scope: str) -> Callable[[web.Request], Awaitable[web.Response]]:
 
     async def handler(request: web.Request) -> web.Response:
         await require_account(request, scope)
-        return web.json_response([])
+        return json_body([])
 
     return handler
 
@@ -169,7 +170,7 @@ for _path, _scope in (
 async def preferences(request: web.Request) -> web.Response:
     """Posting and reading defaults (Kith has no per-user settings for these yet)."""
     await require_account(request, "read:accounts")
-    return web.json_response(
+    return json_body(
         {
             "posting:default:visibility": "public",
             "posting:default:sensitive": False,

@@ -14,6 +14,7 @@ from server.api.auth import require_account
 from server.api.errors import ApiError
 from server.api.mastodon.entities import mastodon_time
 from server.api.params import integer, request_params, string_list
+from server.api.responses import json_body
 from server.appkeys import CLOCK, DATABASE
 from server.identity.accounts import Account
 from server.storage.tables import markers
@@ -51,7 +52,7 @@ async def get_markers(request: web.Request) -> web.Response:
             row = await _marker(conn, me, timeline)
             if row is not None:
                 body[timeline] = _render_marker(row)
-    return web.json_response(body)
+    return json_body(body)
 
 
 def _positions(params: dict[str, Any]) -> dict[str, int]:
@@ -97,4 +98,4 @@ async def save_markers(request: web.Request) -> web.Response:
                     )
                 )
         body = {t: _render_marker(await _marker(conn, me, t)) for t in given}
-    return web.json_response(body)
+    return json_body(body)

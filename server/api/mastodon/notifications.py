@@ -15,6 +15,7 @@ from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter, mastodon_time
 from server.api.pagination import page_request, paginated
 from server.api.params import integer, path_id, request_params, string_list
+from server.api.responses import json_body
 from server.appkeys import DATABASE, URLS
 from server.identity.accounts import Account
 from server.social.statuses import Status, status_from_row
@@ -195,7 +196,7 @@ async def unread_count(request: web.Request) -> web.Response:
             .limit(min(limit, UNREAD_COUNT_MAX))
         )
         count = await conn.scalar(select(func.count()).select_from(unread.subquery()))
-    return web.json_response({"count": int(count or 0)})
+    return json_body({"count": int(count or 0)})
 
 
 @routes.post("/api/v1/notifications/clear")
@@ -203,7 +204,7 @@ async def clear(request: web.Request) -> web.Response:
     me = await require_account(request, "write:notifications")
     async with request.app[DATABASE].transaction() as conn:
         await conn.execute(delete(notifications).where(notifications.c.account_id == me.id))
-    return web.json_response({})
+    return json_body({})
 
 
 @routes.get("/api/v1/notifications/{id}")
@@ -216,7 +217,7 @@ async def get_notification(request: web.Request) -> web.Response:
         body = await render_notifications(presenter, [row] if row else [])
     if not body:
         raise ApiError(404, "Record not found")
-    return web.json_response(body[0])
+    return json_body(body[0])
 
 
 @routes.post("/api/v1/notifications/{id}/dismiss")
@@ -231,4 +232,4 @@ async def dismiss(request: web.Request) -> web.Response:
         )
     if result.rowcount == 0:
         raise ApiError(404, "Record not found")
-    return web.json_response({})
+    return json_body({})

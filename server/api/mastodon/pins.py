@@ -13,6 +13,7 @@ from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter
 from server.api.mastodon.statuses import visible_status
 from server.api.params import path_id
+from server.api.responses import json_body
 from server.appkeys import DATABASE, FEDERATION, URLS
 from server.social import pins
 from server.social.graph import InvalidAction
@@ -39,7 +40,7 @@ async def _change(request: web.Request, pinning: bool) -> web.Response:
         status = await visible_status(conn, me, status_id)
         entity = await Presenter(conn, urls, me).status(status)
         entity["pinned"] = await pins.is_pinned(conn, me.id, status.id)
-    return web.json_response(entity)
+    return json_body(entity)
 
 
 @routes.post("/api/v1/statuses/{id}/pin")

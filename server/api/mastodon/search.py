@@ -23,6 +23,7 @@ from server.api.mastodon.accounts import SEARCH_LIMIT_MAX, find_accounts, like_p
 from server.api.mastodon.entities import Presenter
 from server.api.mastodon.statuses import viewer_of
 from server.api.params import boolean, integer, request_params, string
+from server.api.responses import json_body
 from server.appkeys import DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account
 from server.social.statuses import Status, status_from_row
@@ -85,7 +86,7 @@ async def search(request: web.Request) -> web.Response:
             "statuses": await presenter.statuses(found_statuses) if kind != "accounts" else [],
             "hashtags": tags,
         }
-    return web.json_response(body)
+    return json_body(body)
 
 
 async def _resolve(request: web.Request, query: str, resolve: bool) -> Account | Status | None:

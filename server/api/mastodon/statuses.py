@@ -21,6 +21,7 @@ from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter, mastodon_time
 from server.api.pagination import page_request, paginated
 from server.api.params import boolean, integer, path_id, request_params, string
+from server.api.responses import json_body
 from server.appkeys import DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account, account_from_row, select_accounts
 from server.social import interactions, posting
@@ -93,7 +94,7 @@ async def create_status(request: web.Request) -> web.Response:
         async with db.read() as conn:
             earlier = await posting.status_for_idempotency_key(conn, account, key)
         if earlier is not None:
-            return web.json_response(await _entity(request, account, earlier))
+            return json_body(await _entity(request, account, earlier))
     mentioned = await resolve_mentions(request, text)
 
     async def publish(conn: AsyncConnection, now: datetime) -> Any:
@@ -125,8 +126,8 @@ async def create_status(request: web.Request) -> web.Response:
             earlier = await posting.status_for_idempotency_key(conn, account, key or "")
         if earlier is None:
             raise
-        return web.json_response(await _entity(request, account, earlier))
-    return web.json_response(await _entity(request, account, status.id))
+        return json_body(await _entity(request, account, earlier))
+    return json_body(await _entity(request, account, status.id))
 
 
 async def resolve_mentions(request: web.Request, text: str) -> list[Account]:
@@ -151,7 +152,7 @@ async def resolve_mentions(request: web.Request, text: str) -> list[Account]:
 @routes.get("/api/v1/statuses/{id}")
 async def get_status(request: web.Request) -> web.Response:
     viewer = await viewer_of(request, "read:statuses")
-    return web.json_response(await _entity(request, viewer, path_id(request)))
+    return json_body(await _entity(request, viewer, path_id(request)))
 
 
 @routes.get("/api/v1/statuses")
@@ -170,7 +171,7 @@ async def get_statuses(request: web.Request) -> web.Response:
             status = await status_by_id(conn, status_id % 2**63)
             if status is not None and await can_see(conn, viewer, status):
                 shown.append(status)
-        return web.json_response(await Presenter(conn, request.app[URLS], viewer).statuses(shown))
+        return json_body(await Presenter(conn, request.app[URLS], viewer).statuses(shown))
 
 
 @routes.delete("/api/v1/statuses/{id}")
@@ -186,7 +187,7 @@ async def delete_status(request: web.Request) -> web.Response:
     await request.app[FEDERATION].perform(
         lambda conn, now: posting.delete_status(conn, urls, account, status, now)
     )
-    return web.json_response(entity)
+    return json_body(entity)
 
 
 async def _own_status(conn: AsyncConnection, account: Account, status_id: int) -> Status:
@@ -225,7 +226,7 @@ async def edit_status(request: web.Request) -> web.Response:
         await request.app[FEDERATION].perform(edit)
     except InvalidPost as exc:
         raise ApiError(422, f"Validation failed: {exc}") from None
-    return web.json_response(await _entity(request, account, status_id))
+    return json_body(await _entity(request, account, status_id))
 
 
 @routes.get("/api/v1/statuses/{id}/source")
@@ -233,7 +234,7 @@ async def status_source(request: web.Request) -> web.Response:
     account = await require_account(request, "read:statuses")
     async with request.app[DATABASE].read() as conn:
         status = await _own_status(conn, account, path_id(request))
-    return web.json_response(
+    return json_body(
         {"id": str(status.id), "text": status.text, "spoiler_text": status.spoiler_text}
     )
 
@@ -266,7 +267,7 @@ async def status_history(request: web.Request) -> web.Response:
             account,
         )
     )
-    return web.json_response(versions)
+    return json_body(versions)
 
 
 def _version(
@@ -294,9 +295,7 @@ async def status_context(request: web.Request) -> web.Response:
         below = [s for s in await descendants(conn, status) if await can_see(conn, viewer, s)]
         presenter = Presenter(conn, request.app[URLS], viewer)
         rendered = await presenter.statuses(above + below)
-    return web.json_response(
-        {"ancestors": rendered[: len(above)], "descendants": rendered[len(above) :]}
-    )
+    return json_body({"ancestors": rendered[: len(above)], "descendants": rendered[len(above) :]})
 
 
 # --- interactions -------------------------------------------------------------------------
@@ -320,7 +319,7 @@ async def _interact(request: web.Request, scope: str, act: Interaction) -> web.R
         target_id = await request.app[FEDERATION].perform(action)
     except InvalidAction as exc:
         raise ApiError(422, str(exc)) from None
-    return web.json_response(await _entity(request, account, target_id))
+    return json_body(await _entity(request, account, target_id))
 
 
 def _with_urls(request: web.Request, act: Callable[..., Awaitable[Any]]) -> Interaction:
@@ -355,7 +354,7 @@ async def reblog(request: web.Request) -> web.Response:
         boost = await request.app[FEDERATION].perform(action)
     except InvalidAction as exc:
         raise ApiError(422, str(exc)) from None
-    return web.json_response(await _entity(request, account, boost.id))
+    return json_body(await _entity(request, account, boost.id))
 
 
 @routes.post("/api/v1/statuses/{id}/unreblog")
