@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 from bisect import insort
 from collections.abc import Iterable
-from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.identity.accounts import Account, account_from_row, select_accounts
+from server.identity.accounts import Account, account_from_selected_row, select_accounts
 from server.social.actors import field_html, profile_fields
 from server.social.statuses import Status, status_from_row
 from server.social.text import plain_text_to_html
@@ -53,8 +52,6 @@ from server.urls import Urls
 _IDS = bindparam("ids", expanding=True)
 _ACCOUNTS_BY_IDS = select_accounts().where(accounts.c.id.in_(_IDS))
 _STATUSES_BY_IDS = select(statuses).where(statuses.c.id.in_(_IDS))
-_ACCOUNT_KEYS = tuple(column.key for column in _ACCOUNTS_BY_IDS.selected_columns)
-_ROW_IS_ACCOUNT = set(_ACCOUNT_KEYS) == {field.name for field in fields(Account)}
 # Counters kept by the database (migration 0006): boosts count as posts, as on Mastodon, and
 # the newest id tells the last post's time (ids are time-sorted).
 _STATS_OF = select(
@@ -120,11 +117,12 @@ def _fact(kind: str, status_id: Any, number: Any, name: Any) -> Select:
 
 def mastodon_time(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and `Z`, as Mastodon prints times."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat is several times faster than strftime, and a page prints some sixty times.
+    return moment.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def _day(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d")
+    return moment.date().isoformat()
 
 
 class Presenter:
@@ -174,10 +172,8 @@ class Presenter:
         if not wanted:
             return {}
         rows = await self.conn.execute(_ACCOUNTS_BY_IDS, {"ids": list(wanted)})
-        if not _ROW_IS_ACCOUNT:
-            return {row.id: account_from_row(row) for row in rows}
-        # A page reads some forty accounts: by name, not by a lookup per column.
-        return {row.id: Account(**dict(zip(_ACCOUNT_KEYS, row, strict=True))) for row in rows}
+        # A page reads some forty accounts: built by position, not by a lookup per column.
+        return {row[0]: account_from_selected_row(row) for row in rows}
 
     # --- statuses ---------------------------------------------------------------------
 
