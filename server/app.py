@@ -9,6 +9,7 @@ from aiohttp import web
 
 from server.api import (
     activitypub,
+    auth,
     c2s,
     health,
     inbox,
@@ -71,6 +72,7 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         config.api.trusted_proxies,
     )
     app.cleanup_ctx.append(_run_federation)
+    auth.install(app)
     streaming.install(app)
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("server", "templates"),

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -11,11 +15,75 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.api.errors import ApiError
 from server.appkeys import CLOCK, DATABASE
 from server.identity.accounts import Account
-from server.identity.tokens import Grant, authenticate, record_use
+from server.identity.tokens import Grant, authenticate, record_uses
+from server.storage.engine import Database
 
+log = logging.getLogger("kith.api.auth")
 _TOKEN_LENGTH_MAX = 512
+_WRITE_SLICE = 100
 # The grant is resolved once per request, however many helpers ask for it.
 _GRANT = web.RequestKey("kith_grant", Grant)
+
+
+class TokenUseLog:
+    """When tokens (and their accounts) were last used: noted by requests, written in batches.
+
+    A request only notes the use (at most once a minute per token, as before); the writes
+    follow within `delay_s` in one transaction for every token noted meanwhile. Written from
+    requests, they queued on SQLite's single writer holding pooled connections, and a burst
+    of first uses (every client after a restart) stalled reads behind them.
+    """
+
+    def __init__(self, db: Database, delay_s: float = 1.0) -> None:
+        self.db = db
+        self.delay_s = delay_s
+        self._pending: dict[int, tuple[Grant, datetime]] = {}
+        self._writer: asyncio.Task[None] | None = None
+
+    def note(self, grant: Grant, now: datetime) -> None:
+        if not grant.needs_recording(now) or grant.token_id in self._pending:
+            return
+        self._pending[grant.token_id] = (grant, now)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_soon(), name="token-use")
+
+    async def flush(self) -> None:
+        """Write every use noted so far."""
+        while self._pending:
+            # In slices: statements run inline on SQLite, and one write for a thousand tokens
+            # (all of them due again a minute after a restart) held the loop for 30 ms.
+            tokens = list(self._pending)[:_WRITE_SLICE]
+            batch = [self._pending.pop(token) for token in tokens]
+            async with self.db.transaction() as conn:
+                await record_uses(conn, batch)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        await self.flush()
+
+    async def _write_soon(self) -> None:
+        await asyncio.sleep(self.delay_s)
+        try:
+            await self.flush()
+        except Exception:  # last-use times are statistics: never let them take a request down
+            log.exception("could not record token use")
+
+
+TOKEN_USE = web.AppKey("kith_token_use", TokenUseLog)
+
+
+def install(app: web.Application) -> None:
+    """Give the app its token-use log, written out when the app stops."""
+    app[TOKEN_USE] = TokenUseLog(app[DATABASE])
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await app[TOKEN_USE].close()
+
+    app.cleanup_ctx.append(run)
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -42,7 +110,7 @@ async def optional_grant(request: web.Request) -> Grant | None:
         return None
     async with request.app[DATABASE].read() as conn:
         grant = await _authenticate(request, conn)
-    await _record_use(request, grant)
+    request.app[TOKEN_USE].note(grant, request.app[CLOCK]())
     return grant
 
 
@@ -53,18 +121,14 @@ async def reading_as(
     """The signed-in user (as `require_account`) and a read unit of work, for hot endpoints.
 
     The token is looked up in the endpoint's own unit of work (opening one costs more than a
-    query). Its use is recorded once that unit of work is closed: a reader waiting for the
-    write lock while it holds a pooled connection could starve the writer of connections.
+    query).
     """
-    grant = request.get(_GRANT)
-    try:
-        async with request.app[DATABASE].read() as conn:
-            if grant is None:
-                grant = await _authenticate(request, conn)
-            yield _account_of(_with_scope(grant, scope, alternatives)), conn
-    finally:
-        if grant is not None:
-            await _record_use(request, grant)
+    async with request.app[DATABASE].read() as conn:
+        grant = request.get(_GRANT)
+        if grant is None:
+            grant = await _authenticate(request, conn)
+            request.app[TOKEN_USE].note(grant, request.app[CLOCK]())
+        yield _account_of(_with_scope(grant, scope, alternatives)), conn
 
 
 def _token(request: web.Request) -> str | None:
@@ -82,13 +146,6 @@ async def _authenticate(request: web.Request, conn: AsyncConnection) -> Grant:
         raise ApiError(401, "The access token is invalid", headers=_challenge())
     request[_GRANT] = grant
     return grant
-
-
-async def _record_use(request: web.Request, grant: Grant) -> None:
-    now = request.app[CLOCK]()
-    if grant.needs_recording(now):
-        async with request.app[DATABASE].transaction() as conn:
-            await record_use(conn, grant, now)
 
 
 async def require_grant(request: web.Request, scope: str, *alternatives: str) -> Grant:

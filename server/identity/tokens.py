@@ -82,7 +82,7 @@ class Grant:
     last_used_at: datetime | None
 
     def needs_recording(self, now: datetime) -> bool:
-        """Whether `record_use` would write (so callers open a write transaction only then)."""
+        """Whether `record_uses` would write (so callers open a write transaction only then)."""
         return self.last_used_at is None or now - self.last_used_at >= _LAST_USED_RESOLUTION
 
     def allows(self, required: str) -> bool:
@@ -208,14 +208,25 @@ async def revoke_token(conn: AsyncConnection, token: str, now: datetime) -> bool
     return result.rowcount > 0
 
 
-async def record_use(conn: AsyncConnection, grant: Grant, now: datetime) -> None:
-    """Note when a token (and so its account) was last active, at most once a minute."""
-    if not grant.needs_recording(now):
+_TOKEN_USED = (
+    update(access_tokens)
+    .where(access_tokens.c.id == bindparam("token"))
+    .values(last_used_at=bindparam("now"))
+)
+_ACCOUNT_ACTIVE = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("account"))
+    .values(last_active_at=bindparam("now"))
+)
+
+
+async def record_uses(conn: AsyncConnection, uses: list[tuple[Grant, datetime]]) -> None:
+    """Note when tokens (and so their accounts) were last active, each at most once a minute;
+    one statement per table for all of them."""
+    due = [(grant, now) for grant, now in uses if grant.needs_recording(now)]
+    if not due:
         return
-    await conn.execute(
-        update(access_tokens).where(access_tokens.c.id == grant.token_id).values(last_used_at=now)
-    )
-    if grant.account is not None:
-        await conn.execute(
-            update(accounts).where(accounts.c.id == grant.account.id).values(last_active_at=now)
-        )
+    await conn.execute(_TOKEN_USED, [{"token": g.token_id, "now": now} for g, now in due])
+    active = [{"account": g.account.id, "now": now} for g, now in due if g.account is not None]
+    if active:
+        await conn.execute(_ACCOUNT_ACTIVE, active)

@@ -125,8 +125,20 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only unit of work."""
-        async with self.engine.connect() as conn:
+        if not self.is_sqlite:
+            async with self.engine.connect() as conn:
+                yield conn
+            return
+        # SQLAlchemy's `async with` closes the connection in a new task it shields from
+        # cancellation: a suspension of every read while it still holds its pooled connection,
+        # so sixteen concurrent requests held up to sixteen connections and the pool kept
+        # opening and closing overflow ones. On SQLite closing runs inline and cannot be
+        # interrupted, so it is awaited directly.
+        conn = await self.engine.connect()
+        try:
             yield conn
+        finally:
+            await conn.close()
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
