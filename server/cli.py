@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,13 +15,12 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.engine import make_url
 
 from protocol.multibase import encode_ed25519_multikey
-from server import __version__
+from server import __version__, cli_payments
+from server.cli_support import CommandError, load, say, with_database
 from server.clock import utcnow
 from server.config import (
     CONFIG_FILE_NAME,
-    Config,
     ConfigError,
-    find_config_file,
     load_config,
     redacted_database_url,
     render_example,
@@ -42,10 +41,6 @@ from server.node import ensure_data_dir, open_database, serve
 from server.storage.engine import Database, create_database
 from server.storage.schema import SchemaError, schema_state, upgrade
 from server.urls import Urls
-
-
-class CommandError(Exception):
-    """A failure to report to the operator in one line."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_user(commands, common)
     _add_token(commands, common)
     _add_config(commands, common)
+    cli_payments.add_commands(commands, common)
     return parser
 
 
@@ -191,24 +187,6 @@ def _add_config(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     )
 
 
-def _load(args: argparse.Namespace, overrides: dict[str, object] | None = None) -> Config:
-    cwd = Path.cwd()
-    path = find_config_file(getattr(args, "config", None), os.environ, cwd)
-    return load_config(path, os.environ, overrides, cwd)
-
-
-async def _with_database(config: Config, work: Callable[[Database], Awaitable[int]]) -> int:
-    db = await open_database(config, initialize_empty=True, progress=_say)
-    try:
-        return await work(db)
-    finally:
-        await db.dispose()
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
-
-
 async def cmd_init(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).expanduser().resolve()
     config_path = data_dir / CONFIG_FILE_NAME
@@ -229,21 +207,21 @@ async def cmd_init(args: argparse.Namespace) -> int:
     config = load_config(temporary, os.environ, cwd=data_dir)  # validate before replacing
     temporary.chmod(0o600)  # it may hold a database password
     temporary.replace(config_path)
-    db = await open_database(config, initialize_empty=True, progress=_say)
+    db = await open_database(config, initialize_empty=True, progress=say)
     await db.dispose()
-    _say(f"wrote {config_path}")
-    _say(f"node {config.domain} at {config.base_url}, data in {config.data_dir}")
-    _say(f"start it with: kith serve --config {config_path}")
+    say(f"wrote {config_path}")
+    say(f"node {config.domain} at {config.base_url}, data in {config.data_dir}")
+    say(f"start it with: kith serve --config {config_path}")
     return 0
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {"server.host": args.host, "server.port": args.port}
-    config = _load(args, overrides)
+    config = load(args, overrides)
     configure_logging(config.logging.level, config.logging.format)
-    db = await open_database(config, initialize_empty=True, progress=_say)
+    db = await open_database(config, initialize_empty=True, progress=say)
     try:
-        _say(f"Kith {__version__}: {config.base_url} (data in {config.data_dir})")
+        say(f"Kith {__version__}: {config.base_url} (data in {config.data_dir})")
         await serve(config, db)
     finally:
         await db.dispose()
@@ -251,23 +229,23 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = load(args)
     ensure_data_dir(config)
     db = create_database(config.database.url, config.database)
     try:
         before = await schema_state(db)
         if before.is_current:
-            _say(f"the schema is up to date (revision {before.head})")
+            say(f"the schema is up to date (revision {before.head})")
             return 0
-        after = await upgrade(db, progress=_say)
-        _say(f"the schema is now at revision {after.current}")
+        after = await upgrade(db, progress=say)
+        say(f"the schema is now at revision {after.current}")
     finally:
         await db.dispose()
     return 0
 
 
 async def cmd_db_status(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = load(args)
     if config.database.url.startswith("sqlite"):
         sqlite_file = Path(make_url(config.database.url).database or "")
         if not sqlite_file.is_file():
@@ -277,23 +255,23 @@ async def cmd_db_status(args: argparse.Namespace) -> int:
         state = await schema_state(db)
     finally:
         await db.dispose()
-    _say(f"database: {redacted_database_url(config.database.url)}")
-    _say(f"current revision: {state.current or 'none (empty database)'}")
-    _say(f"this release's revision: {state.head}")
+    say(f"database: {redacted_database_url(config.database.url)}")
+    say(f"current revision: {state.current or 'none (empty database)'}")
+    say(f"this release's revision: {state.head}")
     if not state.is_known:
-        _say("status: written by a newer Kith release; this release will not start on it")
+        say("status: written by a newer Kith release; this release will not start on it")
         return 1
     if state.is_current:
-        _say("status: up to date")
+        say("status: up to date")
         return 0
-    _say(f"status: {len(state.pending)} pending migration(s); run `kith db upgrade`")
+    say(f"status: {len(state.pending)} pending migration(s); run `kith db upgrade`")
     for step in state.pending:
-        _say(f"  {step}")
+        say(f"  {step}")
     return 0
 
 
 async def cmd_user_create(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = load(args)
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         generated = False
@@ -321,37 +299,37 @@ async def cmd_user_create(args: argparse.Namespace) -> int:
         except (InvalidUsername, UsernameTaken) as exc:
             raise CommandError(str(exc)) from None
         urls = Urls(config.base_url, config.domain)
-        _say(f"created @{urls.handle(account)} (id {account.id})")
-        _say(f"actor: {urls.actor(account)}")
+        say(f"created @{urls.handle(account)} (id {account.id})")
+        say(f"actor: {urls.actor(account)}")
         if generated:
-            _say(f"password: {password}")
+            say(f"password: {password}")
         return 0
 
-    return await _with_database(config, work)
+    return await with_database(config, work)
 
 
 async def cmd_user_list(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = load(args)
 
     async def work(db: Database) -> int:
         async with db.read() as conn:
             found = await list_accounts(conn)
         if not found:
-            _say("no accounts yet: create one with `kith user create NAME`")
+            say("no accounts yet: create one with `kith user create NAME`")
             return 0
-        _say(f"{'id':<20} {'username':<30} {'admin':<5} {'state':<7} created")
+        say(f"{'id':<20} {'username':<30} {'admin':<5} {'state':<7} created")
         for account in found:
             state = "deleted" if account.is_deleted else "active"
             admin = "yes" if account.is_admin else "no"
             created = account.created_at.strftime("%Y-%m-%d %H:%M")
-            _say(f"{account.id:<20} {account.username:<30} {admin:<5} {state:<7} {created}")
+            say(f"{account.id:<20} {account.username:<30} {admin:<5} {state:<7} {created}")
         return 0
 
-    return await _with_database(config, work)
+    return await with_database(config, work)
 
 
 async def cmd_user_show(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = load(args)
 
     async def work(db: Database) -> int:
         async with db.read() as conn:
@@ -381,14 +359,14 @@ async def cmd_user_show(args: argparse.Namespace) -> int:
             "Ed25519 key (multikey)": encode_ed25519_multikey(keys.ed25519_public),
         }
         for label, value in rows.items():
-            _say(f"{label + ':':<27} {value}")
+            say(f"{label + ':':<27} {value}")
         return 0
 
-    return await _with_database(config, work)
+    return await with_database(config, work)
 
 
 async def cmd_token_create(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = load(args)
     try:
         scopes = parse_scopes(args.scopes)
     except InvalidScope as exc:
@@ -402,21 +380,21 @@ async def cmd_token_create(args: argparse.Namespace) -> int:
             if account.is_deleted:
                 raise CommandError(f"the account {args.name!r} is deleted")
             token = await create_token(conn, account.id, scopes, args.label[:100], utcnow())
-        _say(token)
+        say(token)
         return 0
 
-    return await _with_database(config, work)
+    return await with_database(config, work)
 
 
 async def cmd_config_check(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = load(args)
     shown = asdict(config)
     shown["database"]["url"] = redacted_database_url(config.database.url)
     for section, values in shown.items():
-        _say(f"[{section}]")
+        say(f"[{section}]")
         for key, value in values.items():
-            _say(f"{key} = {value!r}")
-    _say("config is valid")
+            say(f"{key} = {value!r}")
+    say("config is valid")
     return 0
 
 

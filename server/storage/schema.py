@@ -43,9 +43,10 @@ class SchemaState:
 def target_metadata() -> list[MetaData]:
     """Every package's tables, for migrations and the schema-drift test."""
     from federation.tables import metadata as federation_metadata
+    from payments.tables import metadata as payments_metadata
     from server.storage.tables import metadata as server_metadata
 
-    return [server_metadata, federation_metadata]
+    return [server_metadata, federation_metadata, payments_metadata]
 
 
 def _alembic_config() -> AlembicConfig:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import stat
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,43 +14,7 @@ from server.config import load_config
 from server.node import open_database
 from tests.databases import DatabaseFactory
 from tests.harness import NodeFactory
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
-class Cli:
-    """Runs `kith ...` in a working directory with a test database configured."""
-
-    cwd: Path
-    database_url: str
-    monkeypatch: pytest.MonkeyPatch
-    capsys: pytest.CaptureFixture[str]
-
-    def __call__(self, *argv: str, stdin: str = "", env: dict[str, str] | None = None) -> Result:
-        with self.monkeypatch.context() as patch:
-            patch.chdir(self.cwd)
-            patch.setenv("KITH_DATABASE__URL", self.database_url)
-            for key, value in (env or {}).items():
-                patch.setenv(key, value)
-            patch.setattr("sys.stdin", io.StringIO(stdin))
-            self.capsys.readouterr()
-            code = main(list(argv))
-            captured = self.capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-
-@pytest.fixture
-async def cli(
-    databases: DatabaseFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> Cli:
-    monkeypatch.delenv("KITH_CONFIG", raising=False)
-    return Cli(tmp_path, await databases.new("cli"), monkeypatch, capsys)
+from tests.integration.conftest import Cli
 
 
 def test_help_documents_every_command(cli: Cli) -> None:

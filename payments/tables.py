@@ -1,0 +1,79 @@
+"""The payments package's tables: the ledger's accounts and transfers.
+
+Its own MetaData; the server's migrations include it (server.storage.schema.target_metadata).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# One account per owner and currency. Balances are kept on the row (TigerBeetle's model) and
+# always equal the sums of the transfers that touched it (`kith payments audit` recomputes them).
+ledger_accounts = Table(
+    "ledger_accounts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    # "user:<account id>", "peer:<domain>", "external", "fees", "escrow:<object>".
+    Column("owner", String(300), nullable=False),
+    Column("currency", String(12), nullable=False),
+    # Only `external` (money entering and leaving through the operator) and peer accounts may
+    # have more debits than credits; a wallet never goes below zero.
+    Column("may_go_negative", Boolean, nullable=False),
+    Column("debits_posted", BigInteger, nullable=False),
+    Column("credits_posted", BigInteger, nullable=False),
+    Column("debits_pending", BigInteger, nullable=False),
+    Column("credits_pending", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("uq_ledger_accounts_owner_currency", "owner", "currency", unique=True),
+    CheckConstraint(
+        "may_go_negative OR credits_posted - debits_posted - debits_pending >= 0",
+        name="never_negative",
+    ),
+)
+
+# Append-only. A transfer's id is its idempotency key; a failed attempt is kept (with its
+# failure) so that the id stays failed. `pending` transfers are resolved exactly once, by a
+# later `post` or `void` transfer naming them.
+ledger_transfers = Table(
+    "ledger_transfers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("serial", BigInteger, nullable=False, unique=True),  # ledger order
+    Column("kind", String(8), nullable=False),  # single, pending, post, void
+    Column("debit_account_id", BigInteger, nullable=False),
+    Column("credit_account_id", BigInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(12), nullable=False),
+    Column("pending_id", String(200), nullable=True),
+    Column("memo", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("failure", String(40), nullable=True),  # None: applied
+    # For pending transfers: pending, posted or voided (set once, by the resolving transfer).
+    Column("pending_state", String(8), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_ledger_transfers_debit_account_id_serial", "debit_account_id", "serial"),
+    Index("ix_ledger_transfers_credit_account_id_serial", "credit_account_id", "serial"),
+    CheckConstraint("amount > 0", name="positive_amount"),
+    CheckConstraint("debit_account_id <> credit_account_id", name="two_accounts"),
+)
