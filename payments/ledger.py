@@ -14,14 +14,14 @@ commit together with whatever caused them (and durably, before anything is ackno
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Insert, Update, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -104,7 +104,8 @@ class Transfer:
             self.memo,
             self.pending_id,
         ]
-        return hashlib.sha256(json.dumps(content).encode()).hexdigest()
+        # repr quotes and escapes each string, so different contents never print the same.
+        return hashlib.sha256(repr(content).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -175,46 +176,91 @@ async def apply(conn: AsyncConnection, transfer: Transfer, new_id: NewId, now: d
     """Apply one transfer in the caller's transaction, once per id."""
     _validate(transfer)
     content_hash = transfer.content_hash()
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     inserted = await conn.execute(
-        dialect.insert(ledger_transfers)
-        .values(
-            id=transfer.id,
-            serial=new_id(now),
-            kind=transfer.kind.value,
-            debit_account_id=transfer.debit_account_id,
-            credit_account_id=transfer.credit_account_id,
-            amount=transfer.amount,
-            currency=transfer.currency,
-            pending_id=transfer.pending_id,
-            memo=transfer.memo,
-            content_hash=content_hash,
-            failure=None,
-            pending_state="pending" if transfer.kind is Kind.PENDING else None,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["id"])
+        _insert_transfer(conn.dialect.name),
+        {
+            "id": transfer.id,
+            "serial": new_id(now),
+            "kind": transfer.kind.value,
+            "debit_account_id": transfer.debit_account_id,
+            "credit_account_id": transfer.credit_account_id,
+            "amount": transfer.amount,
+            "currency": transfer.currency,
+            "pending_id": transfer.pending_id,
+            "memo": transfer.memo,
+            "content_hash": content_hash,
+            "failure": None,
+            "pending_state": "pending" if transfer.kind is Kind.PENDING else None,
+            "created_at": now,
+        },
     )
     if inserted.rowcount == 0:
         return await _replay(conn, transfer.id, content_hash)
     failure = await _effect(conn, transfer)
     if failure is not None:
-        await conn.execute(
-            update(ledger_transfers)
-            .where(ledger_transfers.c.id == transfer.id)
-            .values(failure=failure.value, pending_state=None)
-        )
+        await conn.execute(_FAILED, {"transfer": transfer.id, "failure": failure.value})
     return Outcome(transfer.id, failure, replayed=False)
 
 
-async def _replay(conn: AsyncConnection, transfer_id: str, content_hash: str) -> Outcome:
-    row = (
-        await conn.execute(
-            select(ledger_transfers.c.content_hash, ledger_transfers.c.failure).where(
-                ledger_transfers.c.id == transfer_id
-            )
+# The statements of a transfer, built once (building one costs more than SQLite takes to run
+# it) and run with the transfer's values as parameters.
+@functools.cache
+def _insert_transfer(dialect_name: str) -> Insert:
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(ledger_transfers).on_conflict_do_nothing(index_elements=["id"])
+
+
+_FAILED = (
+    update(ledger_transfers)
+    .where(ledger_transfers.c.id == bindparam("transfer"))
+    .values(failure=bindparam("failure"), pending_state=None)
+)
+_STORED = select(ledger_transfers.c.content_hash, ledger_transfers.c.failure).where(
+    ledger_transfers.c.id == bindparam("transfer")
+)
+# Both rows are locked first, in id order: two opposite transfers between the same accounts
+# running at once on PostgreSQL would otherwise each hold one lock and deadlock.
+_LOCK_ACCOUNTS = (
+    select(ledger_accounts.c.id, ledger_accounts.c.currency)
+    .where(ledger_accounts.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(ledger_accounts.c.id)
+    .with_for_update()
+)
+
+
+def _debit(column: str) -> Update:
+    """Debit `amount` unless the account may not go below zero and lacks it. The check and the
+    debit are one statement: under concurrent writers (several processes on PostgreSQL) the
+    row lock it takes makes the check see the latest balance."""
+    c = ledger_accounts.c
+    return (
+        update(ledger_accounts)
+        .where(
+            c.id == bindparam("account"),
+            or_(
+                c.may_go_negative,
+                c.credits_posted - c.debits_posted - c.debits_pending >= bindparam("amount"),
+            ),
         )
-    ).one()
+        .values({column: c[column] + bindparam("amount")})
+    )
+
+
+def _credit(column: str) -> Update:
+    c = ledger_accounts.c
+    return (
+        update(ledger_accounts)
+        .where(c.id == bindparam("account"))
+        .values({column: c[column] + bindparam("amount")})
+    )
+
+
+_DEBIT = {False: _debit("debits_posted"), True: _debit("debits_pending")}
+_CREDIT = {False: _credit("credits_posted"), True: _credit("credits_pending")}
+
+
+async def _replay(conn: AsyncConnection, transfer_id: str, content_hash: str) -> Outcome:
+    row = (await conn.execute(_STORED, {"transfer": transfer_id})).one()
     if row.content_hash != content_hash:
         raise Conflict(f"transfer {transfer_id} exists with other content")
     return Outcome(transfer_id, Failure(row.failure) if row.failure else None, replayed=True)
@@ -236,48 +282,20 @@ def _validate(transfer: Transfer) -> None:
 
 async def _effect(conn: AsyncConnection, transfer: Transfer) -> Failure | None:
     """Move the balances; a failure leaves them as they were."""
-    # Both rows are locked first, in id order: two opposite transfers between the same
-    # accounts running at once on PostgreSQL would otherwise each hold one lock and deadlock.
-    currencies = (
-        await conn.execute(
-            select(ledger_accounts.c.id, ledger_accounts.c.currency)
-            .where(
-                ledger_accounts.c.id.in_([transfer.debit_account_id, transfer.credit_account_id])
-            )
-            .order_by(ledger_accounts.c.id)
-            .with_for_update()
-        )
-    ).all()
+    ids = [transfer.debit_account_id, transfer.credit_account_id]
+    currencies = (await conn.execute(_LOCK_ACCOUNTS, {"ids": ids})).all()
     if len(currencies) != 2 or any(c != transfer.currency for _, c in currencies):
         return Failure.CURRENCY_MISMATCH
     if transfer.kind in (Kind.POST, Kind.VOID):
         return await _resolve(conn, transfer)
     pending = transfer.kind is Kind.PENDING
-    debited = "debits_pending" if pending else "debits_posted"
-    credited = "credits_pending" if pending else "credits_posted"
-    # The balance check and the debit are one statement: under concurrent writers (several
-    # processes on PostgreSQL) the row lock it takes makes the check see the latest balance.
-    result = await conn.execute(
-        update(ledger_accounts)
-        .where(
-            ledger_accounts.c.id == transfer.debit_account_id,
-            or_(
-                ledger_accounts.c.may_go_negative,
-                ledger_accounts.c.credits_posted
-                - ledger_accounts.c.debits_posted
-                - ledger_accounts.c.debits_pending
-                >= transfer.amount,
-            ),
-        )
-        .values({debited: ledger_accounts.c[debited] + transfer.amount})
+    amount = transfer.amount
+    debited = await conn.execute(
+        _DEBIT[pending], {"account": transfer.debit_account_id, "amount": amount}
     )
-    if result.rowcount == 0:
+    if debited.rowcount == 0:
         return Failure.INSUFFICIENT_FUNDS
-    await conn.execute(
-        update(ledger_accounts)
-        .where(ledger_accounts.c.id == transfer.credit_account_id)
-        .values({credited: ledger_accounts.c[credited] + transfer.amount})
-    )
+    await conn.execute(_CREDIT[pending], {"account": transfer.credit_account_id, "amount": amount})
     return None
 
 

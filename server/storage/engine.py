@@ -76,7 +76,7 @@ class Database:
         events: list[Any] = []
         token = _in_transaction.set(True)
         try:
-            async with self._serialised(), self._writer.begin() as conn:
+            async with self._serialised(), self._unit_of_work() as conn:
                 conn.info[_EVENTS] = events
                 try:
                     yield conn
@@ -93,6 +93,28 @@ class Database:
             _in_transaction.reset(token)
         if events and self.event_sink is not None and self.event_channel is None:
             self.event_sink(events)
+
+    @asynccontextmanager
+    async def _unit_of_work(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction, committed when the block ends without an error."""
+        if not self.is_sqlite:
+            async with self._writer.begin() as conn:
+                yield conn
+            return
+        # As in `read()`: SQLAlchemy's `async with` ends the connection in a new, shielded
+        # task (a suspension per write). On SQLite only COMMIT waits (on the disk, in the
+        # connection's thread); closing runs inline and cannot be interrupted.
+        conn = await self._writer.connect()
+        try:
+            transaction = await conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                await transaction.rollback()
+                raise
+            await transaction.commit()
+        finally:
+            await conn.close()
 
     async def listen(self, channel: str, on_payload: Callable[[str], None]) -> None:
         """Hand every NOTIFY on `channel` to `on_payload` until cancelled (PostgreSQL only);
