@@ -29,7 +29,8 @@ class TokenUseLog:
     """When tokens (and their accounts) were last used: noted by requests, written in batches.
 
     A request only notes the use (at most once a minute per token, as before); the writes
-    follow within `delay_s` in one transaction for every token noted meanwhile. Written from
+    follow within `delay_s`, for every token noted meanwhile, in transactions of up to
+    `_WRITE_SLICE` tokens. Written from
     requests, they queued on SQLite's single writer holding pooled connections, and a burst
     of first uses (every client after a restart) stalled reads behind them.
     """
