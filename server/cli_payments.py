@@ -9,14 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments import ledger
 from payments.ledger import Outcome
-from payments.money import AmountError, Currencies, format_amount, parse_amount
+from payments.money import AmountError, Currencies, Currency, format_amount, parse_amount
 from server.cli_support import CommandError, load, say, with_database
 from server.clock import utcnow
+from server.config import Config, community_currencies
 from server.identity.accounts import Account, find_account
 from server.storage.engine import Database
 from server.wallets import WalletError, balances, deposit, wallet_owner, withdraw
-
-_CURRENCIES = Currencies()
 
 
 def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -67,12 +66,24 @@ async def cmd_wallet_withdraw(args: argparse.Namespace) -> int:
     return await _move(args, withdraw, "withdrew")
 
 
+def _currencies(config: Config) -> Currencies:
+    return Currencies(community_currencies(config))
+
+
+def _currency(known: Currencies, code: str) -> Currency:
+    """A currency to print amounts in; one no longer configured shows in minor units."""
+    try:
+        return known.get(code)
+    except AmountError:
+        return Currency(code, 0)
+
+
 async def _move(
     args: argparse.Namespace, operation: Callable[..., Awaitable[Outcome]], done: str
 ) -> int:
     config = load(args)
     try:
-        currency = _CURRENCIES.get(args.currency.upper())
+        currency = _currencies(config).get(args.currency.upper())
         minor = parse_amount(args.amount, currency)
     except AmountError as exc:
         raise CommandError(str(exc)) from None
@@ -98,6 +109,7 @@ async def _move(
 
 async def cmd_wallet_balance(args: argparse.Namespace) -> int:
     config = load(args)
+    known = _currencies(config)
 
     async def work(db: Database) -> int:
         async with db.read() as conn:
@@ -107,7 +119,7 @@ async def cmd_wallet_balance(args: argparse.Namespace) -> int:
             return 0
         say(f"{'currency':<9} {'balance':>20} {'available':>20} {'incoming':>20}")
         for b in found:
-            currency = _CURRENCIES.get(b.currency)
+            currency = _currency(known, b.currency)
             say(
                 f"{b.currency:<9} {format_amount(b.balance, currency):>20} "
                 f"{format_amount(b.available, currency):>20} "
@@ -120,6 +132,7 @@ async def cmd_wallet_balance(args: argparse.Namespace) -> int:
 
 async def cmd_wallet_history(args: argparse.Namespace) -> int:
     config = load(args)
+    known = _currencies(config)
 
     async def work(db: Database) -> int:
         async with db.read() as conn:
@@ -134,7 +147,7 @@ async def cmd_wallet_history(args: argparse.Namespace) -> int:
             return 0
         for _, code, amount, moved in sorted(rows, key=lambda r: r[0], reverse=True)[: args.limit]:
             when = moved["created_at"].strftime("%Y-%m-%d %H:%M")
-            shown = format_amount(amount, _CURRENCIES.get(code))
+            shown = format_amount(amount, _currency(known, code))
             say(f"{when}  {shown:>14} {code:<4} {moved['memo'] or moved['kind']}  {moved['id']}")
         return 0
 

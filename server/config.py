@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from payments.money import Currencies
 from protocol.errors import InvalidResource
 from protocol.webfinger import normalize_host
 
@@ -202,6 +203,18 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class PaymentsConfig:
+    community_currencies: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            'Currencies of your own besides ISO 4217, as "CODE:SCALE" (SCALE = decimal places,\n'
+            '0 to 8), e.g. ["HOURS:0", "SEEDS:2"]. Codes are 3 to 12 of A-Z and 0-9 and may\n'
+            "not redefine an ISO code. Amounts are whole numbers of the smallest unit."
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(default="info", metadata=_doc("One of: debug, info, warning, error."))
     format: str = field(
@@ -220,6 +233,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
@@ -242,6 +256,7 @@ SECTION_DOCS = {
     "database": "Its database.",
     "federation": "How it talks to other servers.",
     "api": "How apps sign in and use it.",
+    "payments": "Money between people.",
     "logging": "What it tells the operator.",
 }
 
@@ -460,6 +475,10 @@ def _validate_plain_keys(config: Config) -> None:
             raise ConfigError(
                 "api.trusted_proxies", f"{network!r} is not an address or CIDR"
             ) from None
+    try:
+        community_currencies(config)
+    except ValueError as exc:
+        raise ConfigError("payments.community_currencies", str(exc)) from None
     for domain in config.federation.blocked_domains:
         if not domain.strip() or "/" in domain or " " in domain.strip():
             raise ConfigError("federation.blocked_domains", f"{domain!r} is not a domain name")
@@ -585,3 +604,15 @@ def _toml_value(value: object) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def community_currencies(config: Config) -> dict[str, int]:
+    """The operator's own currencies, code to scale (checked further by payments.money)."""
+    found: dict[str, int] = {}
+    for entry in config.payments.community_currencies:
+        code, sep, scale = entry.partition(":")
+        if not sep or not scale.strip().isdigit():
+            raise ValueError(f'{entry!r} is not "CODE:SCALE" (e.g. "HOURS:0")')
+        found[code.strip()] = int(scale)
+    Currencies(found)  # raises on codes and scales it does not take
+    return found

@@ -94,3 +94,15 @@ def test_audit_names_a_balance_that_disagrees_with_the_transfers(cli: Cli) -> No
 
 class _Args:
     config = None
+
+
+def test_a_community_currency_from_the_config_has_its_own_scale(cli: Cli) -> None:
+    _create_user(cli, "alice")
+    community = {"KITH_PAYMENTS__COMMUNITY_CURRENCIES": "HOURS:0"}
+    refused = cli("wallet", "deposit", "alice", "1.5", "HOURS", env=community)
+    assert refused.code == 1
+    assert "0 decimal places" in refused.err
+    deposited = cli("wallet", "deposit", "alice", "3", "HOURS", env=community)
+    assert deposited.code == 0, deposited.err
+    assert "balance: 3 HOURS" in deposited.out
+    assert "unknown currency" in cli("wallet", "deposit", "alice", "3", "HOURS").err

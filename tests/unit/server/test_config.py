@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from server.config import (
     Config,
     ConfigError,
+    community_currencies,
     find_config_file,
     is_loopback_host,
     load_config,
@@ -538,3 +539,28 @@ def test_blocked_domains_come_from_a_toml_list_or_a_comma_separated_variable(
     assert load_config(None, environ=env).federation.blocked_domains == ("a.example", "b.example")
     with pytest.raises(ConfigError, match=r"federation\.blocked_domains"):
         load_config(None, environ={"KITH_FEDERATION__BLOCKED_DOMAINS": '["a b"]'})
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ("HOURS", '"CODE:SCALE"'),
+        ("HOURS:x", '"CODE:SCALE"'),
+        ("HOURS:9", "0 to 8"),
+        ("EUR:0", "ISO 4217"),
+        ("h:0", "not a currency code"),
+    ],
+)
+def test_a_community_currency_that_cannot_work_is_refused_naming_the_key(
+    tmp_path: Path, entry: str, reason: str
+) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={}, overrides={"payments.community_currencies": [entry]}, cwd=tmp_path)
+    assert reason in _error(excinfo, "payments.community_currencies")
+
+
+def test_community_currencies_come_with_their_scales(tmp_path: Path) -> None:
+    config = load_config(
+        environ={"KITH_PAYMENTS__COMMUNITY_CURRENCIES": "HOURS:0, SEEDS:2"}, cwd=tmp_path
+    )
+    assert community_currencies(config) == {"HOURS": 0, "SEEDS": 2}
