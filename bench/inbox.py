@@ -155,6 +155,40 @@ def create_note(base: str, name: str, mention: str, serial: str, now: datetime) 
     return json.dumps(activity, separators=(",", ":")).encode()
 
 
+TIMEOUT = aiohttp.ClientTimeout(total=60)
+
+
+class Tally:
+    """What the load generator's clients saw: answers by status, latencies of the 202s."""
+
+    def __init__(self, inbox_url: str) -> None:
+        self.inbox_url = inbox_url
+        self.statuses: Counter[int] = Counter()
+        self.latencies: list[float] = []
+
+    async def post(
+        self, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str], since: float
+    ) -> None:
+        """POST one activity; its latency counts from `since` (sent, or due)."""
+        try:
+            async with session.post(self.inbox_url, data=body, headers=headers) as response:
+                await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError):
+            status = 0
+        self.statuses[status] += 1
+        if status == 202:
+            self.latencies.append(time.perf_counter() - since)
+
+    def seen(self, wall: float, cpu: float) -> dict[str, Any]:
+        return {
+            "statuses": dict(self.statuses),
+            "latencies": self.latencies,
+            "wall": wall,
+            "cpu": cpu,
+        }
+
+
 class LoadGenerator:
     """Serves the actors and sends pre-signed activities when the node process says so."""
 
@@ -206,31 +240,18 @@ class LoadGenerator:
         self, requests: list[tuple[bytes, dict[str, str]]], concurrency: int
     ) -> dict[str, Any]:
         """POST every request with `concurrency` keep-alive connections; what the clients saw."""
-        statuses: Counter[int] = Counter()
-        latencies: list[float] = []
+        tally = Tally(self.inbox_url)
         pending = iter(requests)
         connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-        timeout = aiohttp.ClientTimeout(total=60)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as session:
 
             async def client() -> None:
                 for body, headers in pending:
-                    start = time.perf_counter()
-                    try:
-                        async with session.post(self.inbox_url, data=body, headers=headers) as r:
-                            await r.read()
-                            status = r.status
-                    except (aiohttp.ClientError, TimeoutError):
-                        status = 0
-                    statuses[status] += 1
-                    if status == 202:
-                        latencies.append(time.perf_counter() - start)
+                    await tally.post(session, body, headers, time.perf_counter())
 
             cpu, start = time.process_time(), time.perf_counter()
             await asyncio.gather(*(client() for _ in range(concurrency)))
-            wall = time.perf_counter() - start
-            cpu = time.process_time() - cpu
-        return {"statuses": dict(statuses), "latencies": latencies, "wall": wall, "cpu": cpu}
+        return tally.seen(time.perf_counter() - start, time.process_time() - cpu)
 
     async def send_at_rate(
         self, requests: list[tuple[bytes, dict[str, str]]], rate: float
@@ -240,23 +261,9 @@ class LoadGenerator:
         Latency runs from when each request was due, not when it went out, so a node that
         falls behind is charged for the queue it caused (no coordinated omission).
         """
-        statuses: Counter[int] = Counter()
-        latencies: list[float] = []
+        tally = Tally(self.inbox_url)
         connector = aiohttp.TCPConnector(limit=OPEN_LOOP_CONNECTIONS_MAX)
-        timeout = aiohttp.ClientTimeout(total=60)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-
-            async def one(body: bytes, headers: dict[str, str], due: float) -> None:
-                try:
-                    async with session.post(self.inbox_url, data=body, headers=headers) as r:
-                        await r.read()
-                        status = r.status
-                except (aiohttp.ClientError, TimeoutError):
-                    status = 0
-                statuses[status] += 1
-                if status == 202:
-                    latencies.append(time.perf_counter() - due)
-
+        async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as session:
             cpu, start = time.process_time(), time.perf_counter()
             tasks = []
             for serial, (body, headers) in enumerate(requests):
@@ -264,11 +271,9 @@ class LoadGenerator:
                 delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(one(body, headers, due)))
+                tasks.append(asyncio.create_task(tally.post(session, body, headers, due)))
             await asyncio.gather(*tasks)
-            wall = time.perf_counter() - start
-            cpu = time.process_time() - cpu
-        return {"statuses": dict(statuses), "latencies": latencies, "wall": wall, "cpu": cpu}
+        return tally.seen(time.perf_counter() - start, time.process_time() - cpu)
 
     async def run(self) -> None:
         listener = free_listener()

@@ -1,6 +1,6 @@
 """Local durable transfers per second through the ledger, against the same run's bare bound.
 
-Run: python bench/payments.py [--transfers 3000] [--users 100] [--concurrency 16] [--runs 3]
+Run: python bench/ledger.py [--transfers 3000] [--users 100] [--concurrency 16] [--runs 3]
 
 A node's database (SQLite in a temporary directory, WAL, `synchronous=FULL`, migrated as
 `kith init` does) holds `--users` wallets, each funded by an operator deposit. Each timed run
@@ -20,25 +20,18 @@ import asyncio
 import random
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-# This file has the name of the `payments` package: look packages up in the checkout first,
-# then in this directory (for `common`).
-_BENCH = Path(__file__).resolve().parent
-sys.path[:] = [str(_BENCH.parent), *(p for p in sys.path if Path(p or ".").resolve() != _BENCH)]
-sys.path.append(str(_BENCH))
+from common import pin, split_cpus, verdict
 
-from common import pin, split_cpus, verdict  # noqa: E402
-
-from payments.ledger import Kind, Transfer, apply, audit, open_account  # noqa: E402
-from server.config import load_config  # noqa: E402
-from server.node import open_database  # noqa: E402
-from server.storage.engine import Database  # noqa: E402
-from server.storage.ids import new_id  # noqa: E402
+from payments.ledger import Kind, Transfer, apply, audit, open_account
+from server.config import load_config
+from server.node import open_database
+from server.storage.engine import Database
+from server.storage.ids import new_id
 
 TARGET_SHARE = 0.20
 
