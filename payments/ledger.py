@@ -172,6 +172,12 @@ async def accounts_of(conn: AsyncConnection, owner: str) -> list[Account]:
     return [_account(row) for row in rows]
 
 
+async def all_accounts(conn: AsyncConnection) -> list[Account]:
+    """Every account of the ledger (audits and reports)."""
+    rows = await conn.execute(select(ledger_accounts).order_by(ledger_accounts.c.id))
+    return [_account(row) for row in rows]
+
+
 async def apply(conn: AsyncConnection, transfer: Transfer, new_id: NewId, now: datetime) -> Outcome:
     """Apply one transfer in the caller's transaction, once per id."""
     _validate(transfer)

@@ -77,3 +77,78 @@ ledger_transfers = Table(
     CheckConstraint("amount > 0", name="positive_amount"),
     CheckConstraint("debit_account_id <> credit_account_id", name="two_accounts"),
 )
+
+# Payment requests this node made (the payee is local: `fulfillment` is its secret) or received
+# for a local payer (verified before they were stored). `document` is the signed request.
+payment_requests = Table(
+    "payment_requests",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("uri", String(2048), nullable=False, unique=True),
+    Column("payee_uri", String(2048), nullable=False),
+    Column("payer_uri", String(2048), nullable=True),
+    Column("payee_account_id", BigInteger, nullable=True),  # local payee
+    Column("payer_account_id", BigInteger, nullable=True),  # local payer
+    Column("currency", String(12), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("condition", String(64), nullable=False),
+    Column("fulfillment", String(64), nullable=True),
+    Column("settlement_node", String(2048), nullable=False),
+    Column("state", String(10), nullable=False),  # open, paid, declined, expired, cancelled
+    Column("paid_by", String(2048), nullable=True),  # the accepted transfer
+    Column("document", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_payment_requests_payee_account_id_id", "payee_account_id", "id"),
+    Index("ix_payment_requests_payer_account_id_id", "payer_account_id", "id"),
+    CheckConstraint("amount > 0", name="positive_amount"),
+)
+
+# Transfers between users, from either side. `role`: `payer` (ours to offer: prepared until the
+# payee node decides, then posted or voided), `payee` (we decided: accepted or rejected, once,
+# forever), `local` (both users here: decided in one transaction). `uri` is the payer node's
+# idempotency key; the signed offer and decision are kept as the receipt.
+settlements = Table(
+    "settlements",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("uri", String(2048), nullable=False, unique=True),
+    Column("role", String(6), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("peer", String(2048), nullable=True),  # the other node's actor
+    Column("request_uri", String(2048), nullable=True),
+    Column("payer_uri", String(2048), nullable=False),
+    Column("payee_uri", String(2048), nullable=False),
+    Column("payer_account_id", BigInteger, nullable=True),
+    Column("payee_account_id", BigInteger, nullable=True),
+    Column("currency", String(12), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("code", String(4), nullable=True),  # why it was rejected
+    Column("reason", Text, nullable=True),
+    Column("fulfillment", String(64), nullable=True),
+    Column("transfer", Text, nullable=False),  # the signed Transfer object
+    Column("decision", Text, nullable=True),  # the signed Accept or Reject
+    Column("attempts", BigInteger, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),  # payer: resend due
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Index("ix_settlements_payer_account_id_id", "payer_account_id", "id"),
+    Index("ix_settlements_payee_account_id_id", "payee_account_id", "id"),
+    Index("ix_settlements_next_attempt_at", "next_attempt_at"),
+    CheckConstraint("amount > 0", name="positive_amount"),
+)
+
+# What the operator lets each peer node owe us, per currency (absent: the configured default).
+peer_limits = Table(
+    "peer_limits",
+    metadata,
+    Column("peer", String(300), primary_key=True),  # host[:port]
+    Column("currency", String(12), primary_key=True),
+    Column("credit_limit", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("credit_limit >= 0", name="credit_limit_not_negative"),
+)

@@ -20,6 +20,7 @@ _CONTEXT_FILES = {
     "https://w3id.org/security/data-integrity/v2": "data-integrity-v2.jsonld",
     "https://litepub.social/context.jsonld": "litepub-0.1.jsonld",
     "https://purl.archive.org/socialweb/webfinger": "webfinger.jsonld",
+    "https://kith.social/ns/payments/v1": "kith-payments-v1.jsonld",
 }
 
 

@@ -25,6 +25,10 @@ TERM_PER_CONTEXT = {
         {"type": "DataIntegrityProof", "cryptosuite": "eddsa-jcs-2022"},
         f"{SEC}cryptosuite",
     ),
+    "https://kith.social/ns/payments/v1": (
+        {"type": "PaymentRequest", "condition": "q1Vx"},
+        "https://kith.social/ns#condition",
+    ),
     "https://w3id.org/security/data-integrity/v2": (
         {"type": "DataIntegrityProof", "cryptosuite": "eddsa-jcs-2022"},
         f"{SEC}cryptosuite",
