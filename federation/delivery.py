@@ -40,6 +40,10 @@ _RETRYABLE_4XX = frozenset({401, 408, 429})
 SigningKeys = Callable[[str], Awaitable[tuple[str, PrivateKey]]]
 
 
+_DELIVERY_KEY = ("activity_id", "inbox_url")
+_REDELIVER_COLUMNS = ("state", "attempts", "next_attempt_at")
+
+
 async def enqueue(
     conn: AsyncConnection, outbound: Outbound, new_id: Callable[[datetime], int], now: datetime
 ) -> int:
@@ -50,24 +54,24 @@ async def enqueue(
     activity_id = outbound.activity["id"]
     queued = 0
     for inbox in sorted(targets):
-        queued += await insert_ignoring_duplicates(
-            conn,
-            deliveries,
-            {
-                "id": new_id(now),
-                "activity_id": activity_id,
-                "inbox_url": inbox,
-                "host": host_of(inbox),
-                "signer_uri": outbound.signer_uri,
-                "body": body,
-                "priority": outbound.priority,
-                "state": QUEUED,
-                "attempts": 0,
-                "created_at": now,
-                "next_attempt_at": now,
-            },
-            keys=["activity_id", "inbox_url"],
-        )
+        row = {
+            "id": new_id(now),
+            "activity_id": activity_id,
+            "inbox_url": inbox,
+            "host": host_of(inbox),
+            "signer_uri": outbound.signer_uri,
+            "body": body,
+            "priority": outbound.priority,
+            "state": QUEUED,
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
+        if outbound.redeliver:
+            await upsert(conn, deliveries, row, _DELIVERY_KEY, _REDELIVER_COLUMNS)
+            queued += 1
+        else:
+            queued += await insert_ignoring_duplicates(conn, deliveries, row, _DELIVERY_KEY)
     return queued
 
 

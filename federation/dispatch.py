@@ -45,6 +45,9 @@ class Outbound:
     priority: int = PRIORITY_BULK
     # Explicit inbox URLs (e.g. a follower's shared inbox already known), besides recipients.
     inboxes: tuple[str, ...] = ()
+    # Send again even if this activity already went to these inboxes (an answer repeated
+    # because the peer asked again: it may have lost the first one).
+    redeliver: bool = False
 
 
 Prefetch = Callable[[InboundActivity], Awaitable[Any]]
@@ -57,19 +60,33 @@ class Handler:
     prefetch: Prefetch | None = None
 
 
+Matches = Callable[[dict[str, Any]], bool]
+
+
 @dataclass
 class Dispatcher:
-    """Handlers by activity type; `object_types` narrows by the (embedded) object's type."""
+    """Handlers by activity type. A route claims the activities of a type that match it
+    (an Accept of a payment transfer, not of a Follow) before the type's own handler."""
 
     _handlers: dict[str, Handler] = field(default_factory=dict)
+    _routes: dict[str, list[tuple[Matches, Handler]]] = field(default_factory=dict)
 
     def register(self, activity_type: str, apply: Apply, prefetch: Prefetch | None = None) -> None:
         if activity_type in self._handlers:
             raise ValueError(f"a handler for {activity_type} is already registered")
         self._handlers[activity_type] = Handler(apply=apply, prefetch=prefetch)
 
-    def handler_for(self, activity_type: str) -> Handler | None:
+    def route(
+        self, activity_type: str, matches: Matches, apply: Apply, prefetch: Prefetch | None = None
+    ) -> None:
+        """Handle the activities of `activity_type` for which `matches` is true."""
+        self._routes.setdefault(activity_type, []).append((matches, Handler(apply, prefetch)))
+
+    def handler_for(self, activity_type: str, activity: dict[str, Any]) -> Handler | None:
+        for matches, handler in self._routes.get(activity_type, ()):
+            if matches(activity):
+                return handler
         return self._handlers.get(activity_type)
 
     def supports(self, activity_type: str) -> bool:
-        return activity_type in self._handlers
+        return activity_type in self._handlers or activity_type in self._routes

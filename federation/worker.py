@@ -109,7 +109,7 @@ class InboxWorker:
         ]
 
     async def _process(self, item: InboundActivity, attempts: int) -> None:
-        handler = self.dispatcher.handler_for(item.activity_type)
+        handler = self.dispatcher.handler_for(item.activity_type, item.activity)
         try:
             prefetched = None
             if handler is not None and handler.prefetch is not None:

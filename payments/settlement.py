@@ -322,14 +322,14 @@ async def request_by_uri(
     if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update()
     row = (await conn.execute(query)).first()
-    return _request(row) if row else None
+    return request_from_row(row) if row else None
 
 
 async def request_by_id(conn: AsyncConnection, request_id: int) -> RequestRecord | None:
     row = (
         await conn.execute(select(payment_requests).where(payment_requests.c.id == request_id))
     ).first()
-    return _request(row) if row else None
+    return request_from_row(row) if row else None
 
 
 # --- the payer's node ----------------------------------------------------------------------
@@ -347,6 +347,10 @@ async def pay_request(
 ) -> tuple[SettlementRecord, list[Message]]:
     """Pay a request as the local user `payer`: settled at once if the payee is local too,
     otherwise reserved and offered to the payee's node."""
+    existing = await settlement_by_uri(conn, transfer_uri)
+    if existing is not None:
+        same = (existing.request_uri, existing.payer_uri) == (request.uri, payer.uri)
+        return _repeated(existing, same)
     if request.payer_uri not in (None, payer.uri):
         raise PaymentError("this request is for someone else to pay")
     if request.payee_uri == payer.uri:
@@ -382,6 +386,12 @@ async def send_transfer(
     new_id: NewId,
 ) -> tuple[SettlementRecord, list[Message]]:
     """Send money to an actor without a request (the payee node's decision is the receipt)."""
+    existing = await settlement_by_uri(conn, transfer_uri)
+    if existing is not None:
+        same = (existing.payer_uri, existing.payee_uri, existing.currency, existing.amount) == (
+            payer.uri, payee.uri, amount.currency, amount.minor,
+        )  # fmt: skip
+        return _repeated(existing, same and existing.request_uri is None)
     if payee.uri == payer.uri:
         raise PaymentError("you cannot send money to yourself")
     _check_amount(amount.minor)
@@ -397,6 +407,13 @@ async def send_transfer(
     )
     local_payee = payee.account_id if payee_node == node.actor else None
     return await _pay(conn, node, offer, payer, payee_node, local_payee, policy, now, new_id)
+
+
+def _repeated(existing: SettlementRecord, same: bool) -> tuple[SettlementRecord, list[Message]]:
+    """A payment asked for again with its idempotency key: the stored one, nothing to send."""
+    if not same:
+        raise PaymentError("this idempotency key was used for a different payment")
+    return existing, []
 
 
 async def _pay(
@@ -548,23 +565,32 @@ async def _resolve_reservation(
         raise RuntimeError(f"the reservation of {record.uri} could not be resolved: {outcome}")
 
 
+_RESEND_DUE = settlements.c.state == SettlementState.PREPARED.value
+
+
+async def resend_is_due(conn: AsyncConnection, now: datetime) -> bool:
+    """Whether any offer waits to be asked about again (a read, before taking a write lock)."""
+    query = select(settlements.c.id).where(_RESEND_DUE, settlements.c.next_attempt_at <= now)
+    return (await conn.execute(query.limit(1))).first() is not None
+
+
 async def resend_due(
     conn: AsyncConnection, node: NodeKey, now: datetime, limit: int = 100
 ) -> list[Message]:
     """Offers still waiting for a decision whose time to ask again has come (status queries:
     the payee node answers with its stored decision, or rejects what it never saw)."""
-    rows = await conn.execute(
+    query = (
         select(settlements)
-        .where(
-            settlements.c.state == SettlementState.PREPARED.value,
-            settlements.c.next_attempt_at <= now,
-        )
+        .where(_RESEND_DUE, settlements.c.next_attempt_at <= now)
         .order_by(settlements.c.next_attempt_at)
         .limit(limit)
     )
+    if conn.dialect.name == "postgresql":  # several processes: each offer to one of them
+        query = query.with_for_update(skip_locked=True)
+    rows = await conn.execute(query)
     messages = []
     for row in rows.fetchall():
-        record = _settlement(row)
+        record = settlement_from_row(row)
         attempts = row.attempts + 1
         wait = min(timedelta(seconds=5 * 2**attempts), RESEND_AFTER_MAX)
         await conn.execute(
@@ -586,7 +612,7 @@ async def in_doubt(conn: AsyncConnection, before: datetime) -> list[SettlementRe
         )
         .order_by(settlements.c.created_at)
     )
-    return [_settlement(row) for row in rows]
+    return [settlement_from_row(row) for row in rows]
 
 
 def _offer_message(node: NodeKey, record: SettlementRecord, attempt: int) -> Message:
@@ -820,12 +846,12 @@ async def settlement_by_uri(
     if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update()
     row = (await conn.execute(query)).first()
-    return _settlement(row) if row else None
+    return settlement_from_row(row) if row else None
 
 
 async def settlement_by_id(conn: AsyncConnection, settlement_id: int) -> SettlementRecord | None:
     row = (await conn.execute(select(settlements).where(settlements.c.id == settlement_id))).first()
-    return _settlement(row) if row else None
+    return settlement_from_row(row) if row else None
 
 
 async def _in_progress(conn: AsyncConnection, request_uri: str) -> bool:
@@ -937,7 +963,7 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _request(row: Any) -> RequestRecord:
+def request_from_row(row: Any) -> RequestRecord:
     return RequestRecord(
         id=row.id,
         uri=row.uri,
@@ -959,7 +985,7 @@ def _request(row: Any) -> RequestRecord:
     )
 
 
-def _settlement(row: Any) -> SettlementRecord:
+def settlement_from_row(row: Any) -> SettlementRecord:
     return SettlementRecord(
         id=row.id,
         uri=row.uri,

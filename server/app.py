@@ -21,6 +21,7 @@ from server.api import (
     streaming,
     wellknown,
 )
+from server.api import payments as payments_api
 from server.api import web as web_pages
 from server.api.cors import cors_middleware
 from server.api.errors import error_middleware, request_context_middleware
@@ -102,6 +103,7 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         streaming.routes,
         c2s.routes,
         proxy.routes,
+        payments_api.routes,
     ):
         app.router.add_routes(table)
     activitypub.add_collection_routes(app.router)

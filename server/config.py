@@ -11,6 +11,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -211,6 +212,31 @@ class PaymentsConfig:
             '0 to 8), e.g. ["HOURS:0", "SEEDS:2"]. Codes are 3 to 12 of A-Z and 0-9 and may\n'
             "not redefine an ISO code. Amounts are whole numbers of the smallest unit."
         ),
+    )
+    default_credit_limit: str = field(
+        default="0",
+        metadata=_doc(
+            "What another node may owe this one, in each currency, unless `kith peers limit`\n"
+            'says otherwise: a decimal in whole units ("100" is 100.00 EUR or 100 JPY). With\n'
+            "0 no payment from another node's users is accepted until you set a limit for it."
+        ),
+    )
+    request_expiry_minutes: int = field(
+        default=60,
+        metadata=_doc(
+            "How long a payment request stays payable unless its payee says (1 to 43200)."
+        ),
+    )
+    in_doubt_hours: int = field(
+        default=168,
+        metadata=_doc(
+            "A payment another node has not answered for this long is listed by\n"
+            "`kith payments in-doubt` (still reserved: it is never released on a timer)."
+        ),
+    )
+    accept_direct_transfers: bool = field(
+        default=True,
+        metadata=_doc("Whether your users receive money sent to them without a request."),
     )
 
 
@@ -479,6 +505,12 @@ def _validate_plain_keys(config: Config) -> None:
         community_currencies(config)
     except ValueError as exc:
         raise ConfigError("payments.community_currencies", str(exc)) from None
+    if not re.fullmatch(r"(0|[1-9][0-9]{0,12})", config.payments.default_credit_limit.strip()):
+        raise ConfigError("payments.default_credit_limit", "must be a whole number such as 100")
+    if not 1 <= config.payments.request_expiry_minutes <= 43200:
+        raise ConfigError("payments.request_expiry_minutes", "must be 1 to 43200 (30 days)")
+    if config.payments.in_doubt_hours < 1:
+        raise ConfigError("payments.in_doubt_hours", "must be at least 1")
     for domain in config.federation.blocked_domains:
         if not domain.strip() or "/" in domain or " " in domain.strip():
             raise ConfigError("federation.blocked_domains", f"{domain!r} is not a domain name")

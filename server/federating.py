@@ -31,6 +31,7 @@ from federation.fetch import (
 from federation.inbox import Inbox, InboxPolicy
 from federation.keys import KeyStore
 from federation.worker import InboxWorker, run_loop, sweep_finished
+from payments.settlement import resend_is_due as settlement_due
 from protocol.actors import RSA_KEY_FRAGMENT
 from protocol.as2 import id_of
 from protocol.httpsig import HttpRequest, PrivateKey, sign_cavage
@@ -39,6 +40,7 @@ from server import __version__
 from server.clock import Clock
 from server.config import Config
 from server.identity.accounts import Account, find_account, instance_actor
+from server.paying import Payments
 from server.social.inbound import SocialInbox
 from server.social.mutes import end_expired_mutes
 from server.social.notes import NoteStore
@@ -75,6 +77,8 @@ class Federation:
         self.keys = KeyStore(db, self.fetcher, self.directory)
         self.dispatcher = Dispatcher()
         SocialInbox(db, urls, self.directory, self.fetcher).register(self.dispatcher)
+        self.payments = Payments(config, db, urls, clock, self.directory)
+        self.payments.register(self.dispatcher)
         self.inbox_wake = asyncio.Event()
         self.delivery_wake = asyncio.Event()
         self.inbox = Inbox(
@@ -120,6 +124,10 @@ class Federation:
                 run_loop("delivery", self.delivery.deliver_due, self.delivery_wake),
                 name="delivery",
             ),
+            asyncio.create_task(
+                run_loop("settlement", self._resend_offers, asyncio.Event(), idle_s=5),
+                name="settlement",
+            ),
         ]
 
     async def stop(self) -> None:
@@ -141,12 +149,22 @@ class Federation:
         return 0  # then sleep until the next hour
 
     async def _expire(self) -> int:
-        """End what was granted for a time (mutes with a duration)."""
+        """End what was granted for a time (mutes with a duration, payment requests)."""
         async with self.db.transaction() as conn:
             ended = await end_expired_mutes(conn, self.clock())
+            expired = await self.payments.expire(conn, self.clock())
         if ended:
             log.info("mutes expired", extra={"mutes": ended})
+        if expired:
+            log.info("payment requests expired", extra={"requests": expired})
         return 0  # then sleep a minute
+
+    async def _resend_offers(self) -> int:
+        """Ask again about payments whose answer is overdue."""
+        async with self.db.read() as conn:
+            if not await settlement_due(conn, self.clock()):
+                return 0
+        return await self.perform(self.payments.resend)
 
     async def _process_inbox(self) -> int:
         processed = await self.inbox_worker.process_due()

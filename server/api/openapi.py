@@ -45,6 +45,8 @@ _TIME = _string(format="date-time")
 _BOOL = {"type": "boolean"}
 _INT = {"type": "integer", "minimum": 0}
 _URL = _string(format="uri")
+# Money: a decimal string in the currency's scale, never a JSON number.
+_AMOUNT = _string(pattern=r"^-?[0-9]+(\.[0-9]+)?$")
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": _object({"error": _string(), "error_description": _string()}, ("error_description",)),
@@ -211,6 +213,62 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "Object": {"type": "object"},
+    "Balance": _object(
+        {
+            "currency": _string(),
+            "balance": _AMOUNT,
+            "available": _AMOUNT,
+            "pending": _AMOUNT,
+        }
+    ),
+    "Wallet": _object({"balances": _array(_ref("Balance"))}),
+    "PaymentRequest": _object(
+        {
+            "id": _ID,
+            "uri": _URL,
+            "direction": _string(enum=["incoming", "outgoing"]),
+            "state": _string(enum=["open", "paid", "declined", "expired", "cancelled"]),
+            "payee": _URL,
+            "payer": _string(True),
+            "amount": _AMOUNT,
+            "currency": _string(),
+            "note": _string(),
+            "created_at": _TIME,
+            "expires_at": _TIME,
+            "paid_by": _string(True),
+        }
+    ),
+    "Transfer": _object(
+        {
+            "id": _ID,
+            "uri": _URL,
+            "direction": _string(enum=["incoming", "outgoing"]),
+            "state": _string(enum=["pending", "completed", "rejected"]),
+            "amount": _AMOUNT,
+            "currency": _string(),
+            "payer": _URL,
+            "payee": _URL,
+            "payment_request": _string(True),
+            "error": {
+                "oneOf": [
+                    _object({"code": _string(), "reason": _string(True)}),
+                    {"type": "null"},
+                ]
+            },
+            "created_at": _TIME,
+            "decided_at": _string(True, format="date-time"),
+            "receipt": _object(
+                {
+                    "payment_request": {"type": ["object", "null"]},
+                    "transfer": {"type": "object"},
+                    "decision": {"type": "object"},
+                    "verified": _BOOL,
+                    "problems": _array(_string()),
+                }
+            ),
+        },
+        ("receipt",),
+    ),
 }
 
 
@@ -714,6 +772,83 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         _ref("Object"),
         ("id",),
+    ),
+    # payments
+    Operation(
+        "GET", "/api/kith/v1/wallet", "Balances per currency", "read:payments", _ref("Wallet")
+    ),
+    Operation(
+        "GET",
+        "/api/kith/v1/wallet/transactions",
+        "The user's transfers, newest first (format=csv: a CSV download)",
+        "read:payments",
+        _list("Transfer"),
+        (*_PAGE, "format"),
+        True,
+    ),
+    Operation(
+        "POST",
+        "/api/kith/v1/payment_requests",
+        "Request money from payer (@user@host or actor URL); amount is a decimal string; "
+        "expires_in in seconds (default from config)",
+        "write:payments",
+        _ref("PaymentRequest"),
+        ("payer", "amount", "currency", "note", "expires_in"),
+        status=201,
+    ),
+    Operation(
+        "GET",
+        "/api/kith/v1/payment_requests",
+        "Requests to (incoming) or from (outgoing) the user",
+        "read:payments",
+        _list("PaymentRequest"),
+        (*_PAGE, "direction", "state"),
+        True,
+    ),
+    Operation(
+        "GET",
+        "/api/kith/v1/payment_requests/{id}",
+        "One payment request",
+        "read:payments",
+        _ref("PaymentRequest"),
+    ),
+    Operation(
+        "POST",
+        "/api/kith/v1/payment_requests/{id}/pay",
+        "Pay a request (header Idempotency-Key: the same key is the same payment); 202 while "
+        "the payee's server decides",
+        "write:payments",
+        _ref("Transfer"),
+    ),
+    Operation(
+        "POST",
+        "/api/kith/v1/payment_requests/{id}/decline",
+        "Decline a request made to you",
+        "write:payments",
+        _ref("PaymentRequest"),
+    ),
+    Operation(
+        "POST",
+        "/api/kith/v1/payment_requests/{id}/cancel",
+        "Cancel your own open request",
+        "write:payments",
+        _ref("PaymentRequest"),
+    ),
+    Operation(
+        "POST",
+        "/api/kith/v1/transfers",
+        "Send money without a request (header Idempotency-Key); 202 while the payee's server "
+        "decides",
+        "write:payments",
+        _ref("Transfer"),
+        ("to", "amount", "currency"),
+    ),
+    Operation(
+        "GET",
+        "/api/kith/v1/transfers/{id}",
+        "A transfer, with its receipt once decided (signatures checked)",
+        "read:payments",
+        _ref("Transfer"),
     ),
     # this document
     Operation("GET", "/api/openapi.json", "This OpenAPI document"),

@@ -160,7 +160,9 @@ def _is_post(request: web.Request) -> bool:
     if request.method != "POST":
         return False
     path = request.path.rstrip("/")
-    return path == "/api/v1/statuses" or (path.startswith("/users/") and path.endswith("/outbox"))
+    if path in ("/api/v1/statuses", "/api/kith/v1/payment_requests"):
+        return True  # payment requests share the posting budget: nobody floods people with them
+    return path.startswith("/users/") and path.endswith("/outbox")
 
 
 @web.middleware

@@ -24,6 +24,7 @@ _READ = (
     "lists",
     "mutes",
     "notifications",
+    "payments",
     "search",
     "statuses",
 )
@@ -39,6 +40,7 @@ _WRITE = (
     "media",
     "mutes",
     "notifications",
+    "payments",
     "reports",
     "statuses",
 )

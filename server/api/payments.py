@@ -1,0 +1,398 @@
+"""The Kith payments API (`/api/kith/v1/`): wallet, payment requests, transfers, receipts.
+
+Amounts are decimal strings with a currency code, never JSON numbers. Paying and sending take
+an `Idempotency-Key` header (as Stripe's API does): the same key names the same transfer, so a
+client that lost the answer can safely ask again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from federation.actors import ActorUnavailable
+from federation.fetch import FetchError
+from payments import receipts, settlement
+from payments.money import AmountError, format_amount
+from payments.requests import MAXIMUM_EXPIRY, MINIMUM_EXPIRY, RequestState
+from payments.settlement import PaymentError, RequestRecord, SettlementRecord
+from payments.tables import payment_requests, settlements
+from server.api.auth import require_account
+from server.api.errors import ApiError
+from server.api.mastodon.entities import mastodon_time
+from server.api.pagination import page_request, paginated
+from server.api.params import integer, path_id, request_params, required, string
+from server.api.responses import json_body
+from server.appkeys import CLOCK, DATABASE, FEDERATION
+from server.identity.accounts import Account
+from server.paying import PayeeNode, Payments
+from server.wallets import balances
+
+routes = web.RouteTableDef()
+PREFIX = "/api/kith/v1"
+NOTE_LENGTH_MAX = 640
+_TRANSFER_STATES = {
+    "prepared": "pending",
+    "posted": "completed",
+    "accepted": "completed",
+    "voided": "rejected",
+    "rejected": "rejected",
+}
+
+
+def _payments(request: web.Request) -> Payments:
+    return request.app[FEDERATION].payments
+
+
+# --- wallet ------------------------------------------------------------------------------
+
+
+@routes.get(f"{PREFIX}/wallet")
+async def get_wallet(request: web.Request) -> web.Response:
+    """The user's balances per currency: what they hold, may spend, and have coming in."""
+    me = await require_account(request, "read:payments")
+    currencies = _payments(request).currencies
+    async with request.app[DATABASE].read() as conn:
+        found = await balances(conn, me)
+    return json_body(
+        {
+            "balances": [
+                {
+                    "currency": b.currency,
+                    "balance": format_amount(b.balance, currencies.get(b.currency)),
+                    "available": format_amount(b.available, currencies.get(b.currency)),
+                    "pending": format_amount(b.balance - b.available, currencies.get(b.currency)),
+                }
+                for b in found
+            ]
+        }
+    )
+
+
+@routes.get(f"{PREFIX}/wallet/transactions")
+async def get_transactions(request: web.Request) -> web.StreamResponse:
+    """The user's payments, newest first; `?format=csv` downloads them as a spreadsheet."""
+    me = await require_account(request, "read:payments")
+    params = await request_params(request)
+    page = page_request(params, default=40, most=200 if params.get("format") == "csv" else 80)
+    mine = or_(settlements.c.payer_account_id == me.id, settlements.c.payee_account_id == me.id)
+    query = select(settlements).where(mine)
+    if page.max_id is not None:
+        query = query.where(settlements.c.id < page.max_id)
+    if page.min_id is not None or page.since_id is not None:
+        query = query.where(settlements.c.id > (page.min_id or page.since_id))
+    query = query.order_by(settlements.c.id.desc()).limit(page.limit)
+    async with request.app[DATABASE].read() as conn:
+        rows = [settlement.settlement_from_row(row) for row in await conn.execute(query)]
+    entities = [_transfer_entity(request, record, me) for record in rows]
+    if params.get("format") == "csv":
+        return _csv(entities)
+    return paginated(request, entities)
+
+
+def _csv(entities: list[dict[str, Any]]) -> web.Response:
+    out = io.StringIO()
+    columns = ["id", "created_at", "decided_at", "direction", "state", "amount", "currency"]
+    columns += ["payer", "payee", "payment_request", "uri"]
+    writer = csv.DictWriter(out, columns, extrasaction="ignore")
+    writer.writeheader()
+    for entity in entities:
+        writer.writerow({key: _csv_cell(entity.get(key)) for key in columns})
+    return web.Response(
+        text=out.getvalue(),
+        content_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="kith-wallet.csv"'},
+    )
+
+
+def _csv_cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    # A cell starting with = + - @ is a formula to spreadsheets (CSV injection).
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+# --- payment requests --------------------------------------------------------------------
+
+
+@routes.post(f"{PREFIX}/payment_requests")
+async def create_payment_request(request: web.Request) -> web.Response:
+    """Ask someone (`payer`: @user@host or an actor URL) for an amount."""
+    me = await require_account(request, "write:payments")
+    params = await request_params(request)
+    payments = _payments(request)
+    amount = _amount(payments, params)
+    note = string(params, "note", "", max_length=NOTE_LENGTH_MAX) or ""
+    lifetime = _lifetime(params)
+    payer = await _resolve(request, required(params, "payer", 2048))
+    if payer.id == me.id:
+        raise ApiError(422, "you cannot request money from yourself")
+
+    async def act(conn: AsyncConnection, now: datetime) -> Any:
+        return await payments.create_request(conn, me, payer, amount, note, lifetime, now)
+
+    record = await _perform(request, act)
+    return json_body(_request_entity(request, record, me), status=201)
+
+
+@routes.get(f"{PREFIX}/payment_requests")
+async def list_payment_requests(request: web.Request) -> web.Response:
+    """Requests to or from the user: `direction=incoming|outgoing`, `state=open|paid|…`."""
+    me = await require_account(request, "read:payments")
+    params = await request_params(request)
+    page = page_request(params, default=20, most=80)
+    direction = string(params, "direction", None, 10)
+    state = string(params, "state", None, 10)
+    if direction not in (None, "incoming", "outgoing"):
+        raise ApiError(422, "direction is incoming or outgoing")
+    if state is not None and state not in RequestState.__members__.values():
+        raise ApiError(422, f"state is one of {', '.join(RequestState)}")
+    incoming = payment_requests.c.payer_account_id == me.id
+    outgoing = payment_requests.c.payee_account_id == me.id
+    mine = {"incoming": incoming, "outgoing": outgoing, None: or_(incoming, outgoing)}[direction]
+    query = select(payment_requests).where(mine)
+    if page.max_id is not None:
+        query = query.where(payment_requests.c.id < page.max_id)
+    if page.min_id is not None or page.since_id is not None:
+        query = query.where(payment_requests.c.id > (page.min_id or page.since_id))
+    async with request.app[DATABASE].read() as conn:
+        rows = await conn.execute(query.order_by(payment_requests.c.id.desc()).limit(page.limit))
+        records = [settlement.request_from_row(row) for row in rows]
+    now = request.app[CLOCK]()
+    if state is not None:  # expiry is decided on read: filter after it
+        records = [r for r in records if r.state(now).value == state]
+    return paginated(request, [_request_entity(request, r, me) for r in records])
+
+
+@routes.get(f"{PREFIX}/payment_requests/{{id}}")
+async def get_payment_request(request: web.Request) -> web.Response:
+    me = await require_account(request, "read:payments")
+    record = await _my_request(request, me)
+    return json_body(_request_entity(request, record, me))
+
+
+@routes.post(f"{PREFIX}/payment_requests/{{id}}/pay")
+async def pay_payment_request(request: web.Request) -> web.Response:
+    """Pay a request made to the user (Idempotency-Key names the payment)."""
+    me = await require_account(request, "write:payments")
+    record = await _my_request(request, me)
+    payments = _payments(request)
+    transfer_uri = payments.transfer_uri(me, _idempotency_key(request))
+    if not record.is_ours:
+        await _know_node(request, record.settlement_node)
+
+    async def act(conn: AsyncConnection, now: datetime) -> Any:
+        current = await settlement.request_by_uri(conn, record.uri, lock=True)
+        assert current is not None
+        return await payments.pay(conn, me, current, transfer_uri, now)
+
+    paid = await _perform(request, act)
+    entity = _transfer_entity(request, paid, me)
+    return json_body(entity, status=200 if entity["state"] == "completed" else 202)
+
+
+@routes.post(f"{PREFIX}/payment_requests/{{id}}/decline")
+async def decline_payment_request(request: web.Request) -> web.Response:
+    me = await require_account(request, "write:payments")
+    record = await _my_request(request, me)
+    payments = _payments(request)
+    await _perform(request, lambda conn, now: payments.decline(conn, me, record, now))
+    return json_body(_request_entity(request, await _reload(request, record), me))
+
+
+@routes.post(f"{PREFIX}/payment_requests/{{id}}/cancel")
+async def cancel_payment_request(request: web.Request) -> web.Response:
+    me = await require_account(request, "write:payments")
+    record = await _my_request(request, me)
+    payments = _payments(request)
+
+    async def act(conn: AsyncConnection, now: datetime) -> list:
+        await payments.cancel(conn, me, record, now)
+        return []
+
+    await _perform(request, act)
+    return json_body(_request_entity(request, await _reload(request, record), me))
+
+
+async def _my_request(request: web.Request, me: Account) -> RequestRecord:
+    async with request.app[DATABASE].read() as conn:
+        record = await settlement.request_by_id(conn, path_id(request))
+    if record is None or me.id not in (record.payee_account_id, record.payer_account_id):
+        raise ApiError(404, "Record not found")
+    return record
+
+
+async def _reload(request: web.Request, record: RequestRecord) -> RequestRecord:
+    async with request.app[DATABASE].read() as conn:
+        found = await settlement.request_by_id(conn, record.id)
+    assert found is not None
+    return found
+
+
+# --- transfers ---------------------------------------------------------------------------
+
+
+@routes.post(f"{PREFIX}/transfers")
+async def send_transfer(request: web.Request) -> web.Response:
+    """Send money to someone (`to`: @user@host or an actor URL) without a request."""
+    me = await require_account(request, "write:payments")
+    params = await request_params(request)
+    payments = _payments(request)
+    amount = _amount(payments, params)
+    payee = await _resolve(request, required(params, "to", 2048))
+    if payee.id == me.id:
+        raise ApiError(422, "you cannot send money to yourself")
+    transfer_uri = payments.transfer_uri(me, _idempotency_key(request))
+    try:
+        node = await payments.payee_node(payee)
+    except PaymentError as exc:
+        raise ApiError(422, str(exc)) from None
+
+    async def act(conn: AsyncConnection, now: datetime) -> Any:
+        return await payments.send(conn, me, PayeeNode(node, payee), amount, transfer_uri, now)
+
+    sent = await _perform(request, act)
+    entity = _transfer_entity(request, sent, me)
+    return json_body(entity, status=200 if entity["state"] == "completed" else 202)
+
+
+@routes.get(f"{PREFIX}/transfers/{{id}}")
+async def get_transfer(request: web.Request) -> web.Response:
+    """A transfer's state and, once decided, its receipt with the signatures checked."""
+    me = await require_account(request, "read:payments")
+    async with request.app[DATABASE].read() as conn:
+        record = await settlement.settlement_by_id(conn, path_id(request))
+        if record is None or me.id not in (record.payer_account_id, record.payee_account_id):
+            raise ApiError(404, "Record not found")
+        paid_request = (
+            await settlement.request_by_uri(conn, record.request_uri)
+            if record.request_uri
+            else None
+        )
+    entity = _transfer_entity(request, record, me)
+    if record.decision is not None:
+        entity["receipt"] = await _receipt(request, record, paid_request)
+    return json_body(entity)
+
+
+async def _receipt(
+    request: web.Request, record: SettlementRecord, paid: RequestRecord | None
+) -> dict[str, Any]:
+    """The signed request, transfer and decision, and whether they prove the payment."""
+    payments = _payments(request)
+    signers = {record.payer_uri, record.payee_uri, record.transfer.get("payer", "")}
+    node = await payments.node_key()
+    keys = {node.key_id: receipts.public_key(node.seed)}
+    for uri in sorted(signers | {_node_of(record.payer_uri), _node_of(record.payee_uri)}):
+        keys.update(await payments.published_keys(uri))
+    problems = receipts.check(
+        paid.document if paid else None, record.transfer, record.decision, keys
+    )
+    return {
+        "payment_request": paid.document if paid else None,
+        "transfer": record.transfer,
+        "decision": record.decision,
+        "verified": not problems,
+        "problems": problems,
+    }
+
+
+def _node_of(actor_uri: str) -> str:
+    scheme, _, rest = actor_uri.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}/actor"
+
+
+# --- shared ------------------------------------------------------------------------------
+
+
+def _amount(payments: Payments, params: dict[str, Any]) -> Any:
+    amount, currency = params.get("amount"), params.get("currency")
+    if isinstance(amount, int | float) and not isinstance(amount, bool):
+        raise ApiError(422, 'amount must be a decimal string such as "12.50", not a number')
+    try:
+        return payments.amount(amount, currency)
+    except AmountError as exc:
+        raise ApiError(422, str(exc)) from None
+
+
+def _lifetime(params: dict[str, Any]) -> timedelta | None:
+    low, high = int(MINIMUM_EXPIRY.total_seconds()), int(MAXIMUM_EXPIRY.total_seconds())
+    seconds = integer(params, "expires_in", None, low=low, high=high)
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 200:
+        raise ApiError(422, "Idempotency-Key must be 1 to 200 characters")
+    return key
+
+
+async def _resolve(request: web.Request, handle: str) -> Account:
+    federation = request.app[FEDERATION]
+    try:
+        if handle.startswith(("https://", "http://")):
+            found = await federation.resolve_url(handle)
+            if not isinstance(found, Account):
+                raise LookupError(handle)
+            return found
+        return await federation.resolve_account(handle)
+    except (LookupError, ActorUnavailable, FetchError):
+        raise ApiError(422, f"no account {handle} could be found") from None
+
+
+async def _know_node(request: web.Request, node_uri: str) -> None:
+    """The payee's node is known (stored with its inbox) before an offer is queued for it."""
+    try:
+        await request.app[FEDERATION].directory.get(node_uri)
+    except ActorUnavailable:
+        raise ApiError(503, "the payee's server cannot be reached; try again later") from None
+
+
+async def _perform(request: web.Request, action: Any) -> Any:
+    try:
+        return await request.app[FEDERATION].perform(action)
+    except PaymentError as exc:
+        raise ApiError(422, str(exc)) from None
+
+
+def _request_entity(request: web.Request, record: RequestRecord, me: Account) -> dict[str, Any]:
+    currency = _payments(request).currencies.get(record.currency)
+    now = request.app[CLOCK]()
+    return {
+        "id": str(record.id),
+        "uri": record.uri,
+        "direction": "outgoing" if record.payee_account_id == me.id else "incoming",
+        "state": record.state(now).value,
+        "payee": record.payee_uri,
+        "payer": record.payer_uri,
+        "amount": format_amount(record.amount, currency),
+        "currency": record.currency,
+        "note": record.summary,
+        "created_at": mastodon_time(record.created_at),
+        "expires_at": mastodon_time(record.expires_at),
+        "paid_by": record.paid_by,
+    }
+
+
+def _transfer_entity(request: web.Request, record: SettlementRecord, me: Account) -> dict[str, Any]:
+    currency = _payments(request).currencies.get(record.currency)
+    return {
+        "id": str(record.id),
+        "uri": record.uri,
+        "direction": "outgoing" if record.payer_account_id == me.id else "incoming",
+        "state": _TRANSFER_STATES[record.state.value],
+        "amount": format_amount(record.amount, currency),
+        "currency": record.currency,
+        "payer": record.payer_uri,
+        "payee": record.payee_uri,
+        "payment_request": record.request_uri,
+        "error": {"code": record.code, "reason": record.reason} if record.code else None,
+        "created_at": mastodon_time(record.created_at),
+        "decided_at": mastodon_time(record.decided_at) if record.decided_at else None,
+    }

@@ -1,0 +1,401 @@
+"""The node's side of payments: its keys and policy, the payment activities it handles from
+peers, the offers it re-sends, and the actions its users take (request, pay, decline, cancel,
+send). `payments/` decides; this module gives it connections, keys and a delivery queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from federation.actors import ActorDirectory, ActorUnavailable
+from federation.dispatch import PRIORITY_DIRECT, Dispatcher, InboundActivity, Outbound, Reject
+from payments import receipts, settlement
+from payments.money import AmountError, Currencies, parse_amount
+from payments.requests import RequestState
+from payments.settlement import (
+    Message,
+    NodeKey,
+    Party,
+    PaymentError,
+    Policy,
+    RequestRecord,
+    SettlementRecord,
+    SettlementRejected,
+    Signer,
+)
+from payments.tables import payment_requests
+from protocol import payments as wire
+from protocol.actors import ED25519_KEY_FRAGMENT
+from protocol.as2 import host_of, id_of
+from protocol.errors import ProtocolError
+from protocol.multibase import decode_ed25519_multikey
+from protocol.proofs import ProofError, proof_of
+from server.clock import Clock
+from server.config import Config, community_currencies
+from server.identity.accounts import Account, instance_actor
+from server.social.remote_accounts import account_for_actor
+from server.storage.engine import Database
+from server.storage.ids import new_id
+from server.storage.tables import account_keys
+from server.urls import Urls
+
+log = logging.getLogger("kith.payments")
+
+IDEMPOTENCY_KEY_LENGTH_MAX = 200
+
+
+@dataclass(frozen=True)
+class PayeeNode:
+    """Where a payee's money is settled: their node's actor (ours for local payees)."""
+
+    actor: str
+    account: Account
+
+
+class Payments:
+    """Payments for one node, wired to its database, federation and clock."""
+
+    def __init__(
+        self, config: Config, db: Database, urls: Urls, clock: Clock, directory: ActorDirectory
+    ) -> None:
+        self.db = db
+        self.urls = urls
+        self.clock = clock
+        self.directory = directory
+        self.currencies = Currencies(community_currencies(config))
+        self.request_lifetime = timedelta(minutes=config.payments.request_expiry_minutes)
+        self.in_doubt_after = timedelta(hours=config.payments.in_doubt_hours)
+        default_limit = config.payments.default_credit_limit.strip()
+        self.policy = Policy(
+            currencies=self.currencies,
+            default_credit_limit=lambda _peer, code: self._whole_units(default_limit, code),
+            accept_direct_transfers=config.payments.accept_direct_transfers,
+        )
+        self._node_key: NodeKey | None = None
+
+    def _whole_units(self, whole: str, code: str) -> int:
+        return int(whole) * 10 ** self.currencies.get(code).scale
+
+    @property
+    def node_actor(self) -> str:
+        return f"{self.urls.base_url}/actor"
+
+    async def node_key(self) -> NodeKey:
+        """The instance actor's Ed25519 key: it signs transfers and decisions."""
+        if self._node_key is None:
+            async with self.db.read() as conn:
+                account = await instance_actor(conn)
+                assert account is not None, "the node has no instance actor"
+                seed = await _seed(conn, account.id)
+            self._node_key = NodeKey(
+                self.node_actor,
+                f"{self.node_actor}#{ED25519_KEY_FRAGMENT}",
+                self.urls.base_url,
+                seed,
+            )
+        return self._node_key
+
+    async def published_keys(self, actor_uri: str) -> dict[str, bytes]:
+        """The Ed25519 keys an actor publishes (ours from the database, others' as fetched);
+        empty if it cannot be fetched now."""
+        async with self.db.read() as conn:
+            account = await account_for_actor(conn, actor_uri, self.urls.base_url)
+            if account is not None and account.is_local:
+                seed = await _seed(conn, account.id)
+                return {f"{actor_uri}#{ED25519_KEY_FRAGMENT}": receipts.public_key(seed)}
+        if actor_uri.startswith(self.urls.base_url + "/"):
+            return {}
+        try:
+            return _ed25519_keys((await self.directory.get(actor_uri)).keys)
+        except ActorUnavailable:
+            return {}
+
+    def party(self, account: Account) -> Party:
+        return Party(self.urls.actor(account), account.id if account.is_local else None)
+
+    # --- inbound -------------------------------------------------------------------------
+
+    def register(self, dispatcher: Dispatcher) -> None:
+        keys = self._sender_keys
+        dispatcher.route("Offer", wire.is_transfer_offer, self.on_offer, keys)
+        dispatcher.route("Accept", self._names_our_transfer, self.on_decision, keys)
+        dispatcher.route("Reject", self._names_our_transfer, self.on_decision, keys)
+        dispatcher.route("Reject", self._names_our_request, self.on_decline)
+        dispatcher.route("Create", _carries_payment_request, self.on_payment_request, keys)
+
+    def _names_our_transfer(self, activity: dict[str, Any]) -> bool:
+        target = id_of(activity.get("object")) or ""
+        return target.startswith(f"{self.urls.base_url}/payments/transfers/")
+
+    def _names_our_request(self, activity: dict[str, Any]) -> bool:
+        target = id_of(activity.get("object")) or ""
+        return target.startswith(f"{self.urls.base_url}/payments/requests/")
+
+    async def _sender_keys(self, item: InboundActivity) -> dict[str, bytes]:
+        """The sender's published Ed25519 keys; fetched again once if the proof names a key
+        we do not have (it may have rotated)."""
+        signed = item.activity.get("object") if item.activity_type in ("Offer", "Create") else None
+        method = _proof_method(signed if isinstance(signed, dict) else item.activity)
+        try:
+            actor = await self.directory.get(item.actor_uri)
+            keys = _ed25519_keys(actor.keys)
+            if method is not None and method not in keys:
+                keys = _ed25519_keys((await self.directory.get(item.actor_uri, True)).keys)
+        except ActorUnavailable as exc:
+            raise Reject(f"the sender's keys cannot be fetched: {exc}") from None
+        return keys
+
+    async def on_offer(
+        self, conn: AsyncConnection, item: InboundActivity, keys: Any, now: datetime
+    ) -> list[Outbound]:
+        node = await self.node_key()
+
+        async def payee_account(uri: str) -> int | None:
+            account = await account_for_actor(conn, uri, self.urls.base_url)
+            usable = account is not None and account.is_local and account.deleted_at is None
+            return account.id if usable else None  # type: ignore[union-attr]
+
+        try:
+            messages = await settlement.offer_received(
+                conn, node, item.activity, item.actor_uri, keys, payee_account, self.policy,
+                now, new_id,
+            )  # fmt: skip
+        except (SettlementRejected, ProtocolError) as exc:
+            raise Reject(str(exc)) from None
+        for message in messages:
+            log.info(
+                "transfer decided",
+                extra={
+                    "transfer": id_of(item.activity.get("object")),
+                    "decision": message.activity["type"],
+                },
+            )
+        return [self._outbound(message, redeliver=True) for message in messages]
+
+    async def on_decision(
+        self, conn: AsyncConnection, item: InboundActivity, keys: Any, now: datetime
+    ) -> list[Outbound]:
+        try:
+            record = await settlement.decision_received(
+                conn, item.activity, item.actor_uri, keys, now, new_id
+            )
+        except (SettlementRejected, ProtocolError) as exc:
+            raise Reject(str(exc)) from None
+        if record is None:
+            raise Reject("the decision names none of our transfers")
+        log.info("transfer concluded", extra={"transfer": record.uri, "state": record.state.value})
+        return []
+
+    async def on_payment_request(
+        self, conn: AsyncConnection, item: InboundActivity, keys: Any, now: datetime
+    ) -> list[Outbound]:
+        document = item.activity["object"]
+        payer_uri = id_of(document.get("payer"))
+        payer = await account_for_actor(conn, payer_uri or "", self.urls.base_url)
+        if payer is None or not payer.is_local:
+            raise Reject("the payment request is not for a user of this node")
+        if id_of(document.get("attributedTo")) != item.actor_uri:
+            raise Reject("a payment request must come from its payee")
+        try:
+            await settlement.receive_request(
+                conn, document, keys, self.party(payer), self.policy, now, new_id
+            )
+        except (SettlementRejected, ProtocolError) as exc:
+            raise Reject(str(exc)) from None
+        return []
+
+    async def on_decline(
+        self, conn: AsyncConnection, item: InboundActivity, _prefetched: Any, now: datetime
+    ) -> list[Outbound]:
+        request = await settlement.request_by_uri(conn, id_of(item.activity.get("object")) or "")
+        if request is None or not request.is_ours:
+            raise Reject("no such payment request here")
+        if request.payer_uri != item.actor_uri:
+            raise Reject("only the request's payer may decline it")
+        await settlement.end_request(conn, request, RequestState.DECLINED, now)
+        return []
+
+    def _outbound(self, message: Message, redeliver: bool = False) -> Outbound:
+        return Outbound(
+            activity=message.activity,
+            signer_uri=self.node_actor,
+            recipients=(message.to,),
+            priority=PRIORITY_DIRECT,
+            redeliver=redeliver,
+        )
+
+    # --- background work -----------------------------------------------------------------
+
+    async def resend(self, conn: AsyncConnection, now: datetime) -> tuple[int, list[Outbound]]:
+        """Offers whose answer is overdue, to send again (status queries)."""
+        messages = await settlement.resend_due(conn, await self.node_key(), now)
+        return len(messages), [self._outbound(message) for message in messages]
+
+    async def expire(self, conn: AsyncConnection, now: datetime) -> int:
+        """Record as expired the open requests whose time has passed."""
+        changed = await conn.execute(
+            update(payment_requests)
+            .where(
+                payment_requests.c.state == RequestState.OPEN.value,
+                payment_requests.c.expires_at <= now,
+            )
+            .values(state=RequestState.EXPIRED.value, updated_at=now)
+        )
+        return changed.rowcount
+
+    # --- what users do -------------------------------------------------------------------
+
+    def amount(self, text: Any, code: Any) -> wire.Amount:
+        """A decimal string and a currency code from a client, as an amount; AmountError says
+        what is wrong."""
+        if not isinstance(code, str) or not isinstance(text, str):
+            raise AmountError("give the amount as a decimal string and a currency code")
+        currency = self.currencies.get(code.strip().upper())
+        return wire.Amount(currency.code, parse_amount(text, currency), currency.scale)
+
+    async def payee_node(self, account: Account) -> str:
+        """The node that settles for `account`: ours, or its Kith node's instance actor."""
+        if account.is_local:
+            return self.node_actor
+        actor_uri = self.urls.actor(account)
+        scheme = actor_uri.split("://", 1)[0]
+        node_uri = f"{scheme}://{host_of(actor_uri)}/actor"
+        try:
+            node = await self.directory.get(node_uri)
+        except ActorUnavailable:
+            raise PaymentError("that person's server does not take Kith payments") from None
+        if node.actor_type != "Application" or not _ed25519_keys(node.keys):
+            raise PaymentError("that person's server does not take Kith payments")
+        return node_uri
+
+    async def create_request(
+        self,
+        conn: AsyncConnection,
+        payee: Account,
+        payer: Account,
+        amount: wire.Amount,
+        note: str,
+        lifetime: timedelta | None,
+        now: datetime,
+    ) -> tuple[RequestRecord, list[Outbound]]:
+        """A signed request from a local payee; delivered to a remote payer's inbox."""
+        signer = Signer(
+            f"{self.urls.actor(payee)}#{ED25519_KEY_FRAGMENT}", await _seed(conn, payee.id)
+        )
+        record = await settlement.create_request(
+            conn, await self.node_key(), self.party(payee), signer, self.party(payer), amount,
+            note, now + (lifetime or self.request_lifetime), now, new_id,
+        )  # fmt: skip
+        if payer.is_local:
+            return record, []
+        create = {
+            "@context": wire.PAYMENT_CONTEXT,
+            "type": "Create",
+            "id": f"{record.uri}/activity",
+            "actor": record.payee_uri,
+            "to": [record.payer_uri],
+            "object": record.document,
+        }
+        outbound = Outbound(create, record.payee_uri, (record.payer_uri,), PRIORITY_DIRECT)  # type: ignore[arg-type]
+        return record, [outbound]
+
+    def transfer_uri(self, payer: Account, idempotency_key: str | None) -> str:
+        """The id of a new transfer: derived from the client's Idempotency-Key, so that a
+        repeated request names the same transfer."""
+        if idempotency_key is None:
+            token = uuid.uuid4().hex
+        else:
+            token = hashlib.sha256(f"{payer.id}:{idempotency_key}".encode()).hexdigest()[:32]
+        return f"{self.urls.base_url}/payments/transfers/{token}"
+
+    async def pay(
+        self,
+        conn: AsyncConnection,
+        payer: Account,
+        request: RequestRecord,
+        transfer_uri: str,
+        now: datetime,
+    ) -> tuple[SettlementRecord, list[Outbound]]:
+        record, messages = await settlement.pay_request(
+            conn, await self.node_key(), request, self.party(payer), transfer_uri, self.policy,
+            now, new_id,
+        )  # fmt: skip
+        return record, [self._outbound(message) for message in messages]
+
+    async def send(
+        self,
+        conn: AsyncConnection,
+        payer: Account,
+        payee: PayeeNode,
+        amount: wire.Amount,
+        transfer_uri: str,
+        now: datetime,
+    ) -> tuple[SettlementRecord, list[Outbound]]:
+        record, messages = await settlement.send_transfer(
+            conn, await self.node_key(), self.party(payer), self.party(payee.account),
+            payee.actor, amount, transfer_uri, self.policy, now, new_id,
+        )  # fmt: skip
+        return record, [self._outbound(message) for message in messages]
+
+    async def decline(
+        self, conn: AsyncConnection, payer: Account, request: RequestRecord, now: datetime
+    ) -> list[Outbound]:
+        """The payer says no; the payee's node hears of it."""
+        if request.payer_account_id != payer.id:
+            raise PaymentError("only the payer may decline a request")
+        if not await settlement.end_request(conn, request, RequestState.DECLINED, now):
+            raise PaymentError(f"the request is already {request.state(now).value}")
+        if request.is_ours:
+            return []
+        reject = {
+            "@context": wire.PAYMENT_CONTEXT,
+            "type": "Reject",
+            "id": f"{self.urls.actor(payer)}#declined/{new_id(now)}",
+            "actor": self.urls.actor(payer),
+            "to": [request.payee_uri],
+            "object": request.uri,
+        }
+        return [Outbound(reject, self.urls.actor(payer), (request.payee_uri,), PRIORITY_DIRECT)]
+
+    async def cancel(
+        self, conn: AsyncConnection, payee: Account, request: RequestRecord, now: datetime
+    ) -> None:
+        if not request.is_ours or request.payee_account_id != payee.id:
+            raise PaymentError("only the payee may cancel a request")
+        if not await settlement.end_request(conn, request, RequestState.CANCELLED, now):
+            raise PaymentError(f"the request is already {request.state(now).value}")
+
+
+def _carries_payment_request(activity: dict[str, Any]) -> bool:
+    target = activity.get("object")
+    return isinstance(target, dict) and target.get("type") == "PaymentRequest"
+
+
+def _proof_method(document: dict[str, Any]) -> str | None:
+    try:
+        return proof_of(document)["verificationMethod"]
+    except ProofError:
+        return None
+
+
+def _ed25519_keys(keys: Any) -> dict[str, bytes]:
+    return {
+        key.key_id: decode_ed25519_multikey(key.public_key)
+        for key in keys
+        if key.algorithm == "ed25519"
+    }
+
+
+async def _seed(conn: AsyncConnection, account_id: int) -> bytes:
+    row = await conn.execute(
+        select(account_keys.c.ed25519_seed).where(account_keys.c.account_id == account_id)
+    )
+    return bytes(row.scalar_one())

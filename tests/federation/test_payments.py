@@ -1,0 +1,315 @@
+"""Payments between two real nodes over loopback HTTP, through the Kith payments API.
+
+After every scenario each node's ledger audits clean and no money was created or lost: what
+went in through deposits is what the users hold, and what one node owes the other is what the
+other says it is owed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import select
+
+from federation.dispatch import PRIORITY_DIRECT, Outbound
+from federation.tables import inbox_items
+from payments import ledger
+from payments.money import Currencies
+from payments.settlement import peer_owner
+from payments.tables import peer_limits, settlements
+from server.wallets import deposit
+from tests.api.client import ApiClient, client_for
+from tests.harness import Node, NodeFactory, eventually
+
+DEPOSIT = 100_00  # 100.00 EUR
+
+
+@dataclass
+class Pair:
+    a: Node
+    b: Node
+    alice: ApiClient  # on a, with 100.00 EUR
+    bob: ApiClient  # on b, with nothing
+
+    @property
+    def bob_handle(self) -> str:
+        return self.b.handle("bob")
+
+    @property
+    def alice_handle(self) -> str:
+        return self.a.handle("alice")
+
+
+async def fund(node: Node, username: str, minor: int = DEPOSIT) -> None:
+    account = await node.account(username)
+    async with node.db.transaction() as conn:
+        await deposit(conn, account, minor, Currencies().get("EUR"), node.clock())
+
+
+@pytest.fixture
+async def pair(nodes: NodeFactory) -> Pair:
+    a = await nodes.start(payments__default_credit_limit="1000")
+    b = await nodes.start(payments__default_credit_limit="1000")
+    alice, bob = await client_for(a, "alice"), await client_for(b, "bob")
+    await fund(a, "alice")
+    return Pair(a, b, alice, bob)
+
+
+async def balance(client: ApiClient, kind: str = "balance") -> str:
+    wallet = (await client.get("/api/kith/v1/wallet")).body
+    found = [b for b in wallet["balances"] if b["currency"] == "EUR"]
+    return found[0][kind] if found else "0.00"
+
+
+async def incoming_request(client: ApiClient) -> dict:
+    async def listed() -> list:
+        answer = await client.get("/api/kith/v1/payment_requests", direction="incoming")
+        return answer.body
+
+    return (await eventually(listed))[0]
+
+
+async def settled(client: ApiClient, transfer_id: str) -> dict:
+    async def state() -> dict:
+        return (await client.get(f"/api/kith/v1/transfers/{transfer_id}")).body
+
+    return await eventually(state, lambda body: body["state"] != "pending")
+
+
+async def pay(client: ApiClient, request_id: str, key: str) -> tuple[int, dict]:
+    answer = await client.request(
+        "POST",
+        f"/api/kith/v1/payment_requests/{request_id}/pay",
+        headers={"Idempotency-Key": key},
+    )
+    return answer.status, answer.body
+
+
+async def assert_money_conserved(*nodes: Node, deposited: int = DEPOSIT) -> None:
+    """Every ledger audits clean, users hold what was deposited, peers agree on what is owed."""
+    held, owed = 0, {}
+    for node in nodes:
+        async with node.db.read() as conn:
+            assert await ledger.audit(conn) == []
+            for account in await ledger.all_accounts(conn):
+                if account.owner.startswith("user:"):
+                    held += account.balance
+                elif account.owner.startswith("peer:"):
+                    owed[(node.config.domain, account.owner)] = account.balance
+    assert held == deposited
+    for (domain, owner), amount in owed.items():
+        other = next(n for n in nodes if owner == peer_owner(n.config.base_url + "/actor"))
+        mirror = owed.get((other.config.domain, peer_owner(f"http://{domain}/actor")), 0)
+        assert amount + mirror == 0, f"{domain} {owner}: {amount}, the peer says {mirror}"
+
+
+async def test_a_request_paid_across_nodes_moves_the_money_once_with_a_verified_receipt(
+    pair: Pair,
+) -> None:
+    created = await pair.bob.post(
+        "/api/kith/v1/payment_requests",
+        payer=pair.alice_handle,
+        amount="12.50",
+        currency="EUR",
+        note="Dinner on Friday",
+    )
+    assert created.status == 201, created.body
+    assert created.body["state"] == "open"
+    assert created.body["amount"] == "12.50"
+    request = await incoming_request(pair.alice)
+    assert request["note"] == "Dinner on Friday"
+    assert request["payee"].endswith("/users/bob")
+
+    status, transfer = await pay(pair.alice, request["id"], "key-1")
+    assert status == 202
+    assert transfer["state"] == "pending"
+    assert await balance(pair.alice, "available") == "87.50"
+    done = await settled(pair.alice, transfer["id"])
+    assert done["state"] == "completed"
+    assert done["receipt"]["verified"], done["receipt"]["problems"]
+    assert done["receipt"]["decision"]["result"]["payer"] == transfer["payer"]
+
+    # The same key is the same payment; another key cannot pay a paid request.
+    assert (await pay(pair.alice, request["id"], "key-1"))[1]["id"] == transfer["id"]
+    status, refused = await pay(pair.alice, request["id"], "key-2")
+    assert status == 422
+    assert "paid" in refused["error"]
+
+    assert await balance(pair.alice) == "87.50"
+    assert await balance(pair.bob) == "12.50"
+    mine = await pair.bob.get(f"/api/kith/v1/payment_requests/{created.body['id']}")
+    assert mine.body["state"] == "paid"
+    history = await pair.bob.get("/api/kith/v1/wallet/transactions")
+    assert [(t["direction"], t["amount"]) for t in history.body] == [("incoming", "12.50")]
+    bobs = await pair.bob.get(f"/api/kith/v1/transfers/{history.body[0]['id']}")
+    assert bobs.body["receipt"]["verified"], bobs.body["receipt"]["problems"]
+    await assert_money_conserved(pair.a, pair.b)
+
+
+async def test_a_declined_request_cannot_be_paid_and_its_payee_hears_of_it(pair: Pair) -> None:
+    created = await pair.bob.post(
+        "/api/kith/v1/payment_requests", payer=pair.alice_handle, amount="5", currency="EUR"
+    )
+    request = await incoming_request(pair.alice)
+    declined = await pair.alice.post(f"/api/kith/v1/payment_requests/{request['id']}/decline")
+    assert declined.status == 200
+    assert declined.body["state"] == "declined"
+
+    async def payee_view() -> str:
+        answer = await pair.bob.get(f"/api/kith/v1/payment_requests/{created.body['id']}")
+        return answer.body["state"]
+
+    await eventually(payee_view, lambda state: state == "declined")
+    status, refused = await pay(pair.alice, request["id"], "k")
+    assert status == 422
+    assert "declined" in refused["error"]
+    await assert_money_conserved(pair.a, pair.b)
+
+
+async def test_the_payee_nodes_clock_decides_expiry_and_the_reservation_is_released(
+    pair: Pair,
+) -> None:
+    await pair.bob.post(
+        "/api/kith/v1/payment_requests",
+        payer=pair.alice_handle,
+        amount="20.00",
+        currency="EUR",
+        expires_in=120,
+    )
+    request = await incoming_request(pair.alice)
+    pair.b.clock.advance(minutes=5)  # only the payee's node thinks it has expired
+    status, transfer = await pay(pair.alice, request["id"], "late")
+    assert status == 202
+    done = await settled(pair.alice, transfer["id"])
+    assert done["state"] == "rejected"
+    assert done["error"]["code"] == "F06"
+    assert await balance(pair.alice, "available") == "100.00"
+    assert await balance(pair.bob) == "0.00"
+    await assert_money_conserved(pair.a, pair.b)
+
+
+async def test_a_cancelled_request_is_refused_by_its_node(pair: Pair) -> None:
+    created = await pair.bob.post(
+        "/api/kith/v1/payment_requests", payer=pair.alice_handle, amount="3.00", currency="EUR"
+    )
+    request = await incoming_request(pair.alice)
+    cancelled = await pair.bob.post(f"/api/kith/v1/payment_requests/{created.body['id']}/cancel")
+    assert cancelled.body["state"] == "cancelled"
+    _, transfer = await pay(pair.alice, request["id"], "k")
+    done = await settled(pair.alice, transfer["id"])
+    assert done["error"]["code"] == "F99"
+    assert await balance(pair.alice) == "100.00"
+    await assert_money_conserved(pair.a, pair.b)
+
+
+async def test_a_payment_beyond_the_payee_nodes_credit_limit_is_refused(pair: Pair) -> None:
+    async with pair.b.db.transaction() as conn:
+        await conn.execute(
+            peer_limits.insert().values(
+                peer=pair.a.config.domain,
+                currency="EUR",
+                credit_limit=10_00,
+                updated_at=pair.b.clock(),
+            )
+        )
+    await pair.bob.post(
+        "/api/kith/v1/payment_requests", payer=pair.alice_handle, amount="12.50", currency="EUR"
+    )
+    request = await incoming_request(pair.alice)
+    _, transfer = await pay(pair.alice, request["id"], "k")
+    done = await settled(pair.alice, transfer["id"])
+    assert done["error"]["code"] == "T04"
+    assert await balance(pair.alice) == "100.00"
+    sent = await pair.alice.request(
+        "POST",
+        "/api/kith/v1/transfers",
+        json={"to": pair.bob_handle, "amount": "9.99", "currency": "EUR"},
+    )
+    assert (await settled(pair.alice, sent.body["id"]))["state"] == "completed"
+    await assert_money_conserved(pair.a, pair.b)
+
+
+async def test_money_sent_without_a_request_arrives_and_a_replayed_offer_moves_nothing(
+    pair: Pair,
+) -> None:
+    sent = await pair.alice.request(
+        "POST",
+        "/api/kith/v1/transfers",
+        json={"to": pair.bob_handle, "amount": "7.25", "currency": "EUR"},
+        headers={"Idempotency-Key": "gift"},
+    )
+    assert sent.status == 202, sent.body
+    assert (await settled(pair.alice, sent.body["id"]))["state"] == "completed"
+    assert await balance(pair.bob) == "7.25"
+
+    # The payer's node offers the same transfer again (a resend after a lost answer).
+    async with pair.a.db.read() as conn:
+        row = (await conn.execute(select(settlements))).one()
+    offer = {
+        "@context": json.loads(row.transfer)["@context"],
+        "type": "Offer",
+        "id": f"{row.uri}/offers/replayed",
+        "actor": pair.a.config.base_url + "/actor",
+        "to": [row.peer],
+        "object": json.loads(row.transfer),
+    }
+
+    async def resend(conn, now) -> list[Outbound]:
+        return [Outbound(offer, offer["actor"], (row.peer,), PRIORITY_DIRECT)]
+
+    await pair.a.perform(resend)
+
+    async def replay_done() -> int:
+        async with pair.b.db.read() as conn:
+            rows = await conn.execute(
+                select(inbox_items.c.state).where(inbox_items.c.activity_id == offer["id"])
+            )
+            return [r.state for r in rows]
+
+    assert await eventually(replay_done, lambda states: states and states[0] != "queued") == [
+        "done"
+    ]
+    assert await balance(pair.bob) == "7.25"
+    assert await balance(pair.alice) == "92.75"
+    await assert_money_conserved(pair.a, pair.b)
+
+
+async def test_a_payment_between_users_of_one_node_settles_at_once(pair: Pair) -> None:
+    carol = await client_for(pair.a, "carol")
+    created = await carol.post(
+        "/api/kith/v1/payment_requests", payer="alice", amount="1.50", currency="EUR"
+    )
+    request = await incoming_request(pair.alice)
+    assert request["id"] == created.body["id"]
+    status, transfer = await pay(pair.alice, request["id"], "k")
+    assert status == 200
+    assert transfer["state"] == "completed"
+    assert await balance(carol) == "1.50"
+    receipt = (await pair.alice.get(f"/api/kith/v1/transfers/{transfer['id']}")).body["receipt"]
+    assert receipt["verified"], receipt["problems"]
+    await assert_money_conserved(pair.a, pair.b)
+
+
+async def test_bad_payment_input_gets_a_reason_and_changes_nothing(pair: Pair) -> None:
+    for fields, reason in [
+        ({"payer": pair.bob_handle, "amount": 12.5, "currency": "EUR"}, "decimal string"),
+        ({"payer": pair.bob_handle, "amount": "0", "currency": "EUR"}, "more than zero"),
+        ({"payer": pair.bob_handle, "amount": "1.234", "currency": "EUR"}, "decimal places"),
+        ({"payer": pair.bob_handle, "amount": "1", "currency": "XXQ"}, "unknown currency"),
+        ({"payer": "alice", "amount": "1", "currency": "EUR"}, "yourself"),
+        ({"payer": "nobody", "amount": "1", "currency": "EUR"}, "no account"),
+    ]:
+        answer = await pair.alice.post("/api/kith/v1/payment_requests", **fields)
+        assert answer.status == 422, (fields, answer.body)
+        assert reason in answer.body["error"], (fields, answer.body)
+    too_much = await pair.alice.post(
+        "/api/kith/v1/transfers", to=pair.bob_handle, amount="100.01", currency="EUR"
+    )
+    assert too_much.status == 422
+    assert "enough" in too_much.body["error"]
+    listed = await pair.alice.get("/api/kith/v1/payment_requests")
+    assert listed.body == []
+    assert await balance(pair.alice) == "100.00"
+    await assert_money_conserved(pair.a, pair.b)
