@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payments import ledger
+from payments import ledger, peers
 from payments.ledger import Failure, Kind, NewId, Transfer
 from payments.money import AMOUNT_MAX, Currencies
 from payments.requests import (
@@ -39,7 +39,7 @@ from payments.requests import (
     new_fulfillment,
     state_at,
 )
-from payments.tables import payment_requests, peer_limits, settlements
+from payments.tables import ledger_transfers, payment_requests, settlements
 from protocol import payments as wire
 from protocol.as2 import host_of, same_origin
 from protocol.proofs import ProofError, proof_of, sign_object, verify_object
@@ -105,14 +105,10 @@ class Party:
     account_id: int | None = None  # local accounts only
 
 
-# (peer host, currency) -> what that peer may owe us, when no limit is set for it.
-DefaultLimit = Callable[[str, str], int]
-
-
 @dataclass(frozen=True)
 class Policy:
     currencies: Currencies
-    default_credit_limit: DefaultLimit = lambda _peer, _currency: 0
+    default_credit_limit: peers.DefaultLimit = lambda _peer, _currency: 0
     offer_lifetime: timedelta = OFFER_LIFETIME
     accept_direct_transfers: bool = True
 
@@ -180,7 +176,7 @@ def user_owner(account_id: int) -> str:
 
 def peer_owner(peer_actor: str) -> str:
     """The ledger owner of what a peer node and we owe each other (one per host)."""
-    return f"peer:{host_of(peer_actor)}"
+    return peers.peer_owner(host_of(peer_actor))
 
 
 # --- requests ----------------------------------------------------------------------------
@@ -758,7 +754,7 @@ async def _over_credit_limit(
     currency = offer.amount.currency
     account = await ledger.account_of(conn, peer_owner(peer), currency)
     owed = (account.debits_posted - account.credits_posted) if account else 0
-    limit = await credit_limit(conn, host_of(peer), currency, policy)
+    limit = await peers.credit_limit(conn, host_of(peer), currency, policy.default_credit_limit)
     if owed + offer.amount.minor > limit:
         return Code.CREDIT_LIMIT.value, "the payer's node would owe more than this node allows"
     return None
@@ -820,20 +816,6 @@ async def _mark_paid(
         .values(state=RequestState.PAID.value, paid_by=transfer_uri, updated_at=now)
     )
     return changed.rowcount == 1
-
-
-# --- peer limits ---------------------------------------------------------------------------
-
-
-async def credit_limit(conn: AsyncConnection, peer_host: str, currency: str, policy: Policy) -> int:
-    """What `peer_host` may owe this node in `currency`."""
-    row = await conn.execute(
-        select(peer_limits.c.credit_limit).where(
-            peer_limits.c.peer == peer_host, peer_limits.c.currency == currency
-        )
-    )
-    found = row.scalar_one_or_none()
-    return policy.default_credit_limit(peer_host, currency) if found is None else found
 
 
 # --- storage --------------------------------------------------------------------------------
@@ -1008,3 +990,95 @@ def settlement_from_row(row: Any) -> SettlementRecord:
         expires_at=_utc(row.expires_at),
         decided_at=_utc(row.decided_at) if row.decided_at else None,
     )
+
+
+# --- operators ------------------------------------------------------------------------------
+
+OPERATOR_CODE = "R00"  # resolved by this node's operator, not by the payee node
+
+
+async def resolve_by_operator(
+    conn: AsyncConnection, uri: str, post: bool, reason: str, now: datetime, new_id: NewId
+) -> SettlementRecord:
+    """Post or void an unanswered payment on the operator's word (an audited action: the
+    reason is kept on the transfer). Only for payments still waiting for their decision."""
+    record = await settlement_by_uri(conn, uri, lock=True)
+    if record is None or record.role != "payer":
+        raise PaymentError(f"{uri} is not a payment from this node")
+    if record.state is not SettlementState.PREPARED:
+        raise PaymentError(f"{uri} is already {record.state.value}")
+    if not reason.strip():
+        raise PaymentError("say why (the reason is kept with the payment)")
+    await _resolve_reservation(conn, record, Kind.POST if post else Kind.VOID, new_id, now)
+    state = SettlementState.POSTED if post else SettlementState.VOIDED
+    await conn.execute(
+        update(settlements)
+        .where(settlements.c.id == record.id)
+        .values(
+            state=state.value,
+            code=OPERATOR_CODE,
+            reason=f"resolved by the operator: {reason.strip()}",
+            decided_at=now,
+            next_attempt_at=None,
+        )
+    )
+    if post and record.request_uri is not None:
+        await _mark_paid(conn, record.request_uri, record.uri, now)
+    found = await settlement_by_uri(conn, uri)
+    assert found is not None
+    return found
+
+
+_LEDGER_STATE = {  # payer side: the reservation's state for each settlement state
+    SettlementState.PREPARED: "pending",
+    SettlementState.POSTED: "posted",
+    SettlementState.VOIDED: "voided",
+}
+
+
+async def audit(conn: AsyncConnection) -> list[str]:
+    """Disagreements between settlements, requests and the ledger; empty if none."""
+    transfers = {
+        row.id: row
+        for row in await conn.execute(
+            select(
+                ledger_transfers.c.id, ledger_transfers.c.pending_state, ledger_transfers.c.failure
+            ).where(
+                ledger_transfers.c.id.like("reserve:%") | ledger_transfers.c.id.like("settle:%")
+            )
+        )
+    }
+    problems: list[str] = []
+    paid_by: dict[str, list[str]] = {}
+    for row in await conn.execute(select(settlements)):
+        record = settlement_from_row(row)
+        if record.role == "payer":
+            reserve = transfers.get(_ledger_id("reserve", record.uri))
+            if reserve is None or reserve.pending_state != _LEDGER_STATE[record.state]:
+                problems.append(
+                    f"payment {record.uri} is {record.state.value} but its reservation is not"
+                )
+            continue
+        settled = transfers.get(_ledger_id("settle", record.uri))
+        credited = settled is not None and settled.failure is None
+        accepted = record.state in (SettlementState.ACCEPTED, SettlementState.POSTED)
+        if credited != accepted:
+            problems.append(
+                f"transfer {record.uri} is {record.state.value} but the ledger disagrees"
+            )
+        if accepted and record.request_uri is not None:
+            paid_by.setdefault(record.request_uri, []).append(record.uri)
+            condition = record.transfer.get("condition") or ""
+            if not fulfills(record.fulfillment or "", condition):
+                problems.append(f"transfer {record.uri} was accepted without the fulfillment")
+    for row in await conn.execute(
+        select(payment_requests).where(payment_requests.c.fulfillment.is_not(None))
+    ):
+        payments = paid_by.get(row.uri, [])
+        if len(payments) > 1:
+            problems.append(f"request {row.uri} was paid {len(payments)} times")
+        if (row.state == RequestState.PAID.value) != bool(payments) or row.paid_by not in (
+            payments or [None]
+        ):
+            problems.append(f"request {row.uri} is {row.state} but its payments say otherwise")
+    return problems

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payments import ledger
+from payments import ledger, peers, settlement
 from payments.ledger import Outcome
 from payments.money import AmountError, Currencies, Currency, format_amount, parse_amount
 from server.cli_support import CommandError, load, say, with_database
 from server.clock import utcnow
 from server.config import Config, community_currencies
 from server.identity.accounts import Account, find_account
+from server.paying import default_credit_limit
 from server.storage.engine import Database
+from server.storage.ids import new_id
 from server.wallets import WalletError, balances, deposit, wallet_owner, withdraw
 
 
@@ -53,9 +56,46 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         parents=[common],
         help="recompute every balance from the ledger's transfers and check its invariants",
         description="Recomputes every account's totals from the transfers, checks that wallets "
-        "are not below zero and that each currency's accounts sum to zero. Exits 1 naming "
-        "what is wrong, 0 when the ledger is consistent.",
+        "are not below zero and that each currency's accounts sum to zero, and that every "
+        "payment's state agrees with the ledger (reservations, credits, requests paid once, "
+        "fulfillments). Exits 1 naming what is wrong, 0 when all is consistent.",
     ).set_defaults(run=cmd_payments_audit)
+    in_doubt = sub.add_parser(
+        "in-doubt",
+        parents=[common],
+        help="payments another node has not answered for too long; resolve one by hand",
+        description="Lists payments from your users still waiting for the payee's node to decide "
+        "after payments.in_doubt_hours. They stay reserved and the node keeps asking. If you "
+        "know the outcome from the other operator, --post URI or --void URI with --reason "
+        "settles it here (kept with the payment as an audited operator action).",
+    )
+    action = in_doubt.add_mutually_exclusive_group()
+    action.add_argument("--post", metavar="URI", help="the payee's node took the money: pay it")
+    action.add_argument("--void", metavar="URI", help="it never will: release the reservation")
+    in_doubt.add_argument("--reason", default="", help="why (required with --post/--void)")
+    in_doubt.set_defaults(run=cmd_payments_in_doubt)
+
+    peers_parser = commands.add_parser("peers", help="other nodes: what they owe, their limits")
+    sub = peers_parser.add_subparsers(title="peers commands", metavar="COMMAND", required=True)
+    sub.add_parser(
+        "list",
+        parents=[common],
+        help="every peer node with money between you, per currency",
+        description="OWES US is what the peer's users have been paid by yours less the other "
+        "way round (negative: you owe them); RESERVED is your users' payments to them waiting "
+        "for their decision; LIMIT is how much they may owe you.",
+    ).set_defaults(run=cmd_peers_list)
+    limit = sub.add_parser(
+        "limit",
+        parents=[common],
+        help="set how much a peer node may owe you in a currency",
+        description="Payments from the peer's users that would make it owe you more than "
+        "AMOUNT are refused (code T04). 0 refuses them all. Applies to new payments only.",
+    )
+    limit.add_argument("domain", help="the peer's host (host:port if not 443)")
+    limit.add_argument("currency", help="ISO 4217 or community currency code")
+    limit.add_argument("amount", help="decimal amount, e.g. 500.00")
+    limit.set_defaults(run=cmd_peers_limit)
 
 
 async def cmd_wallet_deposit(args: argparse.Namespace) -> int:
@@ -159,7 +199,7 @@ async def cmd_payments_audit(args: argparse.Namespace) -> int:
 
     async def work(db: Database) -> int:
         async with db.read() as conn:
-            problems = await ledger.audit(conn)
+            problems = await ledger.audit(conn) + await settlement.audit(conn)
             pending = await ledger.unresolved_pending(conn)
         for problem in problems:
             say(f"PROBLEM: {problem}")
@@ -177,3 +217,87 @@ async def _local_user(conn: AsyncConnection, name: str) -> Account:
     if account is None or account.is_instance_actor or account.is_deleted:
         raise CommandError(f"no local user named {name!r}")
     return account
+
+
+async def cmd_payments_in_doubt(args: argparse.Namespace) -> int:
+    config = load(args)
+    known = _currencies(config)
+    before = utcnow() - timedelta(hours=config.payments.in_doubt_hours)
+
+    async def work(db: Database) -> int:
+        if args.post or args.void:
+            return await _resolve(db, args)
+        async with db.read() as conn:
+            found = await settlement.in_doubt(conn, before)
+        if not found:
+            say(f"no payment has waited more than {config.payments.in_doubt_hours} h")
+            return 0
+        for record in found:
+            amount = format_amount(record.amount, _currency(known, record.currency))
+            since = record.created_at.strftime("%Y-%m-%d %H:%M")
+            say(f"{since}  {amount:>14} {record.currency:<4} to {record.payee_uri}  {record.uri}")
+        say(f"{len(found)} payment(s) in doubt: still reserved; ask the other operator")
+        return 1
+
+    return await with_database(config, work)
+
+
+async def _resolve(db: Database, args: argparse.Namespace) -> int:
+    uri, post = (args.post, True) if args.post else (args.void, False)
+    try:
+        async with db.transaction() as conn:
+            record = await settlement.resolve_by_operator(
+                conn, uri, post, args.reason, utcnow(), new_id
+            )
+    except settlement.PaymentError as exc:
+        raise CommandError(str(exc)) from None
+    say(f"{record.uri} is now {record.state.value} ({record.reason})")
+    return 0
+
+
+async def cmd_peers_list(args: argparse.Namespace) -> int:
+    config = load(args)
+    known = _currencies(config)
+    default = default_credit_limit(config, known)
+
+    async def work(db: Database) -> int:
+        async with db.read() as conn:
+            found = await peers.positions(conn, default)
+        if not found:
+            say("no money has moved between your users and another node's yet")
+            return 0
+        say(f"{'peer':<32} {'currency':<9} {'owes us':>16} {'reserved':>16} {'limit':>16}")
+        for p in found:
+            currency = _currency(known, p.currency)
+            say(
+                f"{p.peer:<32} {p.currency:<9} {format_amount(p.owes_us, currency):>16} "
+                f"{format_amount(p.reserved_for_them, currency):>16} "
+                f"{format_amount(p.credit_limit, currency):>16}"
+            )
+        return 0
+
+    return await with_database(config, work)
+
+
+async def cmd_peers_limit(args: argparse.Namespace) -> int:
+    config = load(args)
+    host = args.domain.strip().lower()
+    if not host or "/" in host or " " in host:
+        raise CommandError(f"{args.domain!r} is not a host name")
+    try:
+        currency = _currencies(config).get(args.currency.upper())
+        minor = (
+            0
+            if args.amount.strip() in ("0", "0.0", "0.00")
+            else parse_amount(args.amount, currency)
+        )
+    except AmountError as exc:
+        raise CommandError(str(exc)) from None
+
+    async def work(db: Database) -> int:
+        async with db.transaction() as conn:
+            await peers.set_credit_limit(conn, host, currency.code, minor, utcnow())
+        say(f"{host} may now owe you up to {format_amount(minor, currency)} {currency.code}")
+        return 0
+
+    return await with_database(config, work)

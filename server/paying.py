@@ -19,6 +19,7 @@ from federation.actors import ActorDirectory, ActorUnavailable
 from federation.dispatch import PRIORITY_DIRECT, Dispatcher, InboundActivity, Outbound, Reject
 from payments import receipts, settlement
 from payments.money import AmountError, Currencies, parse_amount
+from payments.peers import DefaultLimit
 from payments.requests import RequestState
 from payments.settlement import (
     Message,
@@ -73,16 +74,12 @@ class Payments:
         self.currencies = Currencies(community_currencies(config))
         self.request_lifetime = timedelta(minutes=config.payments.request_expiry_minutes)
         self.in_doubt_after = timedelta(hours=config.payments.in_doubt_hours)
-        default_limit = config.payments.default_credit_limit.strip()
         self.policy = Policy(
             currencies=self.currencies,
-            default_credit_limit=lambda _peer, code: self._whole_units(default_limit, code),
+            default_credit_limit=default_credit_limit(config, self.currencies),
             accept_direct_transfers=config.payments.accept_direct_transfers,
         )
         self._node_key: NodeKey | None = None
-
-    def _whole_units(self, whole: str, code: str) -> int:
-        return int(whole) * 10 ** self.currencies.get(code).scale
 
     @property
     def node_actor(self) -> str:
@@ -372,6 +369,19 @@ class Payments:
             raise PaymentError("only the payee may cancel a request")
         if not await settlement.end_request(conn, request, RequestState.CANCELLED, now):
             raise PaymentError(f"the request is already {request.state(now).value}")
+
+
+def default_credit_limit(config: Config, currencies: Currencies) -> DefaultLimit:
+    """The configured limit (whole units) in each currency's minor units."""
+    whole = int(config.payments.default_credit_limit.strip())
+
+    def limit(_peer: str, code: str) -> int:
+        try:
+            return whole * 10 ** currencies.get(code).scale
+        except AmountError:
+            return 0  # a currency no longer configured: nothing more may be owed in it
+
+    return limit
 
 
 def _carries_payment_request(activity: dict[str, Any]) -> bool:

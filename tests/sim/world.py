@@ -426,6 +426,7 @@ class World:
         for node in self.nodes:
             async with node.engine.connect() as conn:
                 problems += [f"n{node.index}: {p}" for p in await ledger.audit(conn)]
+                problems += [f"n{node.index}: {p}" for p in await settlement.audit(conn)]
                 if await ledger.unresolved_pending(conn):
                     problems.append(f"n{node.index}: reservations still pending at quiescence")
                 for account in await ledger.all_accounts(conn):
