@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments import ledger, peers
@@ -105,12 +105,18 @@ class Party:
     account_id: int | None = None  # local accounts only
 
 
+CurrencyLimit = Callable[[str], int]
+
+
 @dataclass(frozen=True)
 class Policy:
     currencies: Currencies
     default_credit_limit: peers.DefaultLimit = lambda _peer, _currency: 0
     offer_lifetime: timedelta = OFFER_LIFETIME
     accept_direct_transfers: bool = True
+    # Per currency, in minor units; 0: no limit. One payment, in or out; a user's day, out.
+    transfer_max: CurrencyLimit = lambda _currency: 0
+    daily_max: CurrencyLimit = lambda _currency: 0
 
 
 @dataclass(frozen=True)
@@ -434,6 +440,7 @@ async def _pay(
         return existing, []
     if offer.request_id is not None and await _in_progress(conn, offer.request_id):
         raise PaymentError("a payment for this request is already under way")
+    await _check_user_limits(conn, payer.account_id, offer.amount, policy, now)
     if payee_node == node.actor:
         record = await _decide(
             conn, node, offer, transfer, user_owner(payer.account_id), payer, None, policy, now,
@@ -443,6 +450,29 @@ async def _pay(
             raise PaymentError(record.reason or "the payment was refused")
         return record, []
     return await _reserve(conn, node, offer, transfer, payer, payee_node, now, new_id)
+
+
+async def _check_user_limits(
+    conn: AsyncConnection, account_id: int, amount: wire.Amount, policy: Policy, now: datetime
+) -> None:
+    """The node's limits on one payment and on what one user pays in a day."""
+    most = policy.transfer_max(amount.currency)
+    if most and amount.minor > most:
+        raise PaymentError("the amount is above this server's limit for one payment")
+    daily = policy.daily_max(amount.currency)
+    if not daily:
+        return
+    spent = await conn.execute(
+        select(func.coalesce(func.sum(settlements.c.amount), 0)).where(
+            settlements.c.payer_account_id == account_id,
+            settlements.c.role.in_(("payer", "local")),
+            settlements.c.currency == amount.currency,
+            settlements.c.state.in_((SettlementState.PREPARED.value, SettlementState.POSTED.value)),
+            settlements.c.created_at > now - timedelta(days=1),
+        )
+    )
+    if int(spent.scalar_one()) + amount.minor > daily:
+        raise PaymentError("this would take you over this server's limit for one day")
 
 
 async def _reserve(
@@ -720,6 +750,9 @@ def _problem(
     currency = _currency(policy, offer.amount)
     if currency is None or offer.amount.minor > AMOUNT_MAX:
         return Code.AMOUNT.value, "the amount or its currency is not one this node takes"
+    most = policy.transfer_max(offer.amount.currency)
+    if most and offer.amount.minor > most:
+        return Code.AMOUNT.value, "the amount is above this node's limit for one payment"
     if wire.parse_time(offer.expires_at, "expiresAt") <= now:
         return Code.EXPIRED.value, "the offer expired before it was decided"
     if offer.request_id is None:

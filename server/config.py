@@ -221,6 +221,20 @@ class PaymentsConfig:
             "0 no payment from another node's users is accepted until you set a limit for it."
         ),
     )
+    transfer_max: str = field(
+        default="0",
+        metadata=_doc(
+            "The most one payment may move, sent or received, in whole units of each currency\n"
+            '(like default_credit_limit); "0" sets no limit.'
+        ),
+    )
+    daily_max: str = field(
+        default="0",
+        metadata=_doc(
+            'The most one user may pay in 24 hours, per currency, in whole units; "0" sets\n'
+            "no limit."
+        ),
+    )
     request_expiry_minutes: int = field(
         default=60,
         metadata=_doc(
@@ -505,8 +519,9 @@ def _validate_plain_keys(config: Config) -> None:
         community_currencies(config)
     except ValueError as exc:
         raise ConfigError("payments.community_currencies", str(exc)) from None
-    if not re.fullmatch(r"(0|[1-9][0-9]{0,12})", config.payments.default_credit_limit.strip()):
-        raise ConfigError("payments.default_credit_limit", "must be a whole number such as 100")
+    for key in ("default_credit_limit", "transfer_max", "daily_max"):
+        if not re.fullmatch(r"(0|[1-9][0-9]{0,12})", getattr(config.payments, key).strip()):
+            raise ConfigError(f"payments.{key}", "must be a whole number such as 100")
     if not 1 <= config.payments.request_expiry_minutes <= 43200:
         raise ConfigError("payments.request_expiry_minutes", "must be 1 to 43200 (30 days)")
     if config.payments.in_doubt_hours < 1:

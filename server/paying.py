@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +43,7 @@ from protocol.proofs import ProofError, proof_of
 from server.clock import Clock
 from server.config import Config, community_currencies
 from server.identity.accounts import Account, instance_actor
+from server.social.graph import block_between
 from server.social.remote_accounts import account_for_actor
 from server.storage.engine import Database
 from server.storage.ids import new_id
@@ -78,6 +80,8 @@ class Payments:
             currencies=self.currencies,
             default_credit_limit=default_credit_limit(config, self.currencies),
             accept_direct_transfers=config.payments.accept_direct_transfers,
+            transfer_max=_per_currency(config.payments.transfer_max, self.currencies),
+            daily_max=_per_currency(config.payments.daily_max, self.currencies),
         )
         self._node_key: NodeKey | None = None
 
@@ -201,6 +205,9 @@ class Payments:
             raise Reject("the payment request is not for a user of this node")
         if id_of(document.get("attributedTo")) != item.actor_uri:
             raise Reject("a payment request must come from its payee")
+        payee = await account_for_actor(conn, item.actor_uri, self.urls.base_url)
+        if payee is not None and await blocks_between(conn, payer.id, payee.id):
+            raise Reject("the payer blocks the payee (or the other way round)")
         try:
             await settlement.receive_request(
                 conn, document, keys, self.party(payer), self.policy, now, new_id
@@ -284,6 +291,8 @@ class Payments:
         now: datetime,
     ) -> tuple[RequestRecord, list[Outbound]]:
         """A signed request from a local payee; delivered to a remote payer's inbox."""
+        if await blocks_between(conn, payer.id, payee.id):
+            raise PaymentError("you cannot request money from this account")
         signer = Signer(
             f"{self.urls.actor(payee)}#{ED25519_KEY_FRAGMENT}", await _seed(conn, payee.id)
         )
@@ -373,15 +382,29 @@ class Payments:
 
 def default_credit_limit(config: Config, currencies: Currencies) -> DefaultLimit:
     """The configured limit (whole units) in each currency's minor units."""
-    whole = int(config.payments.default_credit_limit.strip())
+    in_currency = _per_currency(config.payments.default_credit_limit, currencies)
+    return lambda _peer, code: in_currency(code)
 
-    def limit(_peer: str, code: str) -> int:
+
+def _per_currency(whole_units: str, currencies: Currencies) -> Callable[[str], int]:
+    """A configured amount in whole units, as minor units of any currency."""
+    whole = int(whole_units.strip())
+
+    def in_currency(code: str) -> int:
         try:
             return whole * 10 ** currencies.get(code).scale
         except AmountError:
-            return 0  # a currency no longer configured: nothing more may be owed in it
+            return 0  # a currency no longer configured
 
-    return limit
+    return in_currency
+
+
+async def blocks_between(conn: AsyncConnection, one: int, other: int) -> bool:
+    """Whether either account blocks the other (no requests pass between them)."""
+    return (
+        await block_between(conn, one, other) is not None
+        or await block_between(conn, other, one) is not None
+    )
 
 
 def _carries_payment_request(activity: dict[str, Any]) -> bool:

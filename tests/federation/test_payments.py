@@ -19,6 +19,7 @@ from payments import ledger
 from payments.money import Currencies
 from payments.settlement import peer_owner
 from payments.tables import peer_limits, settlements
+from server.social import graph
 from server.wallets import deposit
 from tests.api.client import ApiClient, client_for
 from tests.harness import Node, NodeFactory, eventually
@@ -313,3 +314,59 @@ async def test_bad_payment_input_gets_a_reason_and_changes_nothing(pair: Pair) -
     assert listed.body == []
     assert await balance(pair.alice) == "100.00"
     await assert_money_conserved(pair.a, pair.b)
+
+
+async def test_the_nodes_limits_on_one_payment_and_on_a_day_hold_on_both_sides(
+    nodes: NodeFactory,
+) -> None:
+    a = await nodes.start(
+        payments__default_credit_limit="1000", payments__transfer_max="50", payments__daily_max="60"
+    )
+    b = await nodes.start(payments__default_credit_limit="1000", payments__transfer_max="10")
+    alice, bob = await client_for(a, "alice"), await client_for(b, "bob")
+    carol = await client_for(a, "carol")
+    await fund(a, "alice")
+
+    async def send(to: str, amount: str) -> tuple[int, dict]:
+        answer = await alice.post("/api/kith/v1/transfers", to=to, amount=amount, currency="EUR")
+        return answer.status, answer.body
+
+    status, body = await send("carol", "50.01")
+    assert status == 422
+    assert "limit for one payment" in body["error"]
+    assert (await send("carol", "40.00"))[1]["state"] == "completed"
+    status, body = await send("carol", "20.01")
+    assert status == 422
+    assert "one day" in body["error"]
+    # Within our limits, above the payee node's: it refuses the payment, the money comes back.
+    status, body = await send(b.handle("bob"), "12.00")
+    assert status == 202
+    done = await settled(alice, body["id"])
+    assert done["error"]["code"] == "F03"
+    assert await balance(alice) == "60.00"
+    assert await balance(carol) == "40.00"
+    assert await balance(bob) == "0.00"
+    await assert_money_conserved(a, b)
+
+
+async def test_a_payer_who_blocks_the_payee_receives_no_requests_from_them(pair: Pair) -> None:
+    bob_at_a = await pair.a.federation.resolve_account(pair.bob_handle)
+    alice = await pair.a.account("alice")
+    await pair.a.perform(lambda conn, now: graph.block(conn, pair.a.urls, alice, bob_at_a, now))
+    created = await pair.bob.post(
+        "/api/kith/v1/payment_requests", payer=pair.alice_handle, amount="1", currency="EUR"
+    )
+    assert created.status == 201
+
+    async def rejected() -> list[str]:
+        async with pair.a.db.read() as conn:
+            rows = await conn.execute(
+                select(inbox_items.c.state, inbox_items.c.last_error).where(
+                    inbox_items.c.activity_type == "Create"
+                )
+            )
+            return [f"{row.state}: {row.last_error}" for row in rows]
+
+    states = await eventually(rejected)
+    assert states == ["rejected: the payer blocks the payee (or the other way round)"]
+    assert (await pair.alice.get("/api/kith/v1/payment_requests")).body == []
