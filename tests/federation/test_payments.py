@@ -8,18 +8,21 @@ other says it is owed.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import select
 
 from federation.dispatch import PRIORITY_DIRECT, Outbound
-from federation.tables import inbox_items
+from federation.tables import deliveries, inbox_items
 from payments import ledger
 from payments.money import Currencies
 from payments.settlement import peer_owner
-from payments.tables import peer_limits, settlements
+from payments.tables import payment_requests, peer_limits, settlements
+from protocol.proofs import sign_object
 from server.social import graph
+from server.storage.tables import account_keys
 from server.wallets import deposit
 from tests.api.client import ApiClient, client_for
 from tests.harness import Node, NodeFactory, eventually
@@ -370,3 +373,87 @@ async def test_a_payer_who_blocks_the_payee_receives_no_requests_from_them(pair:
     states = await eventually(rejected, lambda found: found and "queued" not in found[0])
     assert states == ["rejected: the payer blocks the payee (or the other way round)"]
     assert (await pair.alice.get("/api/kith/v1/payment_requests")).body == []
+
+
+async def _deliver_request_document(pair: Pair, document: dict, signer: str = "bob") -> str:
+    """Node b delivers `document` to alice as if `signer` had created it; how a's inbox ended."""
+    actor = pair.b.urls.actor(await pair.b.account(signer))
+    create = {
+        "@context": document["@context"],
+        "type": "Create",
+        "id": f"{actor}#forged/{uuid.uuid4().hex}",
+        "actor": actor,
+        "to": [pair.a.urls.actor(await pair.a.account("alice"))],
+        "object": document,
+    }
+
+    async def send(conn, now) -> list[Outbound]:
+        return [Outbound(create, actor, tuple(create["to"]), PRIORITY_DIRECT)]
+
+    await pair.b.perform(send)
+
+    async def outcome() -> list[str]:
+        async with pair.b.db.read() as conn:
+            sent = await conn.execute(
+                select(deliveries.c.last_status).where(deliveries.c.activity_id == create["id"])
+            )
+            if sent.scalar_one_or_none() == 403:
+                return ["refused at the inbox's door: 403"]
+        async with pair.a.db.read() as conn:
+            rows = await conn.execute(
+                select(inbox_items.c.state, inbox_items.c.last_error).where(
+                    inbox_items.c.activity_id == create["id"]
+                )
+            )
+            return [f"{row.state}: {row.last_error}" for row in rows]
+
+    found = await eventually(outcome, lambda states: states and "queued" not in states[0])
+    return found[0]
+
+
+async def test_forged_payment_requests_are_refused_and_never_stored(pair: Pair) -> None:
+    await client_for(pair.b, "carol")
+    created = await pair.bob.post(
+        "/api/kith/v1/payment_requests", payer=pair.alice_handle, amount="2", currency="EUR"
+    )
+    async with pair.b.db.read() as conn:
+        genuine = (await conn.execute(select(payment_requests))).one()
+    document = json.loads(genuine.document)
+    await incoming_request(pair.alice)  # the genuine one arrived
+
+    tampered = {
+        **document,
+        "id": document["id"] + "0",
+        "amount": {**document["amount"], "minor": "200000"},
+    }
+    assert "proof is not valid" in await _deliver_request_document(pair, tampered)
+
+    carol = await pair.b.account("carol")
+    carol_seed = await _seed_of(pair.b, carol.id)
+    unsigned = {key: value for key, value in document.items() if key != "proof"}
+    unsigned["id"] += "1"
+    carols_key = f"{pair.b.urls.actor(carol)}#ed25519-key"
+    signed_by_carol = sign_object(unsigned, carol_seed, carols_key, "2026-11-24T12:00:00Z")
+    assert "not one of" in await _deliver_request_document(pair, signed_by_carol)
+
+    someone_else = {**unsigned, "id": unsigned["id"] + "2"}
+    someone_else["attributedTo"] = someone_else["payee"] = pair.b.urls.actor(carol)
+    someone_else = sign_object(someone_else, carol_seed, carols_key, "2026-11-24T12:00:00Z")
+    # Signed by carol but sent by bob: the inbox refuses it before storing anything.
+    assert "403" in await _deliver_request_document(pair, someone_else)
+    # Sent by carol, the request still bob's: refused at the door too.
+    reused = {**unsigned, "id": unsigned["id"] + "3"}
+    reused = sign_object(reused, carol_seed, carols_key, "2026-11-24T12:00:00Z")
+    assert "403" in await _deliver_request_document(pair, reused, signer="carol")
+
+    listed = (await pair.alice.get("/api/kith/v1/payment_requests")).body
+    assert [r["uri"] for r in listed] == [created.body["uri"]]
+    await assert_money_conserved(pair.a, pair.b)
+
+
+async def _seed_of(node: Node, account_id: int) -> bytes:
+    async with node.db.read() as conn:
+        row = await conn.execute(
+            select(account_keys.c.ed25519_seed).where(account_keys.c.account_id == account_id)
+        )
+        return bytes(row.scalar_one())
