@@ -628,6 +628,13 @@ async def resend_due(
     return messages
 
 
+async def ask_again_now(conn: AsyncConnection, now: datetime) -> int:
+    """Make every unanswered offer due (on start-up: answers may have been lost while this
+    node was down, and the payee node replays its decision to a repeated offer)."""
+    changed = await conn.execute(update(settlements).where(_RESEND_DUE).values(next_attempt_at=now))
+    return changed.rowcount
+
+
 async def in_doubt(conn: AsyncConnection, before: datetime) -> list[SettlementRecord]:
     """Offers reserved before `before` that still have no decision: flagged, never released."""
     rows = await conn.execute(
