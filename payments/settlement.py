@@ -349,6 +349,7 @@ async def pay_request(
 ) -> tuple[SettlementRecord, list[Message]]:
     """Pay a request as the local user `payer`: settled at once if the payee is local too,
     otherwise reserved and offered to the payee's node."""
+    await _serialize(conn, transfer_uri)
     existing = await settlement_by_uri(conn, transfer_uri)
     if existing is not None:
         same = (existing.request_uri, existing.payer_uri) == (request.uri, payer.uri)
@@ -388,6 +389,7 @@ async def send_transfer(
     new_id: NewId,
 ) -> tuple[SettlementRecord, list[Message]]:
     """Send money to an actor without a request (the payee node's decision is the receipt)."""
+    await _serialize(conn, transfer_uri)
     existing = await settlement_by_uri(conn, transfer_uri)
     if existing is not None:
         same = (existing.payer_uri, existing.payee_uri, existing.currency, existing.amount) == (
@@ -677,6 +679,7 @@ async def offer_received(
     offer = wire.parse_transfer(transfer, sender)
     assert isinstance(transfer, dict)
     _verify(transfer, sender_keys, sender)
+    await _serialize(conn, offer.id)
     known = await settlement_by_uri(conn, offer.id)
     if known is not None:
         if _content_hash(known.transfer) == _content_hash(transfer) and known.decision:
@@ -936,6 +939,15 @@ async def _store(
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+async def _serialize(conn: AsyncConnection, transfer_uri: str) -> None:
+    """One transaction at a time per transfer id, until it commits: a client retrying on two
+    processes at once, or a peer's duplicate delivery, waits and then finds the first one's
+    transfer. (SQLite has one writer at a time already.)"""
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(transfer_uri.encode()).digest()[:8], "big", signed=True)
+        await conn.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 def _verify(document: dict[str, Any], keys: Mapping[str, bytes], owner: str) -> None:

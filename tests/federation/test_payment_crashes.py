@@ -178,3 +178,58 @@ async def test_payer_and_payee_killed_mid_payment_settle_once_after_restart(
             if node.process is not None and node.process.returncode is None:
                 node.kill()
                 await node.reaped()
+
+
+async def test_two_payer_processes_on_one_database_never_spend_a_wallet_twice(
+    tmp_path: Path, databases: DatabaseFactory
+) -> None:
+    if not databases.is_postgres:
+        pytest.skip("several node processes share a database on PostgreSQL only")
+    a, b = await _node(tmp_path, databases, "a"), await _node(tmp_path, databases, "b")
+    twin_port = _free_port()
+    (tmp_path / "a2").mkdir()
+    twin = ProcessNode(tmp_path / "a2", twin_port, {**a.env, "KITH_SERVER__PORT": str(twin_port)})
+    nodes = (a, twin, b)
+    try:
+        for node in nodes:
+            await node.start()
+        await a.user("alice")
+        await b.user("bob")
+        twin.tokens = a.tokens
+        await a.kith("wallet", "deposit", "alice", "100", "EUR")
+        payee = b.handle("bob")
+
+        async def send(node: ProcessNode, key: str) -> tuple[int, dict]:
+            return await node.api(
+                "POST",
+                "/api/kith/v1/transfers",
+                "alice",
+                json={"to": payee, "amount": "10.00", "currency": "EUR"},
+                headers={"Idempotency-Key": key},
+            )
+
+        # 24 payments of 10.00 from a wallet of 100.00, through both processes at once; keys
+        # 0-3 are each sent to both processes (a client retrying on the other one).
+        attempts = [send(a if i % 2 else twin, f"key-{i}") for i in range(24)]
+        attempts += [send(a, f"key-{i}") for i in range(4)]
+        answers = await asyncio.gather(*attempts)
+        assert {status for status, _ in answers} <= {200, 202, 422}, answers
+        taken = {body["id"] for status, body in answers if status in (200, 202)}
+        refused = [body["error"] for status, body in answers if status == 422]
+        assert len(taken) == 10, answers
+        assert all("does not hold enough" in reason for reason in refused), refused
+
+        async def all_settled() -> bool:
+            _, history = await a.api("GET", "/api/kith/v1/wallet/transactions", "alice")
+            return len(history) == 10 and all(t["state"] == "completed" for t in history)
+
+        await _eventually(all_settled)
+        assert await _balance(a, "alice") == "0.00"
+        assert await _balance(b, "bob") == "100.00"
+        for node in (a, b):
+            assert "is consistent (0 transfer(s) pending)" in await node.kith("payments", "audit")
+    finally:
+        for node in nodes:
+            if node.process is not None and node.process.returncode is None:
+                node.kill()
+                await node.reaped()
