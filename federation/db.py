@@ -21,6 +21,8 @@ class UnitOfWork(Protocol):
 
     def read(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
 
+    def savepoint(self, conn: AsyncConnection) -> AbstractAsyncContextManager[None]: ...
+
 
 async def upsert(
     conn: AsyncConnection,

@@ -11,14 +11,16 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.db import UnitOfWork
 from federation.delivery import enqueue
-from federation.dispatch import Dispatcher, InboundActivity, Reject
+from federation.dispatch import Dispatcher, Handler, InboundActivity, Reject
 from federation.tables import deliveries, inbox_items, utc
 
 log = logging.getLogger("kith.federation.worker")
@@ -28,6 +30,15 @@ ATTEMPTS_MAX = 8
 # While peers are posting, the worker takes at most this share of the event loop: taking an
 # activity in (verify, store, 202) comes before applying it, which can wait in the durable log.
 SHARE_UNDER_LOAD = 0.3
+# Items applied in one transaction (one commit) at most.
+CHUNK_ITEMS = 16
+
+
+@dataclass(frozen=True)
+class _Prefetched:
+    handler: Handler | None
+    value: Any = None
+    failure: Exception | None = None
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -57,16 +68,62 @@ class InboxWorker:
         self.lock_for = lock_for
 
     async def process_due(self) -> int:
-        """Claim and process one batch; returns how many items were taken."""
+        """Claim and process one batch; returns how many items were taken.
+
+        Items are applied in arrival order, several to a transaction (each in a savepoint, so
+        one that fails is undone alone): a commit is a disk flush, and paying one per item
+        capped how many activities a node could apply per second."""
         items = await self._claim()
         loop = asyncio.get_running_loop()
-        for item, attempts in items:
+        for start in range(0, len(items), CHUNK_ITEMS):
             started = loop.time()
-            await self._process(item, attempts)
+            chunk = [
+                (item, attempts, await self._prefetch(item))
+                for item, attempts in items[start : start + CHUNK_ITEMS]
+            ]
+            await self._apply(chunk)
             if self.inbox_is_busy():
                 took = loop.time() - started
                 await asyncio.sleep(took * (1 - SHARE_UNDER_LOAD) / SHARE_UNDER_LOAD)
         return len(items)
+
+    async def _prefetch(self, item: InboundActivity) -> _Prefetched:
+        """What the item's handler reads from other servers, before any transaction."""
+        handler = self.dispatcher.handler_for(item.activity_type, item.activity)
+        if handler is None or handler.prefetch is None:
+            return _Prefetched(handler)
+        try:
+            return _Prefetched(handler, await handler.prefetch(item))
+        except Exception as exc:  # Reject or a failure to retry: recorded with the others
+            return _Prefetched(handler, failure=exc)
+
+    async def _apply(self, chunk: list[tuple[InboundActivity, int, _Prefetched]]) -> None:
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            for item, attempts, prefetched in chunk:
+                try:
+                    async with self.db.savepoint(conn):
+                        if prefetched.failure is not None:
+                            raise prefetched.failure
+                        if prefetched.handler is not None:
+                            applied = await prefetched.handler.apply(
+                                conn, item, prefetched.value, now
+                            )
+                            for outbound in applied:
+                                await enqueue(conn, outbound, self.new_id, now)
+                        await self._finish(conn, item.item_id, DONE, None, now)
+                except Reject as exc:
+                    log.info(
+                        "activity rejected",
+                        extra={
+                            "activity": item.activity_id,
+                            "type": item.activity_type,
+                            "reason": str(exc),
+                        },
+                    )
+                    await self._finish(conn, item.item_id, REJECTED, str(exc), now)
+                except Exception as exc:
+                    await self._retry_later(conn, item, attempts, exc, now)
 
     async def _claim(self) -> list[tuple[InboundActivity, int]]:
         now = self.clock()
@@ -108,53 +165,32 @@ class InboxWorker:
             for row in rows
         ]
 
-    async def _process(self, item: InboundActivity, attempts: int) -> None:
-        handler = self.dispatcher.handler_for(item.activity_type, item.activity)
-        try:
-            prefetched = None
-            if handler is not None and handler.prefetch is not None:
-                prefetched = await handler.prefetch(item)
-            now = self.clock()
-            async with self.db.transaction() as conn:
-                if handler is not None:
-                    for outbound in await handler.apply(conn, item, prefetched, now):
-                        await enqueue(conn, outbound, self.new_id, now)
-                await self._finish(conn, item.item_id, DONE, None, now)
-        except Reject as exc:
-            log.info(
-                "activity rejected",
-                extra={
-                    "activity": item.activity_id,
-                    "type": item.activity_type,
-                    "reason": str(exc),
-                },
-            )
-            async with self.db.transaction() as conn:
-                await self._finish(conn, item.item_id, REJECTED, str(exc), self.clock())
-        except Exception as exc:
-            await self._retry_later(item, attempts, exc)
-
-    async def _retry_later(self, item: InboundActivity, attempts: int, exc: Exception) -> None:
+    async def _retry_later(
+        self,
+        conn: AsyncConnection,
+        item: InboundActivity,
+        attempts: int,
+        exc: Exception,
+        now: datetime,
+    ) -> None:
         log.warning(
             "applying an activity failed",
             extra={"activity": item.activity_id, "attempt": attempts + 1, "error": repr(exc)},
-            exc_info=attempts == 0,
+            exc_info=(type(exc), exc, exc.__traceback__) if attempts == 0 else None,
         )
-        now = self.clock()
-        async with self.db.transaction() as conn:
-            if attempts + 1 >= ATTEMPTS_MAX:
-                await self._finish(conn, item.item_id, FAILED, repr(exc), now)
-                return
-            await conn.execute(
-                update(inbox_items)
-                .where(inbox_items.c.id == item.item_id)
-                .values(
-                    attempts=attempts + 1,
-                    next_attempt_at=now + retry_delay(attempts + 1),
-                    locked_until=None,
-                    last_error=repr(exc)[:2000],
-                )
+        if attempts + 1 >= ATTEMPTS_MAX:
+            await self._finish(conn, item.item_id, FAILED, repr(exc), now)
+            return
+        await conn.execute(
+            update(inbox_items)
+            .where(inbox_items.c.id == item.item_id)
+            .values(
+                attempts=attempts + 1,
+                next_attempt_at=now + retry_delay(attempts + 1),
+                locked_until=None,
+                last_error=repr(exc)[:2000],
             )
+        )
 
     @staticmethod
     async def _finish(

@@ -261,7 +261,7 @@ async def receive_request(
     """A remote payee's request for a local payer, kept once its proof verifies with one of
     the payee's published keys."""
     request = wire.parse_request(document)
-    _verify(document, payee_keys, request.payee)
+    verify_proof(document, payee_keys, request.payee)
     if request.payer not in (None, payer.uri):
         raise SettlementRejected("the request is for someone else")
     currency = _currency(policy, request.amount)
@@ -538,7 +538,7 @@ async def decision_received(
         return None
     if record.peer != sender:
         raise SettlementRejected("the decision does not come from the payee's node")
-    _verify(activity, sender_keys, sender)
+    verify_proof(activity, sender_keys, sender)
     if record.state is not SettlementState.PREPARED:
         return record  # decided already: a repeat
     condition = record.transfer.get("condition")
@@ -678,7 +678,7 @@ async def offer_received(
     transfer = activity.get("object")
     offer = wire.parse_transfer(transfer, sender)
     assert isinstance(transfer, dict)
-    _verify(transfer, sender_keys, sender)
+    verify_proof(transfer, sender_keys, sender)
     await _serialize(conn, offer.id)
     known = await settlement_by_uri(conn, offer.id)
     if known is not None:
@@ -742,7 +742,8 @@ async def _decide(
         conn, new_id, now, offer, transfer, role=role, state=state, peer=peer,
         payer_account_id=payer.account_id, payee_account_id=payee_account_id, decision=signed,
         code=problem[0] if problem else None, reason=problem[1] if problem else None,
-        fulfillment=fulfillment if problem is None else None, decided_at=now,
+        fulfillment=fulfillment if problem is None else None,
+        decided_at=now.replace(microsecond=0),  # as the decision says (statements compare it)
     )  # fmt: skip
     record = await settlement_by_uri(conn, offer.id)
     assert record is not None
@@ -950,7 +951,7 @@ async def _serialize(conn: AsyncConnection, transfer_uri: str) -> None:
         await conn.execute(select(func.pg_advisory_xact_lock(key)))
 
 
-def _verify(document: dict[str, Any], keys: Mapping[str, bytes], owner: str) -> None:
+def verify_proof(document: dict[str, Any], keys: Mapping[str, bytes], owner: str) -> None:
     """The document's proof verifies with one of `owner`'s keys (same origin as `owner`)."""
     try:
         method = proof_of(document)["verificationMethod"]
@@ -992,8 +993,8 @@ def _check_amount(minor: int) -> None:
         raise PaymentError("the amount must be above zero and within the node's bounds")
 
 
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands timestamps back naive; they were stored as UTC.
+def utc(moment: datetime) -> datetime:
+    """A stored timestamp as aware UTC (SQLite hands them back naive; they were UTC)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
@@ -1013,8 +1014,8 @@ def request_from_row(row: Any) -> RequestRecord:
         stored_state=RequestState(row.state),
         paid_by=row.paid_by,
         document=json.loads(row.document),
-        created_at=_utc(row.created_at),
-        expires_at=_utc(row.expires_at),
+        created_at=utc(row.created_at),
+        expires_at=utc(row.expires_at),
         is_ours=row.fulfillment is not None,
     )
 
@@ -1038,9 +1039,9 @@ def settlement_from_row(row: Any) -> SettlementRecord:
         fulfillment=row.fulfillment,
         transfer=json.loads(row.transfer),
         decision=json.loads(row.decision) if row.decision else None,
-        created_at=_utc(row.created_at),
-        expires_at=_utc(row.expires_at),
-        decided_at=_utc(row.decided_at) if row.decided_at else None,
+        created_at=utc(row.created_at),
+        expires_at=utc(row.expires_at),
+        decided_at=utc(row.decided_at) if row.decided_at else None,
     )
 
 

@@ -30,6 +30,7 @@ from federation.fetch import (
 )
 from federation.inbox import Inbox, InboxPolicy
 from federation.keys import KeyStore
+from federation.tables import utc
 from federation.worker import InboxWorker, run_loop, sweep_finished
 from payments.settlement import ask_again_now
 from payments.settlement import resend_is_due as settlement_due
@@ -45,7 +46,11 @@ from server.paying import Payments
 from server.social.inbound import SocialInbox
 from server.social.mutes import end_expired_mutes
 from server.social.notes import NoteStore
-from server.social.remote_accounts import account_for_actor, upsert_remote_account
+from server.social.remote_accounts import (
+    account_for_actor,
+    known_account,
+    upsert_remote_account,
+)
 from server.social.statuses import Status, status_by_id, status_by_uri
 from server.storage.engine import Database
 from server.storage.ids import new_id
@@ -54,6 +59,7 @@ from server.urls import Urls
 
 log = logging.getLogger("kith.federation")
 _LOCAL_STATUS_PAGE = re.compile(r"/@\w+/([0-9]{1,18})")
+HANDLE_FRESH_FOR = timedelta(days=1)
 POST_TYPES = frozenset({"Note", "Article", "Page", "Question"})
 
 Action = Callable[[AsyncConnection, datetime], Awaitable[Any]]
@@ -203,6 +209,11 @@ class Federation:
             if account is None:
                 raise LookupError(f"no account {handle}")
             return account
+        async with self.db.read() as conn:
+            known = await known_account(conn, self.urls, handle.lstrip("@"))
+        fetched_at = known.fetched_at if known is not None else None
+        if fetched_at is not None and self.clock() - utc(fetched_at) < HANDLE_FRESH_FOR:
+            return known  # type: ignore[return-value]  # Mastodon re-resolves after a day too
         actor = await self.directory.resolve_handle(name, host)
         async with self.db.transaction() as conn:
             return await upsert_remote_account(conn, actor, self.clock())

@@ -13,9 +13,16 @@ from federation.db import upsert
 from protocol.actors import RemoteActor
 from protocol.as2 import host_of
 from protocol.sanitize import sanitize_html
-from server.identity.accounts import BY_URI, Account, account_from_row, find_account
+from server.identity.accounts import (
+    BY_URI,
+    Account,
+    account_from_row,
+    find_account,
+    select_accounts,
+)
 from server.storage.ids import new_id
 from server.storage.tables import accounts
+from server.urls import Urls
 
 _NAME_MAX = 100
 # What an actor document sets on its account row (`fetched_at` aside: the actor directory
@@ -99,3 +106,24 @@ async def mark_remote_account_deleted(
 ) -> None:
     """A remote actor was deleted on its server: keep the row (ids stay stable), mark it."""
     await conn.execute(update(accounts).where(accounts.c.id == account.id).values(deleted_at=now))
+
+
+async def known_account(conn: AsyncConnection, urls: Urls, handle: str) -> Account | None:
+    """`name` or `name@host` among the accounts this node already has (no fetch)."""
+    name, _, host = handle.partition("@")
+    if not host or host.lower() == urls.domain:
+        account = await find_account(conn, name)
+    else:
+        row = (
+            await conn.execute(
+                select_accounts()
+                .where(
+                    accounts.c.username_key == name.lower(),
+                    accounts.c.domain == host.lower(),
+                    accounts.c.deleted_at.is_(None),
+                )
+                .limit(1)
+            )
+        ).first()
+        account = account_from_row(row) if row else None
+    return None if account is None or account.is_instance_actor else account

@@ -25,12 +25,12 @@ from server.appkeys import DATABASE, FEDERATION, URLS
 from server.identity.accounts import (
     Account,
     account_from_row,
-    find_account,
     get_account,
     select_accounts,
 )
 from server.social import graph, mutes, pins, profiles
 from server.social.graph import InvalidAction
+from server.social.remote_accounts import known_account
 from server.social.timelines import PageRequest, account_timeline, newest_first, paged
 from server.storage.tables import accounts, blocks, follows
 from server.urls import Urls
@@ -166,27 +166,6 @@ async def resolve_handle(request: web.Request, handle: str) -> Account | None:
         log.info("lookup of %s failed: %s", handle, exc)
         return None
     return None if account.is_instance_actor else account
-
-
-async def known_account(conn: AsyncConnection, urls: Urls, handle: str) -> Account | None:
-    """`name` or `name@host` among the accounts this node already has (no fetch)."""
-    name, _, host = handle.partition("@")
-    if not host or host.lower() == urls.domain:
-        account = await find_account(conn, name)
-    else:
-        row = (
-            await conn.execute(
-                select_accounts()
-                .where(
-                    accounts.c.username_key == name.lower(),
-                    accounts.c.domain == host.lower(),
-                    accounts.c.deleted_at.is_(None),
-                )
-                .limit(1)
-            )
-        ).first()
-        account = account_from_row(row) if row else None
-    return None if account is None or account.is_instance_actor else account
 
 
 def _ids_param(params: dict[str, Any], most: int = 100) -> list[int]:
