@@ -152,3 +152,25 @@ peer_limits = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     CheckConstraint("credit_limit >= 0", name="credit_limit_not_negative"),
 )
+
+# Netting statements with peer nodes (payments/statements.py): the proposer-signed statement
+# and the peer's signed answer; a chain per peer and currency through the agreed ones.
+peer_statements = Table(
+    "peer_statements",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("uri", String(2048), nullable=False),
+    Column("peer", String(2048), nullable=False),  # the other node's actor
+    Column("currency", String(12), nullable=False),
+    Column("role", String(12), nullable=False),  # issuer or counterparty
+    Column("sequence", BigInteger, nullable=False),
+    Column("state", String(10), nullable=False),  # proposed, agreed, disputed
+    Column("as_of", DateTime(timezone=True), nullable=False),
+    Column("document", Text, nullable=False),
+    Column("answer", Text, nullable=True),
+    Column("problems", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("uq_peer_statements_uri_role", "uri", "role", unique=True),
+    Index("ix_peer_statements_peer_currency_sequence", "peer", "currency", "sequence"),
+)

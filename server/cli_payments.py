@@ -8,16 +8,18 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payments import ledger, peers, settlement
+from federation.delivery import enqueue
+from payments import ledger, peers, settlement, statements
 from payments.ledger import Outcome
 from payments.money import AmountError, Currencies, Currency, format_amount, parse_amount
 from server.cli_support import CommandError, load, say, with_database
 from server.clock import utcnow
 from server.config import Config, community_currencies
 from server.identity.accounts import Account, find_account
-from server.paying import default_credit_limit
+from server.paying import Payments, default_credit_limit
 from server.storage.engine import Database
 from server.storage.ids import new_id
+from server.urls import Urls
 from server.wallets import WalletError, balances, deposit, wallet_owner, withdraw
 
 
@@ -96,6 +98,19 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     limit.add_argument("currency", help="ISO 4217 or community currency code")
     limit.add_argument("amount", help="decimal amount, e.g. 500.00")
     limit.set_defaults(run=cmd_peers_limit)
+    statement = sub.add_parser(
+        "statement",
+        parents=[common],
+        help="propose a netting statement to a peer node, or show the statements with it",
+        description="With CURRENCY: propose a statement of what the peer owes you and the "
+        "payments since the last agreed one (the running node sends it; the peer answers by "
+        "countersigning it or naming the payments that differ). Without: list the statements "
+        "with the peer and any disagreement. Of two nodes, the one whose address sorts first "
+        "proposes.",
+    )
+    statement.add_argument("domain", help="the peer's host (host:port if not 443)")
+    statement.add_argument("currency", nargs="?", help="propose one in this currency")
+    statement.set_defaults(run=cmd_peers_statement)
 
 
 async def cmd_wallet_deposit(args: argparse.Namespace) -> int:
@@ -301,3 +316,45 @@ async def cmd_peers_limit(args: argparse.Namespace) -> int:
         return 0
 
     return await with_database(config, work)
+
+
+async def cmd_peers_statement(args: argparse.Namespace) -> int:
+    config = load(args)
+    host = args.domain.strip().lower()
+    urls = Urls(base_url=config.base_url, domain=config.domain)
+    peer = f"{config.base_url.split('://', 1)[0]}://{host}/actor"
+
+    async def work(db: Database) -> int:
+        if args.currency:
+            return await _propose(config, db, urls, host, args.currency.upper())
+        async with db.read() as conn:
+            found = await statements.statements_with(conn, peer)
+        if not found:
+            say(f"no statements with {host} yet")
+            return 0
+        for row in found:
+            when = row.as_of.strftime("%Y-%m-%d %H:%M")
+            say(f"#{row.sequence} {row.currency} as of {when}: {row.state} ({row.role})")
+            for problem in (row.problems or "").splitlines():
+                say(f"    {problem}")
+        return 1 if any(row.state == "disputed" for row in found) else 0
+
+    return await with_database(config, work)
+
+
+async def _propose(config: Config, db: Database, urls: Urls, host: str, currency: str) -> int:
+    payments = Payments(config, db, urls, utcnow, directory=None)  # type: ignore[arg-type]
+    now = utcnow()
+    try:
+        async with db.transaction() as conn:
+            statement, outbound = await payments.propose_statement(conn, host, currency, now)
+            if not sum([await enqueue(conn, item, new_id, now) for item in outbound]):
+                raise statements.StatementError(f"this node has not dealt with {host}'s node yet")
+    except statements.StatementError as exc:
+        raise CommandError(str(exc)) from None
+    owed = format_amount(int(statement["owedToIssuer"]), _currency(_currencies(config), currency))
+    say(
+        f"statement #{statement['sequence']} to {host}: {len(statement['transfers'])} new "
+        f"payment(s); {host} owes you {owed} {currency} in all. The node sends it."
+    )
+    return 0

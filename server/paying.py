@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.actors import ActorDirectory, ActorUnavailable
 from federation.dispatch import PRIORITY_DIRECT, Dispatcher, InboundActivity, Outbound, Reject
-from payments import receipts, settlement
+from payments import receipts, settlement, statements
 from payments.money import AmountError, Currencies, parse_amount
 from payments.peers import DefaultLimit
 from payments.requests import RequestState
@@ -131,6 +131,9 @@ class Payments:
         dispatcher.route("Reject", self._names_our_transfer, self.on_decision, keys)
         dispatcher.route("Reject", self._names_our_request, self.on_decline)
         dispatcher.route("Create", _carries_payment_request, self.on_payment_request, keys)
+        dispatcher.route("Create", _carries_statement, self.on_statement, keys)
+        dispatcher.route("Accept", self._names_our_statement, self.on_statement_answer, keys)
+        dispatcher.route("Reject", self._names_our_statement, self.on_statement_answer, keys)
 
     def _names_our_transfer(self, activity: dict[str, Any]) -> bool:
         target = id_of(activity.get("object")) or ""
@@ -139,6 +142,10 @@ class Payments:
     def _names_our_request(self, activity: dict[str, Any]) -> bool:
         target = id_of(activity.get("object")) or ""
         return target.startswith(f"{self.urls.base_url}/payments/requests/")
+
+    def _names_our_statement(self, activity: dict[str, Any]) -> bool:
+        target = id_of(activity.get("object")) or ""
+        return target.startswith(f"{self.urls.base_url}/payments/statements/")
 
     async def _sender_keys(self, item: InboundActivity) -> dict[str, bytes]:
         """The sender's published Ed25519 keys; fetched again once if the proof names a key
@@ -215,6 +222,54 @@ class Payments:
         except (SettlementRejected, ProtocolError) as exc:
             raise Reject(str(exc)) from None
         return []
+
+    async def on_statement(
+        self, conn: AsyncConnection, item: InboundActivity, keys: Any, now: datetime
+    ) -> list[Outbound]:
+        try:
+            messages = await statements.statement_received(
+                conn, await self.node_key(), item.activity, item.actor_uri, keys, now, new_id
+            )
+        except (SettlementRejected, ProtocolError) as exc:
+            raise Reject(str(exc)) from None
+        answer = messages[0].activity
+        if answer["type"] == "Reject":
+            log.error(
+                "a peer's statement disagrees with our ledger: tell the operators",
+                extra={
+                    "peer": item.actor_uri,
+                    "statement": answer["object"],
+                    "problems": answer["content"],
+                },
+            )
+        return [self._outbound(message) for message in messages]
+
+    async def on_statement_answer(
+        self, conn: AsyncConnection, item: InboundActivity, keys: Any, now: datetime
+    ) -> list[Outbound]:
+        try:
+            state = await statements.answer_received(conn, item.activity, item.actor_uri, keys, now)
+        except (SettlementRejected, ProtocolError) as exc:
+            raise Reject(str(exc)) from None
+        if state is None:
+            raise Reject("the answer names none of our statements")
+        if state == "disputed":
+            log.error(
+                "a peer disputes our statement: tell the operators",
+                extra={"peer": item.actor_uri, "problems": str(item.activity.get("content"))},
+            )
+        return []
+
+    async def propose_statement(
+        self, conn: AsyncConnection, peer_host: str, currency: str, now: datetime
+    ) -> tuple[dict[str, Any], list[Outbound]]:
+        """A netting statement for the peer node at `peer_host` (its actor at /actor)."""
+        scheme = self.urls.base_url.split("://", 1)[0]
+        peer = f"{scheme}://{peer_host}/actor"
+        statement, messages = await statements.propose(
+            conn, await self.node_key(), peer, currency, now, new_id
+        )
+        return statement, [self._outbound(message) for message in messages]
 
     async def on_decline(
         self, conn: AsyncConnection, item: InboundActivity, _prefetched: Any, now: datetime
@@ -405,6 +460,11 @@ async def blocks_between(conn: AsyncConnection, one: int, other: int) -> bool:
         await block_between(conn, one, other) is not None
         or await block_between(conn, other, one) is not None
     )
+
+
+def _carries_statement(activity: dict[str, Any]) -> bool:
+    target = activity.get("object")
+    return isinstance(target, dict) and target.get("type") == "Statement"
 
 
 def _carries_payment_request(activity: dict[str, Any]) -> bool:

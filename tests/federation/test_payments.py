@@ -19,7 +19,7 @@ from federation.tables import deliveries, inbox_items
 from payments import ledger
 from payments.money import Currencies
 from payments.settlement import peer_owner
-from payments.tables import payment_requests, peer_limits, settlements
+from payments.tables import payment_requests, peer_limits, peer_statements, settlements
 from protocol.proofs import sign_object
 from server.social import graph
 from server.storage.tables import account_keys
@@ -457,3 +457,62 @@ async def _seed_of(node: Node, account_id: int) -> bytes:
             select(account_keys.c.ed25519_seed).where(account_keys.c.account_id == account_id)
         )
         return bytes(row.scalar_one())
+
+
+async def _statements(node: Node) -> list[tuple[str, str, str | None]]:
+    async with node.db.read() as conn:
+        rows = await conn.execute(
+            select(
+                peer_statements.c.role, peer_statements.c.state, peer_statements.c.problems
+            ).order_by(peer_statements.c.id)
+        )
+        return [(row.role, row.state, row.problems) for row in rows]
+
+
+async def test_netting_statements_are_countersigned_when_ledgers_agree_and_disputed_when_not(
+    pair: Pair,
+) -> None:
+    await fund(pair.b, "bob")
+    for sender, receiver, amount in ((pair.alice, pair.bob_handle, "7.00"),
+                                     (pair.bob, pair.alice_handle, "2.50")):  # fmt: skip
+        sent = await sender.post(
+            "/api/kith/v1/transfers", to=receiver, amount=amount, currency="EUR"
+        )
+        assert (await settled(sender, sent.body["id"]))["state"] == "completed"
+    issuer, other = sorted((pair.a, pair.b), key=lambda n: n.config.base_url + "/actor")
+    for node in (pair.a, pair.b):
+        node.clock.advance(minutes=11)
+
+    async def propose(conn, now):
+        return await issuer.federation.payments.propose_statement(
+            conn, other.config.domain, "EUR", now
+        )
+
+    statement = await issuer.perform(propose)
+    assert statement["sequence"] == 1
+    assert len(statement["transfers"]) == 2
+    await eventually(lambda: _statements(issuer), lambda found: found[-1][1] != "proposed")
+    assert await _statements(issuer) == [("issuer", "agreed", None)]
+    assert await _statements(other) == [("counterparty", "agreed", None)]
+
+    # One more payment, then the other node's record of it is damaged.
+    sent = await pair.alice.post(
+        "/api/kith/v1/transfers", to=pair.bob_handle, amount="1.00", currency="EUR"
+    )
+    assert (await settled(pair.alice, sent.body["id"]))["state"] == "completed"
+    async with other.db.transaction() as conn:
+        await conn.execute(
+            settlements.update()
+            .where(settlements.c.uri == sent.body["uri"])
+            .values(amount=settlements.c.amount + 1)
+        )
+    for node in (pair.a, pair.b):
+        node.clock.advance(minutes=11)
+    second = await issuer.perform(propose)
+    assert second["sequence"] == 2
+    assert second["previousStatement"]
+    await eventually(lambda: _statements(issuer), lambda found: found[-1][1] != "proposed")
+    _role, state, problems = (await _statements(issuer))[-1]
+    assert state == "disputed"
+    assert sent.body["uri"] in problems
+    assert (await _statements(other))[-1][1] == "disputed"

@@ -96,3 +96,14 @@ def test_an_unanswered_payment_is_listed_in_doubt_and_released_only_by_the_opera
     audit = cli("payments", "audit")
     assert audit.code == 0, audit.out
     assert "20.00" in cli("wallet", "balance", "alice").out
+
+
+def test_statements_are_listed_and_only_the_proposing_node_proposes(cli: Cli) -> None:
+    assert "no statements with aaa.example yet" in cli("peers", "statement", "aaa.example").out
+    refused = cli("peers", "statement", "aaa.example", "EUR")
+    assert refused.code == 1
+    assert "proposed by that node" in refused.err
+    unknown = cli("peers", "statement", "zzz.example", "EUR")
+    assert unknown.code == 1
+    assert "has not dealt with zzz.example" in unknown.err
+    assert "no statements with zzz.example" in cli("peers", "statement", "zzz.example").out

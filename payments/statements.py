@@ -1,0 +1,356 @@
+"""Netting statements between two nodes (reference §6.6): both sign what they owe each other.
+
+For a pair of nodes and a currency, one node (the one whose actor id sorts first, so that two
+proposals never race) periodically proposes a statement: as of a moment a while ago (so that
+every payment decided before it has concluded on both sides), what the other node owes it in
+all, and every payment decided since the previous agreed statement, with a digest of them. The
+statements form a chain: each names its sequence number and the digest of the previous agreed
+one. The peer recomputes the same from its own records: if they agree it answers with an Accept
+that embeds the proposer-signed statement inside its own signed activity, so both hold a doubly
+signed document; if not, a Reject naming the payments that differ. A mismatch means a bug or
+lost data: it is kept and raised to the operator, never corrected automatically.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from payments.ledger import NewId
+from payments.settlement import (
+    Message,
+    NodeKey,
+    SettlementRejected,
+    SettlementState,
+    utc,
+    verify_proof,
+)
+from payments.tables import peer_statements, settlements
+from protocol import payments as wire
+from protocol.as2 import host_of, id_of
+from protocol.proofs import sign_object
+
+# Payments decided less than this long ago are left to the next statement: they may still be
+# on their way to the payer's node.
+STATEMENT_LAG = timedelta(minutes=10)
+_SETTLED = (SettlementState.POSTED.value, SettlementState.ACCEPTED.value)
+
+
+class StatementError(Exception):
+    """A statement this node cannot propose now; the message says why."""
+
+
+@dataclass(frozen=True)
+class View:
+    """One node's records for a peer and currency: what the peer owes it up to `as_of`, and
+    the payments decided in (since, as_of], as (transfer id, amount, True if to this node)."""
+
+    owed_to_us: int
+    transfers: tuple[tuple[str, int, bool], ...]
+
+    @property
+    def digest(self) -> str:
+        return wire.digest({"transfers": [list(t) for t in self.transfers]})
+
+
+def proposer_of(ours: str, theirs: str) -> str:
+    """Which of two node actors proposes their statements (the first in sort order)."""
+    return min(ours, theirs)
+
+
+async def view(
+    conn: AsyncConnection, peer_actor: str, currency: str, since: datetime | None, as_of: datetime
+) -> View:
+    rows = await conn.execute(
+        select(
+            settlements.c.uri,
+            settlements.c.role,
+            settlements.c.amount,
+            settlements.c.decided_at,
+            settlements.c.peer,
+        ).where(
+            settlements.c.peer == peer_actor,
+            settlements.c.currency == currency,
+            settlements.c.state.in_(_SETTLED),
+            settlements.c.decided_at <= as_of,
+        )
+    )
+    owed, window = 0, []
+    for row in rows:
+        to_us = row.role == "payee"
+        owed += row.amount if to_us else -row.amount
+        decided_at = utc(row.decided_at)
+        if since is None or decided_at > since:
+            window.append((row.uri, row.amount, to_us))
+    return View(owed, tuple(sorted(window)))
+
+
+async def propose(
+    conn: AsyncConnection,
+    node: NodeKey,
+    peer_actor: str,
+    currency: str,
+    now: datetime,
+    new_id: NewId,
+) -> tuple[dict[str, Any], list[Message]]:
+    """A new statement for the peer (signed, stored as proposed) and the Create to send."""
+    if proposer_of(node.actor, peer_actor) != node.actor:
+        raise StatementError(f"statements with {host_of(peer_actor)} are proposed by that node")
+    if await _pending(conn, peer_actor, currency):
+        raise StatementError("the previous statement has not been answered yet")
+    previous = await _last_agreed(conn, peer_actor, currency)
+    since = utc(previous.as_of) if previous else None
+    as_of = _whole_second(now - STATEMENT_LAG)
+    if since is not None and as_of <= since:
+        raise StatementError("nothing new to state yet")
+    ours = await view(conn, peer_actor, currency, since, as_of)
+    row_id = new_id(now)
+    statement = {
+        "@context": wire.PAYMENT_CONTEXT,
+        "type": "Statement",
+        "id": f"{node.base_url}/payments/statements/{row_id}",
+        "attributedTo": node.actor,
+        "to": [peer_actor],
+        "currency": currency,
+        "sequence": (previous.sequence + 1) if previous else 1,
+        "previousStatement": previous.digest if previous else None,
+        "since": wire.format_time(since) if since else None,
+        "asOf": wire.format_time(as_of),
+        "owedToIssuer": str(ours.owed_to_us),
+        "transfers": [
+            {"id": uri, "amount": str(amount), "toIssuer": to_us}
+            for uri, amount, to_us in ours.transfers
+        ],
+        "transfersDigest": ours.digest,
+    }
+    signed = sign_object(statement, node.seed, node.key_id, wire.format_time(now))
+    await _store(conn, row_id, signed, peer_actor, "issuer", "proposed", now)
+    create = {
+        "@context": wire.PAYMENT_CONTEXT,
+        "type": "Create",
+        "id": f"{signed['id']}/activity",
+        "actor": node.actor,
+        "to": [peer_actor],
+        "object": signed,
+    }
+    return signed, [Message(peer_actor, create)]
+
+
+async def statement_received(
+    conn: AsyncConnection,
+    node: NodeKey,
+    activity: dict[str, Any],
+    sender: str,
+    sender_keys: dict[str, bytes],
+    now: datetime,
+    new_id: NewId,
+) -> list[Message]:
+    """Check a peer's statement against our records; answer Accept (countersigned) or Reject."""
+    statement = activity.get("object")
+    if not isinstance(statement, dict) or statement.get("type") != "Statement":
+        raise SettlementRejected("the Create carries no Statement")
+    if id_of(statement.get("attributedTo")) != sender or activity.get("actor") != sender:
+        raise SettlementRejected("a statement must come from the node that issued it")
+    verify_proof(statement, sender_keys, sender)
+    if proposer_of(node.actor, sender) != sender:
+        raise SettlementRejected("statements between us are proposed by this node")
+    problems = await _disagreements(conn, sender, statement)
+    row_id = new_id(now)
+    state = "disputed" if problems else "agreed"
+    await _store(conn, row_id, statement, sender, "counterparty", state, now)
+    answer_id = f"{node.base_url}/payments/statements/{row_id}/answer"
+    if problems:
+        answer = {
+            "@context": wire.PAYMENT_CONTEXT,
+            "type": "Reject",
+            "id": answer_id,
+            "actor": node.actor,
+            "to": [sender],
+            "object": statement["id"],
+            "content": "; ".join(problems)[:4000],
+        }
+    else:
+        answer = {
+            "@context": wire.PAYMENT_CONTEXT,
+            "type": "Accept",
+            "id": answer_id,
+            "actor": node.actor,
+            "to": [sender],
+            "object": statement,
+            "result": {"statementDigest": wire.digest(statement)},
+        }
+    signed = sign_object(answer, node.seed, node.key_id, wire.format_time(now))
+    await _answered(conn, statement["id"], "counterparty", signed, problems, state, now)
+    return [Message(sender, signed)]
+
+
+async def answer_received(
+    conn: AsyncConnection,
+    activity: dict[str, Any],
+    sender: str,
+    sender_keys: dict[str, bytes],
+    now: datetime,
+) -> str | None:
+    """The peer's Accept or Reject of our statement: its new state, or None if not ours."""
+    target = activity.get("object")
+    statement_id = id_of(target)
+    row = (
+        await conn.execute(
+            select(peer_statements).where(
+                peer_statements.c.uri == (statement_id or ""),
+                peer_statements.c.role == "issuer",
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.peer != sender:
+        raise SettlementRejected("the answer does not come from the statement's peer")
+    verify_proof(activity, sender_keys, sender)
+    if row.state != "proposed":
+        return row.state
+    if activity.get("type") == "Accept":
+        if not isinstance(target, dict) or wire.digest(target) != wire.digest(
+            json.loads(row.document)
+        ):
+            raise SettlementRejected("the Accept embeds another statement than ours")
+        state, problems = "agreed", []
+    else:
+        state, problems = "disputed", [str(activity.get("content", ""))[:4000]]
+    await _answered(conn, row.uri, "issuer", activity, problems, state, now)
+    return state
+
+
+async def _disagreements(
+    conn: AsyncConnection, sender: str, statement: dict[str, Any]
+) -> list[str]:
+    """What in the statement our records do not show; empty if they agree."""
+    currency = str(statement.get("currency", ""))
+    try:
+        as_of = wire.parse_time(statement.get("asOf"), "asOf")
+        since = wire.parse_time(statement["since"], "since") if statement.get("since") else None
+        owed_to_them = int(str(statement.get("owedToIssuer")))
+        listed = {
+            (str(t["id"]), int(str(t["amount"])), not bool(t["toIssuer"]))
+            for t in statement.get("transfers", [])
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"the statement is malformed: {exc}"]
+    problems = []
+    previous = await _last_agreed(conn, sender, currency)
+    expected_sequence = (previous.sequence + 1) if previous else 1
+    if statement.get("sequence") != expected_sequence or statement.get("previousStatement") != (
+        previous.digest if previous else None
+    ):
+        problems.append(f"the chain does not follow ours (we expect sequence {expected_sequence})")
+    ours = await view(conn, sender, currency, since, as_of)
+    if ours.owed_to_us != -owed_to_them:
+        problems.append(f"we count {ours.owed_to_us} owed to us, not {-owed_to_them}")
+    mine = set(ours.transfers)
+    for uri, _, _ in sorted(mine ^ listed):
+        problems.append(f"transfer {uri} differs")
+    return problems
+
+
+@dataclass(frozen=True)
+class _Agreed:
+    sequence: int
+    digest: str
+    as_of: datetime
+
+
+async def _last_agreed(conn: AsyncConnection, peer_actor: str, currency: str) -> _Agreed | None:
+    row = (
+        await conn.execute(
+            select(peer_statements)
+            .where(
+                peer_statements.c.peer == peer_actor,
+                peer_statements.c.currency == currency,
+                peer_statements.c.state == "agreed",
+            )
+            .order_by(peer_statements.c.sequence.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    return _Agreed(row.sequence, wire.digest(json.loads(row.document)), utc(row.as_of))
+
+
+async def _pending(conn: AsyncConnection, peer_actor: str, currency: str) -> bool:
+    row = await conn.execute(
+        select(peer_statements.c.id).where(
+            peer_statements.c.peer == peer_actor,
+            peer_statements.c.currency == currency,
+            peer_statements.c.state == "proposed",
+        )
+    )
+    return row.first() is not None
+
+
+async def statements_with(conn: AsyncConnection, peer_actor: str) -> list[Any]:
+    """Every statement with a peer, newest first (for operators)."""
+    rows = await conn.execute(
+        select(peer_statements)
+        .where(peer_statements.c.peer == peer_actor)
+        .order_by(peer_statements.c.id.desc())
+    )
+    return list(rows)
+
+
+async def _store(
+    conn: AsyncConnection,
+    row_id: int,
+    statement: dict[str, Any],
+    peer_actor: str,
+    role: str,
+    state: str,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        peer_statements.insert().values(
+            id=row_id,
+            uri=statement["id"],
+            peer=peer_actor,
+            currency=statement["currency"],
+            role=role,
+            sequence=statement["sequence"],
+            state=state,
+            as_of=wire.parse_time(statement["asOf"], "asOf"),
+            document=json.dumps(statement),
+            answer=None,
+            problems=None,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+async def _answered(
+    conn: AsyncConnection,
+    uri: str,
+    role: str,
+    answer: dict[str, Any],
+    problems: list[str],
+    state: str,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        update(peer_statements)
+        .where(peer_statements.c.uri == uri, peer_statements.c.role == role)
+        .values(
+            state=state,
+            answer=json.dumps(answer),
+            problems="\n".join(problems) or None,
+            updated_at=now,
+        )
+    )
+
+
+def _whole_second(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
