@@ -62,6 +62,8 @@ async def serve(pipe: Connection, role: str) -> None:
                 pipe.send(await latencies(node, since=command[1]))
             elif command[0] == "audit":
                 pipe.send(await audit(node))
+            elif command[0] == "cpu":
+                pipe.send(time.process_time())
         await node.stop()
 
 
@@ -217,12 +219,15 @@ async def measure(args: argparse.Namespace) -> None:
             f"{args.rate:.0f}/s; reserve→posted p50 {p50:.1f} ms p99 {p99:.1f} ms; "
             f"API answer p99 {api_p99:.1f} ms; answers {client.statuses}"
         )
-    saturated = []
+    saturated, cpu = [], []
     for run in range(1, args.runs + 1):
         since = datetime.now(UTC)
         client = Client(payer, payee_base)
+        before = [await ask(pipe, "cpu") for pipe in pipes]
         await client.closed_loop(args.transfers, 32)
         found = await settled(payer_pipe, since, client.sent)
+        after = [await ask(pipe, "cpu") for pipe in pipes]
+        cpu.append([(b - a) * 1000 / found["completed"] for a, b in zip(before, after, strict=True)])
         saturated.append(found["completed"] / max(found["span"], 1e-9))
         print(f"closed loop run {run}: {saturated[-1]:.0f}/s settled, answers {client.statuses}")
 
@@ -244,6 +249,8 @@ async def measure(args: argparse.Namespace) -> None:
     print(f"{'reserve → posted p50 (ms)':<44} {statistics.median(r[1] for r in rows):>10.1f}")
     print(f"{'API answer (202) p99 (ms)':<44} {statistics.median(r[3] for r in rows):>10.1f}")
     print(f"{'saturated settlements per second':<44} {statistics.median(saturated):>10.0f}")
+    print(f"{'payer node CPU per settlement (ms)':<44} {statistics.median(c[0] for c in cpu):>10.2f}")
+    print(f"{'payee node CPU per settlement (ms)':<44} {statistics.median(c[1] for c in cpu):>10.2f}")
     problems = payer_audit["problems"] + payee_audit["problems"]
     print(f"audits: {problems or 'clean'}; payable + receivable = {owed}")
 

@@ -130,6 +130,9 @@ async def open_account(
     may_go_negative: bool = False,
 ) -> Account:
     """The account of `owner` in `currency`, created empty if it does not exist yet."""
+    found = await account_of(conn, owner, currency)
+    if found is not None:
+        return found  # the usual case: one read, no write
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     await conn.execute(
         dialect.insert(ledger_accounts)
@@ -151,14 +154,14 @@ async def open_account(
     return found
 
 
+_ACCOUNT_BY_OWNER = select(ledger_accounts).where(
+    ledger_accounts.c.owner == bindparam("owner"),
+    ledger_accounts.c.currency == bindparam("currency"),
+)
+
+
 async def account_of(conn: AsyncConnection, owner: str, currency: str) -> Account | None:
-    row = (
-        await conn.execute(
-            select(ledger_accounts).where(
-                ledger_accounts.c.owner == owner, ledger_accounts.c.currency == currency
-            )
-        )
-    ).first()
+    row = (await conn.execute(_ACCOUNT_BY_OWNER, {"owner": owner, "currency": currency})).first()
     return _account(row) if row else None
 
 
