@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 
 import aiohttp
 from sqlalchemy import or_, select, update
@@ -112,6 +113,12 @@ class _Job:
     attempts: int
 
 
+class _Outcome(NamedTuple):
+    job: _Job
+    attempt: Attempt
+    final: bool = False  # give up now, whatever the attempt says
+
+
 class DeliveryWorker:
     """Drains the delivery queue with a global and a per-host concurrency cap."""
 
@@ -139,9 +146,14 @@ class DeliveryWorker:
         self._host_slots: dict[str, asyncio.Semaphore] = {}
 
     async def deliver_due(self) -> int:
-        """Claim a batch of due deliveries and attempt each; returns how many were attempted."""
+        """Claim a batch of due deliveries and attempt each; returns how many were attempted.
+        The outcomes are written together, in one transaction."""
         jobs = await self._claim()
-        await asyncio.gather(*(self._attempt(job) for job in jobs))
+        if not jobs:
+            return 0
+        states = await self._host_states({job.host for job in jobs})
+        outcomes = await asyncio.gather(*(self._attempt(job, states[job.host]) for job in jobs))
+        await self._record(outcomes)
         return len(jobs)
 
     async def _claim(self) -> list[_Job]:
@@ -177,13 +189,12 @@ class DeliveryWorker:
             _Job(r.id, r.inbox_url, r.host, r.signer_uri, r.body.encode(), r.attempts) for r in rows
         ]
 
-    async def _attempt(self, job: _Job) -> None:
+    async def _attempt(self, job: _Job, host_state: tuple[str, bool]) -> _Outcome:
+        scheme, unavailable = host_state
+        if unavailable:
+            return _Outcome(job, Attempt(None, "the host is marked unavailable"), final=True)
         host_slot = self._host_slots.setdefault(job.host, asyncio.Semaphore(self._per_host))
         async with self._slots, host_slot:
-            scheme, unavailable = await self._host_state(job.host)
-            if unavailable:
-                await self._record(job, Attempt(None, "the host is marked unavailable"), final=True)
-                return
             attempt = await self._post(job, scheme)
             if attempt.status in (400, 401) and scheme == "cavage":
                 # Double-knock: the peer may only take RFC 9421 signatures.
@@ -191,7 +202,7 @@ class DeliveryWorker:
                 if retry.delivered:
                     await self._remember_scheme(job.host, "rfc9421")
                     attempt = retry
-        await self._record(job, attempt)
+        return _Outcome(job, attempt)
 
     async def _post(self, job: _Job, scheme: str) -> Attempt:
         try:
@@ -211,19 +222,18 @@ class DeliveryWorker:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return Attempt(None, type(exc).__name__)
 
-    async def _host_state(self, host: str) -> tuple[str, bool]:
-        """The signature scheme the host takes, and whether it is marked unavailable."""
+    async def _host_states(self, host_names: set[str]) -> dict[str, tuple[str, bool]]:
+        """Per host: the signature scheme it takes, and whether it is marked unavailable."""
         async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(hosts.c.signature_scheme, hosts.c.is_unavailable).where(
-                        hosts.c.host == host
-                    )
+            rows = await conn.execute(
+                select(hosts.c.host, hosts.c.signature_scheme, hosts.c.is_unavailable).where(
+                    hosts.c.host.in_(sorted(host_names))
                 )
-            ).first()
-        if row is None:
-            return "cavage", False
-        return row.signature_scheme or "cavage", row.is_unavailable
+            )
+            known = {
+                row.host: (row.signature_scheme or "cavage", row.is_unavailable) for row in rows
+            }
+        return {host: known.get(host, ("cavage", False)) for host in host_names}
 
     async def _remember_scheme(self, host: str, scheme: str) -> None:
         async with self.db.transaction() as conn:
@@ -232,36 +242,48 @@ class DeliveryWorker:
                 update(hosts).where(hosts.c.host == host).values(signature_scheme=scheme)
             )
 
-    async def _record(self, job: _Job, attempt: Attempt, final: bool = False) -> None:
+    async def _record(self, outcomes: list[_Outcome]) -> None:
         now = self.clock()
+        succeeded, failed = set(), set()
         async with self.db.transaction() as conn:
-            if attempt.delivered:
-                await _finish(conn, job, DELIVERED, attempt, now)
-                await record_host_success(conn, job.host, now)
-            elif final:
-                await _finish(conn, job, FAILED, attempt, now)
-            elif attempt.permanent or job.attempts + 1 >= ATTEMPTS_MAX:
-                await _finish(conn, job, FAILED, attempt, now)
-                await _record_host_failure(conn, job.host, now)
-            else:
-                delay = attempt.retry_after or backoff(job.attempts + 1)
-                await conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id == job.id)
-                    .values(
-                        attempts=job.attempts + 1,
-                        next_attempt_at=now + min(delay, RETRY_AFTER_MAX),
-                        locked_until=None,
-                        last_status=attempt.status,
-                        last_error=attempt.error,
+            for job, attempt, final in outcomes:
+                if attempt.delivered:
+                    await _finish(conn, job, DELIVERED, attempt, now)
+                    succeeded.add(job.host)
+                elif final:
+                    await _finish(conn, job, FAILED, attempt, now)
+                elif attempt.permanent or job.attempts + 1 >= ATTEMPTS_MAX:
+                    await _finish(conn, job, FAILED, attempt, now)
+                    failed.add(job.host)
+                else:
+                    delay = attempt.retry_after or backoff(job.attempts + 1)
+                    await conn.execute(
+                        update(deliveries)
+                        .where(deliveries.c.id == job.id)
+                        .values(
+                            attempts=job.attempts + 1,
+                            next_attempt_at=now + min(delay, RETRY_AFTER_MAX),
+                            locked_until=None,
+                            last_status=attempt.status,
+                            last_error=attempt.error,
+                        )
                     )
+                    failed.add(job.host)
+            # Once per host and batch: a host that answered any delivery is up.
+            for host in sorted(succeeded):
+                await record_host_success(conn, host, now)
+            for host in sorted(failed - succeeded):
+                await _record_host_failure(conn, host, now)
+        for job, attempt, _ in outcomes:
+            if not attempt.delivered:
+                log.info(
+                    "delivery attempt failed",
+                    extra={
+                        "inbox": job.inbox_url,
+                        "status": attempt.status,
+                        "error": attempt.error,
+                    },
                 )
-                await _record_host_failure(conn, job.host, now)
-        if not attempt.delivered:
-            log.info(
-                "delivery attempt failed",
-                extra={"inbox": job.inbox_url, "status": attempt.status, "error": attempt.error},
-            )
 
 
 async def _finish(
