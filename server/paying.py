@@ -43,6 +43,7 @@ from protocol.proofs import ProofError, proof_of
 from server.clock import Clock
 from server.config import Config, community_currencies
 from server.identity.accounts import Account, instance_actor
+from server.social.distribution import emit
 from server.social.graph import block_between
 from server.social.remote_accounts import account_for_actor
 from server.storage.engine import Database
@@ -51,6 +52,9 @@ from server.storage.tables import account_keys
 from server.urls import Urls
 
 log = logging.getLogger("kith.payments")
+# Streaming events (on the `user` stream): the payload is the entity the payments API shows.
+REQUEST_EVENT = "kith:payment_request"
+TRANSFER_EVENT = "kith:transfer"
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 200
 
@@ -178,6 +182,7 @@ class Payments:
             )  # fmt: skip
         except (SettlementRejected, ProtocolError) as exc:
             raise Reject(str(exc)) from None
+        await self._tell_about(conn, id_of(item.activity.get("object")) or "")
         for message in messages:
             log.info(
                 "transfer decided",
@@ -200,6 +205,7 @@ class Payments:
         if record is None:
             raise Reject("the decision names none of our transfers")
         log.info("transfer concluded", extra={"transfer": record.uri, "state": record.state.value})
+        await self._tell_about(conn, record.uri)
         return []
 
     async def on_payment_request(
@@ -216,11 +222,12 @@ class Payments:
         if payee is not None and await blocks_between(conn, payer.id, payee.id):
             raise Reject("the payer blocks the payee (or the other way round)")
         try:
-            await settlement.receive_request(
+            record = await settlement.receive_request(
                 conn, document, keys, self.party(payer), self.policy, now, new_id
             )
         except (SettlementRejected, ProtocolError) as exc:
             raise Reject(str(exc)) from None
+        self.tell_request(conn, record)
         return []
 
     async def on_statement(
@@ -279,8 +286,31 @@ class Payments:
             raise Reject("no such payment request here")
         if request.payer_uri != item.actor_uri:
             raise Reject("only the request's payer may decline it")
-        await settlement.end_request(conn, request, RequestState.DECLINED, now)
+        if await settlement.end_request(conn, request, RequestState.DECLINED, now):
+            self.tell_request(conn, request)
         return []
+
+    @staticmethod
+    def tell_request(conn: AsyncConnection, record: RequestRecord) -> None:
+        """Streaming clients of the request's local payee and payer hear its new state."""
+        parties = {record.payee_account_id, record.payer_account_id} - {None}
+        emit(conn, [f"user:{party}" for party in sorted(parties)], REQUEST_EVENT, record.id)
+
+    @staticmethod
+    def tell_transfer(conn: AsyncConnection, record: SettlementRecord) -> None:
+        """Streaming clients of the transfer's local payer and payee hear its new state."""
+        parties = {record.payer_account_id, record.payee_account_id} - {None}
+        emit(conn, [f"user:{party}" for party in sorted(parties)], TRANSFER_EVENT, record.id)
+
+    async def _tell_about(self, conn: AsyncConnection, transfer_uri: str) -> None:
+        record = await settlement.settlement_by_uri(conn, transfer_uri)
+        if record is None:
+            return
+        self.tell_transfer(conn, record)
+        if record.request_uri is not None:
+            request = await settlement.request_by_uri(conn, record.request_uri)
+            if request is not None:
+                self.tell_request(conn, request)
 
     def _outbound(self, message: Message, redeliver: bool = False) -> Outbound:
         return Outbound(
@@ -355,6 +385,7 @@ class Payments:
             conn, await self.node_key(), self.party(payee), signer, self.party(payer), amount,
             note, now + (lifetime or self.request_lifetime), now, new_id,
         )  # fmt: skip
+        self.tell_request(conn, record)
         if payer.is_local:
             return record, []
         create = {
@@ -389,6 +420,7 @@ class Payments:
             conn, await self.node_key(), request, self.party(payer), transfer_uri, self.policy,
             now, new_id,
         )  # fmt: skip
+        await self._tell_about(conn, record.uri)
         return record, [self._outbound(message) for message in messages]
 
     async def send(
@@ -404,6 +436,7 @@ class Payments:
             conn, await self.node_key(), self.party(payer), self.party(payee.account),
             payee.actor, amount, transfer_uri, self.policy, now, new_id,
         )  # fmt: skip
+        await self._tell_about(conn, record.uri)
         return record, [self._outbound(message) for message in messages]
 
     async def decline(
@@ -414,6 +447,7 @@ class Payments:
             raise PaymentError("only the payer may decline a request")
         if not await settlement.end_request(conn, request, RequestState.DECLINED, now):
             raise PaymentError(f"the request is already {request.state(now).value}")
+        self.tell_request(conn, request)
         if request.is_ours:
             return []
         reject = {
@@ -433,6 +467,7 @@ class Payments:
             raise PaymentError("only the payee may cancel a request")
         if not await settlement.end_request(conn, request, RequestState.CANCELLED, now):
             raise PaymentError(f"the request is already {request.state(now).value}")
+        self.tell_request(conn, request)
 
 
 def default_credit_limit(config: Config, currencies: Currencies) -> DefaultLimit:

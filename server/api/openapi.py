@@ -732,7 +732,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/api/v1/streaming",
         "WebSocket: send {type: subscribe|unsubscribe, stream, tag}; receive {stream, event, "
-        "payload}. Token by header, access_token or Sec-WebSocket-Protocol",
+        "payload}. Token by header, access_token or Sec-WebSocket-Protocol. The user stream "
+        "also carries kith:payment_request and kith:transfer events (payload: the "
+        "PaymentRequest or Transfer entity) whenever one changes",
         "read:statuses",
         {},
         ("stream", "tag", "access_token"),

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from federation.actors import ActorUnavailable
 from federation.fetch import FetchError
 from payments import receipts, settlement
-from payments.money import AmountError, format_amount
+from payments.money import AmountError, Currencies, format_amount
 from payments.requests import MAXIMUM_EXPIRY, MINIMUM_EXPIRY, RequestState
 from payments.settlement import PaymentError, RequestRecord, SettlementRecord
 from payments.tables import payment_requests, settlements
@@ -361,17 +361,18 @@ async def _perform(request: web.Request, action: Any) -> Any:
         raise ApiError(422, str(exc)) from None
 
 
-def _request_entity(request: web.Request, record: RequestRecord, me: Account) -> dict[str, Any]:
-    currency = _payments(request).currencies.get(record.currency)
-    now = request.app[CLOCK]()
+def request_entity(
+    record: RequestRecord, viewer_id: int, currencies: Currencies, now: datetime
+) -> dict[str, Any]:
+    """A payment request as the API shows it to the payee or the payer."""
     return {
         "id": str(record.id),
         "uri": record.uri,
-        "direction": "outgoing" if record.payee_account_id == me.id else "incoming",
+        "direction": "outgoing" if record.payee_account_id == viewer_id else "incoming",
         "state": record.state(now).value,
         "payee": record.payee_uri,
         "payer": record.payer_uri,
-        "amount": format_amount(record.amount, currency),
+        "amount": format_amount(record.amount, currencies.get(record.currency)),
         "currency": record.currency,
         "note": record.summary,
         "created_at": mastodon_time(record.created_at),
@@ -380,14 +381,16 @@ def _request_entity(request: web.Request, record: RequestRecord, me: Account) ->
     }
 
 
-def _transfer_entity(request: web.Request, record: SettlementRecord, me: Account) -> dict[str, Any]:
-    currency = _payments(request).currencies.get(record.currency)
+def transfer_entity(
+    record: SettlementRecord, viewer_id: int, currencies: Currencies
+) -> dict[str, Any]:
+    """A transfer as the API shows it to its payer or payee (without the receipt)."""
     return {
         "id": str(record.id),
         "uri": record.uri,
-        "direction": "outgoing" if record.payer_account_id == me.id else "incoming",
+        "direction": "outgoing" if record.payer_account_id == viewer_id else "incoming",
         "state": _TRANSFER_STATES[record.state.value],
-        "amount": format_amount(record.amount, currency),
+        "amount": format_amount(record.amount, currencies.get(record.currency)),
         "currency": record.currency,
         "payer": record.payer_uri,
         "payee": record.payee_uri,
@@ -396,3 +399,11 @@ def _transfer_entity(request: web.Request, record: SettlementRecord, me: Account
         "created_at": mastodon_time(record.created_at),
         "decided_at": mastodon_time(record.decided_at) if record.decided_at else None,
     }
+
+
+def _request_entity(request: web.Request, record: RequestRecord, me: Account) -> dict[str, Any]:
+    return request_entity(record, me.id, _payments(request).currencies, request.app[CLOCK]())
+
+
+def _transfer_entity(request: web.Request, record: SettlementRecord, me: Account) -> dict[str, Any]:
+    return transfer_entity(record, me.id, _payments(request).currencies)

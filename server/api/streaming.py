@@ -13,20 +13,25 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from sqlalchemy import literal, or_, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from payments import settlement
+from payments.money import Currencies
 from server.api.auth import bearer_token, require_grant
 from server.api.errors import ApiError
 from server.api.mastodon.conversations import render_conversations
 from server.api.mastodon.entities import Presenter
 from server.api.mastodon.notifications import render_notifications, visible_pairs
-from server.appkeys import CLOCK, DATABASE, URLS
+from server.api.payments import request_entity, transfer_entity
+from server.appkeys import CLOCK, DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account
 from server.identity.tokens import Grant, authenticate
+from server.paying import REQUEST_EVENT, TRANSFER_EVENT
 from server.social.distribution import StreamEvent
 from server.social.statuses import Status, status_by_id
 from server.storage.engine import Database, EventChannel
@@ -81,9 +86,10 @@ _FLAGS = ("favourited", "reblogged", "bookmarked")
 def install(app: web.Application) -> StreamHub:
     """Give the app a hub fed by the database's committed events, closed on shutdown."""
     db, urls = app[DATABASE], app[URLS]
+    currencies, clock = app[FEDERATION].payments.currencies, app[CLOCK]
 
     async def render(event: StreamEvent, viewers: list[Account]) -> dict[int, str]:
-        return await render_event(db, urls, event, viewers)
+        return await render_event(db, urls, event, viewers, (currencies, clock()))
 
     hub = StreamHub(render)
     app[STREAM_HUB] = hub
@@ -129,7 +135,11 @@ def _heard(hub: StreamHub) -> Callable[[str], None]:
 
 
 async def render_event(
-    db: Database, urls: Urls, event: StreamEvent, viewers: list[Account]
+    db: Database,
+    urls: Urls,
+    event: StreamEvent,
+    viewers: list[Account],
+    money: tuple[Currencies, datetime],
 ) -> dict[int, str]:
     """The event's payload (a JSON text) for each viewer who may see it."""
     if event.event == "delete":
@@ -141,7 +151,38 @@ async def render_event(
             return await _owned_payload(conn, urls, notifications, event.subject_id, viewers)
         if event.event == "conversation":
             return await _owned_payload(conn, urls, conversations, event.subject_id, viewers)
+        if event.event in (REQUEST_EVENT, TRANSFER_EVENT):
+            return await _payment_payload(conn, event, viewers, *money)
     return {}
+
+
+async def _payment_payload(
+    conn: AsyncConnection,
+    event: StreamEvent,
+    viewers: list[Account],
+    currencies: Currencies,
+    now: datetime,
+) -> dict[int, str]:
+    """A payment request or transfer, as the payments API shows it, to its local parties."""
+    if event.event == REQUEST_EVENT:
+        request = await settlement.request_by_id(conn, event.subject_id)
+        if request is None:
+            return {}
+        parties = {request.payee_account_id, request.payer_account_id}
+        return {
+            v.id: json.dumps(request_entity(request, v.id, currencies, now))
+            for v in viewers
+            if v.id in parties
+        }
+    transfer = await settlement.settlement_by_id(conn, event.subject_id)
+    if transfer is None:
+        return {}
+    parties = {transfer.payer_account_id, transfer.payee_account_id}
+    return {
+        v.id: json.dumps(transfer_entity(transfer, v.id, currencies))
+        for v in viewers
+        if v.id in parties
+    }
 
 
 async def _owned_payload(

@@ -7,6 +7,7 @@ other says it is owed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass
@@ -516,3 +517,51 @@ async def test_netting_statements_are_countersigned_when_ledgers_agree_and_dispu
     assert state == "disputed"
     assert sent.body["uri"] in problems
     assert (await _statements(other))[-1][1] == "disputed"
+
+
+async def test_streaming_clients_hear_requests_and_payments_with_their_live_state(
+    pair: Pair,
+) -> None:
+    def connect(node: Node, client: ApiClient):  # type: ignore[no-untyped-def]
+        return node.http.ws_connect(
+            node.url("/api/v1/streaming?stream=user"),
+            headers={"Authorization": f"Bearer {client.token}"},
+        )
+
+    async def next_payment_event(socket) -> tuple[str, dict]:  # type: ignore[no-untyped-def]
+        while True:
+            message = json.loads((await asyncio.wait_for(socket.receive(), 5.0)).data)
+            if message["event"].startswith("kith:"):
+                return message["event"], json.loads(message["payload"])
+
+    async def states(socket, count: int) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+        found = [await next_payment_event(socket) for _ in range(count)]
+        return [(event, entity["state"]) for event, entity in found]
+
+    async with connect(pair.a, pair.alice) as alices, connect(pair.b, pair.bob) as bobs:
+        await asyncio.sleep(0.05)
+        await pair.bob.post(
+            "/api/kith/v1/payment_requests", payer=pair.alice_handle, amount="4.00", currency="EUR"
+        )
+        event, mine = await next_payment_event(bobs)
+        assert (event, mine["direction"], mine["state"]) == (
+            "kith:payment_request",
+            "outgoing",
+            "open",
+        )
+        event, request = await next_payment_event(alices)
+        assert (event, request["direction"], request["state"]) == (
+            "kith:payment_request", "incoming", "open",
+        )  # fmt: skip
+        await pay(pair.alice, request["id"], "stream")
+        assert await states(alices, 4) == [
+            ("kith:transfer", "pending"),
+            ("kith:payment_request", "open"),
+            ("kith:transfer", "completed"),
+            ("kith:payment_request", "paid"),
+        ]
+        # On the payee's node: the money arrived, and the request is paid.
+        assert await states(bobs, 2) == [
+            ("kith:transfer", "completed"),
+            ("kith:payment_request", "paid"),
+        ]
