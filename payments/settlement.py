@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -30,21 +29,36 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments import ledger, peers
 from payments.ledger import Failure, Kind, NewId, Transfer
-from payments.money import AMOUNT_MAX, Currencies
+from payments.money import AMOUNT_MAX
+from payments.parties import (
+    Message,
+    NodeKey,
+    Party,
+    PaymentError,
+    Policy,
+    SettlementRejected,
+    amount_in,
+    check_amount,
+    currency_of,
+    peer_owner,
+    sign_as_node,
+    user_owner,
+    utc,
+    verify_proof,
+)
+from payments.peers import PEER_PREFIX
 from payments.requests import (
+    RequestRecord,
     RequestState,
-    condition_of,
-    encode_fulfillment,
     fulfills,
-    new_fulfillment,
-    state_at,
+    mark_paid,
+    request_by_uri,
 )
 from payments.tables import ledger_transfers, payment_requests, settlements
 from protocol import payments as wire
-from protocol.as2 import host_of, same_origin
-from protocol.proofs import ProofError, proof_of, sign_object, verify_object
+from protocol.as2 import host_of
+from protocol.proofs import sign_object
 
-OFFER_LIFETIME = timedelta(minutes=2)
 RESEND_AFTER_MAX = timedelta(hours=1)
 
 
@@ -73,84 +87,6 @@ class SettlementState(StrEnum):
 TERMINAL = frozenset(SettlementState) - {SettlementState.PREPARED}
 
 
-class PaymentError(Exception):
-    """A payment a local user asked for that cannot be made; the message says why."""
-
-
-class SettlementRejected(Exception):
-    """A peer's message this node refuses (logged with the reason; nothing was changed)."""
-
-
-@dataclass(frozen=True)
-class NodeKey:
-    """This node's settlement identity: its instance actor and that actor's Ed25519 key."""
-
-    actor: str
-    key_id: str
-    base_url: str
-    seed: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Signer:
-    """A local user's Ed25519 key (it signs their payment requests)."""
-
-    key_id: str
-    seed: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Party:
-    uri: str
-    account_id: int | None = None  # local accounts only
-
-
-CurrencyLimit = Callable[[str], int]
-
-
-@dataclass(frozen=True)
-class Policy:
-    currencies: Currencies
-    default_credit_limit: peers.DefaultLimit = lambda _peer, _currency: 0
-    offer_lifetime: timedelta = OFFER_LIFETIME
-    accept_direct_transfers: bool = True
-    # Per currency, in minor units; 0: no limit. One payment, in or out; a user's day, out.
-    transfer_max: CurrencyLimit = lambda _currency: 0
-    daily_max: CurrencyLimit = lambda _currency: 0
-
-
-@dataclass(frozen=True)
-class Message:
-    """An activity for another node's actor (the caller signs and delivers it)."""
-
-    to: str
-    activity: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    id: int
-    uri: str
-    payee_uri: str
-    payer_uri: str | None
-    payee_account_id: int | None
-    payer_account_id: int | None
-    amount: int
-    currency: str
-    summary: str
-    condition: str
-    settlement_node: str
-    stored_state: RequestState
-    paid_by: str | None
-    document: dict[str, Any]
-    created_at: datetime
-    expires_at: datetime
-    is_ours: bool
-
-    def state(self, now: datetime) -> RequestState:
-        return state_at(self.stored_state, self.expires_at, now)
-
-
 @dataclass(frozen=True)
 class SettlementRecord:
     id: int
@@ -173,165 +109,6 @@ class SettlementRecord:
     created_at: datetime
     expires_at: datetime
     decided_at: datetime | None
-
-
-def user_owner(account_id: int) -> str:
-    """The ledger owner of a local user's wallet."""
-    return f"user:{account_id}"
-
-
-def peer_owner(peer_actor: str) -> str:
-    """The ledger owner of what a peer node and we owe each other (one per host)."""
-    return peers.peer_owner(host_of(peer_actor))
-
-
-# --- requests ----------------------------------------------------------------------------
-
-
-async def create_request(
-    conn: AsyncConnection,
-    node: NodeKey,
-    payee: Party,
-    signer: Signer,
-    payer: Party | None,
-    amount: wire.Amount,
-    summary: str,
-    expires_at: datetime,
-    now: datetime,
-    new_id: NewId,
-    context: str | None = None,
-) -> RequestRecord:
-    """A new single-use request by a local payee, signed with their key."""
-    if payer is not None and payer.uri == payee.uri:
-        raise PaymentError("you cannot request money from yourself")
-    _check_amount(amount.minor)
-    row_id = new_id(now)
-    fulfillment = new_fulfillment()
-    request = wire.PaymentRequest(
-        id=f"{node.base_url}/payments/requests/{row_id}",
-        payee=payee.uri,
-        payer=payer.uri if payer else None,
-        amount=amount,
-        summary=summary,
-        published=now,
-        expires_at=expires_at,
-        condition=condition_of(fulfillment),
-        nonce=secrets.token_urlsafe(18),
-        settlement_node=node.actor,
-        context=context,
-    )
-    document = sign_object(
-        wire.build_request(request), signer.seed, signer.key_id, wire.format_time(now)
-    )
-    await conn.execute(
-        payment_requests.insert().values(
-            id=row_id,
-            uri=request.id,
-            payee_uri=payee.uri,
-            payer_uri=request.payer,
-            payee_account_id=payee.account_id,
-            payer_account_id=payer.account_id if payer else None,
-            currency=amount.currency,
-            amount=amount.minor,
-            summary=summary,
-            condition=request.condition,
-            fulfillment=encode_fulfillment(fulfillment),
-            settlement_node=node.actor,
-            state=RequestState.OPEN.value,
-            document=json.dumps(document),
-            created_at=now,
-            expires_at=wire.parse_time(document["expiresAt"], "expiresAt"),
-            updated_at=now,
-        )
-    )
-    found = await request_by_uri(conn, request.id)
-    assert found is not None
-    return found
-
-
-async def receive_request(
-    conn: AsyncConnection,
-    document: dict[str, Any],
-    payee_keys: Mapping[str, bytes],
-    payer: Party,
-    policy: Policy,
-    now: datetime,
-    new_id: NewId,
-) -> RequestRecord:
-    """A remote payee's request for a local payer, kept once its proof verifies with one of
-    the payee's published keys."""
-    request = wire.parse_request(document)
-    verify_proof(document, payee_keys, request.payee)
-    if request.payer not in (None, payer.uri):
-        raise SettlementRejected("the request is for someone else")
-    currency = _currency(policy, request.amount)
-    if currency is None:
-        raise SettlementRejected(f"{request.amount.currency} is not a currency this node knows")
-    known = await request_by_uri(conn, request.id)
-    if known is not None:
-        if wire.digest(known.document) != wire.digest(document):
-            raise SettlementRejected("a different request was already received with this id")
-        return known
-    await conn.execute(
-        payment_requests.insert().values(
-            id=new_id(now),
-            uri=request.id,
-            payee_uri=request.payee,
-            payer_uri=payer.uri,
-            payee_account_id=None,
-            payer_account_id=payer.account_id,
-            currency=request.amount.currency,
-            amount=request.amount.minor,
-            summary=request.summary,
-            condition=request.condition,
-            fulfillment=None,
-            settlement_node=request.settlement_node,
-            state=RequestState.OPEN.value,
-            document=json.dumps(document),
-            created_at=now,
-            expires_at=request.expires_at,
-            updated_at=now,
-        )
-    )
-    found = await request_by_uri(conn, request.id)
-    assert found is not None
-    return found
-
-
-async def end_request(
-    conn: AsyncConnection, request: RequestRecord, target: RequestState, now: datetime
-) -> bool:
-    """Move an open request to declined, cancelled or expired; False if it had already ended."""
-    if target not in (RequestState.DECLINED, RequestState.CANCELLED, RequestState.EXPIRED):
-        raise ValueError("a request is only paid by a settlement")
-    if target is not RequestState.EXPIRED and request.state(now) is not RequestState.OPEN:
-        return False
-    changed = await conn.execute(
-        update(payment_requests)
-        .where(
-            payment_requests.c.id == request.id,
-            payment_requests.c.state == RequestState.OPEN.value,
-        )
-        .values(state=target.value, updated_at=now)
-    )
-    return changed.rowcount == 1
-
-
-async def request_by_uri(
-    conn: AsyncConnection, uri: str, lock: bool = False
-) -> RequestRecord | None:
-    query = select(payment_requests).where(payment_requests.c.uri == uri)
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = (await conn.execute(query)).first()
-    return request_from_row(row) if row else None
-
-
-async def request_by_id(conn: AsyncConnection, request_id: int) -> RequestRecord | None:
-    row = (
-        await conn.execute(select(payment_requests).where(payment_requests.c.id == request_id))
-    ).first()
-    return request_from_row(row) if row else None
 
 
 # --- the payer's node ----------------------------------------------------------------------
@@ -365,7 +142,7 @@ async def pay_request(
         id=transfer_uri,
         payer=payer.uri,
         payee=request.payee_uri,
-        amount=_amount(policy, request.currency, request.amount),
+        amount=amount_in(policy, request.currency, request.amount),
         expires_at=wire.format_time(min(request.expires_at, now + policy.offer_lifetime)),
         request_id=request.uri,
         request_digest=wire.digest(request.document),
@@ -398,7 +175,7 @@ async def send_transfer(
         return _repeated(existing, same and existing.request_uri is None)
     if payee.uri == payer.uri:
         raise PaymentError("you cannot send money to yourself")
-    _check_amount(amount.minor)
+    check_amount(amount.minor)
     offer = wire.TransferOffer(
         id=transfer_uri,
         payer=payer.uri,
@@ -488,24 +265,8 @@ async def _reserve(
     new_id: NewId,
 ) -> tuple[SettlementRecord, list[Message]]:
     assert payer.account_id is not None
-    currency = offer.amount.currency
-    wallet = await ledger.open_account(conn, user_owner(payer.account_id), currency, new_id, now)
-    peer = await ledger.open_account(
-        conn, peer_owner(payee_node), currency, new_id, now, may_go_negative=True
-    )
-    outcome = await ledger.apply(
-        conn,
-        Transfer(
-            id=_ledger_id("reserve", offer.id),
-            kind=Kind.PENDING,
-            debit_account_id=wallet.id,
-            credit_account_id=peer.id,
-            amount=offer.amount.minor,
-            currency=currency,
-            memo=f"payment {offer.id}",
-        ),
-        new_id,
-        now,
+    outcome = await _move(
+        conn, Kind.PENDING, offer, user_owner(payer.account_id), peer_owner(payee_node), now, new_id
     )
     if outcome.failure is Failure.INSUFFICIENT_FUNDS:
         raise PaymentError("your wallet does not hold enough for this payment")
@@ -520,6 +281,38 @@ async def _reserve(
     record = await settlement_by_uri(conn, offer.id)
     assert record is not None
     return record, [_offer_message(node, record, attempt=0)]
+
+
+_LEDGER_PREFIX = {Kind.PENDING: "reserve", Kind.SINGLE: "settle"}
+
+
+async def _move(
+    conn: AsyncConnection,
+    kind: Kind,
+    offer: wire.TransferOffer,
+    debit_owner: str,
+    credit_owner: str,
+    now: datetime,
+    new_id: NewId,
+) -> ledger.Outcome:
+    """The ledger side of a payment: a reservation (payer's node) or a credit (payee's)."""
+    currency = offer.amount.currency
+    accounts = [
+        await ledger.open_account(
+            conn, owner, currency, new_id, now, may_go_negative=owner.startswith(PEER_PREFIX)
+        )
+        for owner in (debit_owner, credit_owner)
+    ]
+    transfer = Transfer(
+        id=_ledger_id(_LEDGER_PREFIX[kind], offer.id),
+        kind=kind,
+        debit_account_id=accounts[0].id,
+        credit_account_id=accounts[1].id,
+        amount=offer.amount.minor,
+        currency=currency,
+        memo=f"payment {offer.id}",
+    )
+    return await ledger.apply(conn, transfer, new_id, now)
 
 
 async def decision_received(
@@ -561,7 +354,7 @@ async def decision_received(
         )
     )
     if decision.accepted and record.request_uri is not None:
-        await _mark_paid(conn, record.request_uri, record.uri, now)
+        await mark_paid(conn, record.request_uri, record.uri, now)
     return await settlement_by_uri(conn, record.uri)
 
 
@@ -688,7 +481,7 @@ async def offer_received(
             f"{node.base_url}/payments/decisions/{new_id(now)}", node.actor, sender, offer.id,
             Code.CONFLICT.value, "this transfer id was already used for another transfer",
         )  # fmt: skip
-        return [Message(sender, _sign(node, reject, now))]
+        return [Message(sender, sign_as_node(node, reject, now))]
     payee = Party(offer.payee, await payee_account(offer.payee))
     record = await _decide(
         conn, node, offer, transfer, peer_owner(sender), Party(offer.payer), sender, policy,
@@ -737,7 +530,7 @@ async def _decide(
     else:
         decision = wire.build_reject(decision_id, node.actor, to, offer.id, *problem)
         state = SettlementState.REJECTED
-    signed = _sign(node, decision, now)
+    signed = sign_as_node(node, decision, now)
     await _store(
         conn, new_id, now, offer, transfer, role=role, state=state, peer=peer,
         payer_account_id=payer.account_id, payee_account_id=payee_account_id, decision=signed,
@@ -758,7 +551,7 @@ def _problem(
     now: datetime,
 ) -> tuple[str, str] | None:
     """Why the transfer cannot be accepted, checked on this node's clock; None if it can."""
-    currency = _currency(policy, offer.amount)
+    currency = currency_of(policy, offer.amount)
     if currency is None or offer.amount.minor > AMOUNT_MAX:
         return Code.AMOUNT.value, "the amount or its currency is not one this node takes"
     most = policy.transfer_max(offer.amount.currency)
@@ -815,26 +608,10 @@ async def _credit(
 ) -> str | tuple[str, str] | None:
     """Credit the payee and mark the request paid; the fulfillment, or why it failed."""
     assert payee_account_id is not None
-    if request is not None and not await _mark_paid(conn, request.uri, offer.id, now):
+    if request is not None and not await mark_paid(conn, request.uri, offer.id, now):
         return Code.ALREADY_PAID.value, "the request was already paid"
-    currency = offer.amount.currency
-    debit = await ledger.open_account(
-        conn, debit_owner, currency, new_id, now, may_go_negative=debit_owner.startswith("peer:")
-    )
-    credit = await ledger.open_account(conn, user_owner(payee_account_id), currency, new_id, now)
-    outcome = await ledger.apply(
-        conn,
-        Transfer(
-            id=_ledger_id("settle", offer.id),
-            kind=Kind.SINGLE,
-            debit_account_id=debit.id,
-            credit_account_id=credit.id,
-            amount=offer.amount.minor,
-            currency=currency,
-            memo=f"payment {offer.id}",
-        ),
-        new_id,
-        now,
+    outcome = await _move(
+        conn, Kind.SINGLE, offer, debit_owner, user_owner(payee_account_id), now, new_id
     )
     if outcome.failure is Failure.INSUFFICIENT_FUNDS:
         raise PaymentError("your wallet does not hold enough for this payment")
@@ -846,20 +623,6 @@ async def _credit(
         select(payment_requests.c.fulfillment).where(payment_requests.c.uri == request.uri)
     )
     return row.scalar_one()
-
-
-async def _mark_paid(
-    conn: AsyncConnection, request_uri: str, transfer_uri: str, now: datetime
-) -> bool:
-    changed = await conn.execute(
-        update(payment_requests)
-        .where(
-            payment_requests.c.uri == request_uri,
-            payment_requests.c.state == RequestState.OPEN.value,
-        )
-        .values(state=RequestState.PAID.value, paid_by=transfer_uri, updated_at=now)
-    )
-    return changed.rowcount == 1
 
 
 # --- storage --------------------------------------------------------------------------------
@@ -951,22 +714,6 @@ async def _serialize(conn: AsyncConnection, transfer_uri: str) -> None:
         await conn.execute(select(func.pg_advisory_xact_lock(key)))
 
 
-def verify_proof(document: dict[str, Any], keys: Mapping[str, bytes], owner: str) -> None:
-    """The document's proof verifies with one of `owner`'s keys (same origin as `owner`)."""
-    try:
-        method = proof_of(document)["verificationMethod"]
-        key = keys.get(method)
-        if key is None or not same_origin(method, owner):
-            raise SettlementRejected(f"the proof's key {method} is not one of {owner}'s keys")
-        verify_object(document, key)
-    except ProofError as exc:
-        raise SettlementRejected(f"the proof is not valid: {exc}") from None
-
-
-def _sign(node: NodeKey, document: dict[str, Any], now: datetime) -> dict[str, Any]:
-    return sign_object(document, node.seed, node.key_id, wire.format_time(now))
-
-
 def _content_hash(transfer: dict[str, Any]) -> str:
     return wire.digest({key: value for key, value in transfer.items() if key != "proof"})
 
@@ -974,50 +721,6 @@ def _content_hash(transfer: dict[str, Any]) -> str:
 def _ledger_id(kind: str, uri: str) -> str:
     # Transfer URIs may be longer than ledger ids; their hash names them just as well.
     return f"{kind}:{hashlib.sha256(uri.encode()).hexdigest()}"
-
-
-def _currency(policy: Policy, amount: wire.Amount) -> object | None:
-    try:
-        currency = policy.currencies.get(amount.currency)
-    except ValueError:
-        return None
-    return currency if currency.scale == amount.scale else None
-
-
-def _amount(policy: Policy, code: str, minor: int) -> wire.Amount:
-    return wire.Amount(code, minor, policy.currencies.get(code).scale)
-
-
-def _check_amount(minor: int) -> None:
-    if not 0 < minor <= AMOUNT_MAX:
-        raise PaymentError("the amount must be above zero and within the node's bounds")
-
-
-def utc(moment: datetime) -> datetime:
-    """A stored timestamp as aware UTC (SQLite hands them back naive; they were UTC)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def request_from_row(row: Any) -> RequestRecord:
-    return RequestRecord(
-        id=row.id,
-        uri=row.uri,
-        payee_uri=row.payee_uri,
-        payer_uri=row.payer_uri,
-        payee_account_id=row.payee_account_id,
-        payer_account_id=row.payer_account_id,
-        amount=row.amount,
-        currency=row.currency,
-        summary=row.summary,
-        condition=row.condition,
-        settlement_node=row.settlement_node,
-        stored_state=RequestState(row.state),
-        paid_by=row.paid_by,
-        document=json.loads(row.document),
-        created_at=utc(row.created_at),
-        expires_at=utc(row.expires_at),
-        is_ours=row.fulfillment is not None,
-    )
 
 
 def settlement_from_row(row: Any) -> SettlementRecord:
@@ -1076,7 +779,7 @@ async def resolve_by_operator(
         )
     )
     if post and record.request_uri is not None:
-        await _mark_paid(conn, record.request_uri, record.uri, now)
+        await mark_paid(conn, record.request_uri, record.uri, now)
     found = await settlement_by_uri(conn, uri)
     assert found is not None
     return found

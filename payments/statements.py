@@ -22,14 +22,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments.ledger import NewId
-from payments.settlement import (
-    Message,
-    NodeKey,
-    SettlementRejected,
-    SettlementState,
-    utc,
-    verify_proof,
-)
+from payments.parties import Message, NodeKey, SettlementRejected, utc, verify_proof
+from payments.settlement import SettlementState
 from payments.tables import peer_statements, settlements
 from protocol import payments as wire
 from protocol.as2 import host_of, id_of

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.delivery import enqueue
-from payments import ledger, peers, settlement, statements
+from payments import ledger, parties, peers, settlement, statements
 from payments.ledger import Outcome
 from payments.money import AmountError, Currencies, Currency, format_amount, parse_amount
 from server.cli_support import CommandError, load, say, with_database
@@ -264,7 +264,7 @@ async def _resolve(db: Database, args: argparse.Namespace) -> int:
             record = await settlement.resolve_by_operator(
                 conn, uri, post, args.reason, utcnow(), new_id
             )
-    except settlement.PaymentError as exc:
+    except parties.PaymentError as exc:
         raise CommandError(str(exc)) from None
     say(f"{record.uri} is now {record.state.value} ({record.reason})")
     return 0

@@ -18,21 +18,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.actors import ActorDirectory, ActorUnavailable
 from federation.dispatch import PRIORITY_DIRECT, Dispatcher, InboundActivity, Outbound, Reject
-from payments import receipts, settlement, statements
+from payments import receipts, requests, settlement, statements
 from payments.money import AmountError, Currencies, parse_amount
-from payments.peers import DefaultLimit
-from payments.requests import RequestState
-from payments.settlement import (
+from payments.parties import (
     Message,
     NodeKey,
     Party,
     PaymentError,
     Policy,
-    RequestRecord,
-    SettlementRecord,
     SettlementRejected,
     Signer,
 )
+from payments.peers import DefaultLimit
+from payments.requests import RequestRecord, RequestState
+from payments.settlement import SettlementRecord
 from payments.tables import payment_requests
 from protocol import payments as wire
 from protocol.actors import ED25519_KEY_FRAGMENT
@@ -222,7 +221,7 @@ class Payments:
         if payee is not None and await blocks_between(conn, payer.id, payee.id):
             raise Reject("the payer blocks the payee (or the other way round)")
         try:
-            record = await settlement.receive_request(
+            record = await requests.receive_request(
                 conn, document, keys, self.party(payer), self.policy, now, new_id
             )
         except (SettlementRejected, ProtocolError) as exc:
@@ -281,12 +280,12 @@ class Payments:
     async def on_decline(
         self, conn: AsyncConnection, item: InboundActivity, _prefetched: Any, now: datetime
     ) -> list[Outbound]:
-        request = await settlement.request_by_uri(conn, id_of(item.activity.get("object")) or "")
+        request = await requests.request_by_uri(conn, id_of(item.activity.get("object")) or "")
         if request is None or not request.is_ours:
             raise Reject("no such payment request here")
         if request.payer_uri != item.actor_uri:
             raise Reject("only the request's payer may decline it")
-        if await settlement.end_request(conn, request, RequestState.DECLINED, now):
+        if await requests.end_request(conn, request, RequestState.DECLINED, now):
             self.tell_request(conn, request)
         return []
 
@@ -308,7 +307,7 @@ class Payments:
             return
         self.tell_transfer(conn, record)
         if record.request_uri is not None:
-            request = await settlement.request_by_uri(conn, record.request_uri)
+            request = await requests.request_by_uri(conn, record.request_uri)
             if request is not None:
                 self.tell_request(conn, request)
 
@@ -381,7 +380,7 @@ class Payments:
         signer = Signer(
             f"{self.urls.actor(payee)}#{ED25519_KEY_FRAGMENT}", await _seed(conn, payee.id)
         )
-        record = await settlement.create_request(
+        record = await requests.create_request(
             conn, await self.node_key(), self.party(payee), signer, self.party(payer), amount,
             note, now + (lifetime or self.request_lifetime), now, new_id,
         )  # fmt: skip
@@ -445,7 +444,7 @@ class Payments:
         """The payer says no; the payee's node hears of it."""
         if request.payer_account_id != payer.id:
             raise PaymentError("only the payer may decline a request")
-        if not await settlement.end_request(conn, request, RequestState.DECLINED, now):
+        if not await requests.end_request(conn, request, RequestState.DECLINED, now):
             raise PaymentError(f"the request is already {request.state(now).value}")
         self.tell_request(conn, request)
         if request.is_ours:
@@ -465,7 +464,7 @@ class Payments:
     ) -> None:
         if not request.is_ours or request.payee_account_id != payee.id:
             raise PaymentError("only the payee may cancel a request")
-        if not await settlement.end_request(conn, request, RequestState.CANCELLED, now):
+        if not await requests.end_request(conn, request, RequestState.CANCELLED, now):
             raise PaymentError(f"the request is already {request.state(now).value}")
         self.tell_request(conn, request)
 

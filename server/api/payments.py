@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.actors import ActorUnavailable
 from federation.fetch import FetchError
-from payments import receipts, settlement
+from payments import receipts, requests, settlement
 from payments.money import AmountError, Currencies, format_amount
-from payments.requests import MAXIMUM_EXPIRY, MINIMUM_EXPIRY, RequestState
-from payments.settlement import PaymentError, RequestRecord, SettlementRecord
+from payments.parties import PaymentError
+from payments.requests import MAXIMUM_EXPIRY, MINIMUM_EXPIRY, RequestRecord, RequestState
+from payments.settlement import SettlementRecord
 from payments.tables import payment_requests, settlements
 from server.api.auth import require_account
 from server.api.errors import ApiError
@@ -162,7 +163,7 @@ async def list_payment_requests(request: web.Request) -> web.Response:
         query = query.where(payment_requests.c.id > (page.min_id or page.since_id))
     async with request.app[DATABASE].read() as conn:
         rows = await conn.execute(query.order_by(payment_requests.c.id.desc()).limit(page.limit))
-        records = [settlement.request_from_row(row) for row in rows]
+        records = [requests.request_from_row(row) for row in rows]
     now = request.app[CLOCK]()
     if state is not None:  # expiry is decided on read: filter after it
         records = [r for r in records if r.state(now).value == state]
@@ -187,7 +188,7 @@ async def pay_payment_request(request: web.Request) -> web.Response:
         await _know_node(request, record.settlement_node)
 
     async def act(conn: AsyncConnection, now: datetime) -> Any:
-        current = await settlement.request_by_uri(conn, record.uri, lock=True)
+        current = await requests.request_by_uri(conn, record.uri, lock=True)
         assert current is not None
         return await payments.pay(conn, me, current, transfer_uri, now)
 
@@ -221,7 +222,7 @@ async def cancel_payment_request(request: web.Request) -> web.Response:
 
 async def _my_request(request: web.Request, me: Account) -> RequestRecord:
     async with request.app[DATABASE].read() as conn:
-        record = await settlement.request_by_id(conn, path_id(request))
+        record = await requests.request_by_id(conn, path_id(request))
     if record is None or me.id not in (record.payee_account_id, record.payer_account_id):
         raise ApiError(404, "Record not found")
     return record
@@ -229,7 +230,7 @@ async def _my_request(request: web.Request, me: Account) -> RequestRecord:
 
 async def _reload(request: web.Request, record: RequestRecord) -> RequestRecord:
     async with request.app[DATABASE].read() as conn:
-        found = await settlement.request_by_id(conn, record.id)
+        found = await requests.request_by_id(conn, record.id)
     assert found is not None
     return found
 
@@ -270,9 +271,7 @@ async def get_transfer(request: web.Request) -> web.Response:
         if record is None or me.id not in (record.payer_account_id, record.payee_account_id):
             raise ApiError(404, "Record not found")
         paid_request = (
-            await settlement.request_by_uri(conn, record.request_uri)
-            if record.request_uri
-            else None
+            await requests.request_by_uri(conn, record.request_uri) if record.request_uri else None
         )
     entity = _transfer_entity(request, record, me)
     if record.decision is not None:

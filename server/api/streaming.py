@@ -20,7 +20,7 @@ from aiohttp import WSMsgType, web
 from sqlalchemy import literal, or_, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payments import settlement
+from payments import requests, settlement
 from payments.money import Currencies
 from server.api.auth import bearer_token, require_grant
 from server.api.errors import ApiError
@@ -165,7 +165,7 @@ async def _payment_payload(
 ) -> dict[int, str]:
     """A payment request or transfer, as the payments API shows it, to its local parties."""
     if event.event == REQUEST_EVENT:
-        request = await settlement.request_by_id(conn, event.subject_id)
+        request = await requests.request_by_id(conn, event.subject_id)
         if request is None:
             return {}
         parties = {request.payee_account_id, request.payer_account_id}

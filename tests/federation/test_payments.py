@@ -19,7 +19,7 @@ from federation.dispatch import PRIORITY_DIRECT, Outbound
 from federation.tables import deliveries, inbox_items
 from payments import ledger
 from payments.money import Currencies
-from payments.settlement import peer_owner
+from payments.parties import peer_owner
 from payments.tables import payment_requests, peer_limits, peer_statements, settlements
 from protocol.proofs import sign_object
 from server.social import graph

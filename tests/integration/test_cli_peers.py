@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from payments import settlement
+from payments import parties, settlement
 from payments.tables import settlements
 from protocol.payments import Amount
 from server.cli_support import load
@@ -63,7 +63,7 @@ def _reserve_a_payment_nobody_answers(cli: Cli) -> str:
                 assert alice is not None
                 record, _ = await settlement.send_transfer(
                     conn, await payments.node_key(), payments.party(alice),
-                    settlement.Party("https://far.example/users/zed"), FAR_NODE,
+                    parties.Party("https://far.example/users/zed"), FAR_NODE,
                     Amount("EUR", 5_00, 2), payments.transfer_uri(alice, None),
                     payments.policy, utcnow(), new_id,
                 )  # fmt: skip

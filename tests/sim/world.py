@@ -25,20 +25,21 @@ from nacl.signing import SigningKey
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from payments import ledger, settlement
+from payments import ledger, requests, settlement
 from payments.ledger import Kind, Transfer
 from payments.money import Currencies
-from payments.requests import RequestState, condition_of, fulfills
-from payments.settlement import (
+from payments.parties import (
     Message,
     NodeKey,
     Party,
     PaymentError,
     Policy,
     SettlementRejected,
-    SettlementState,
     Signer,
+    user_owner,
 )
+from payments.requests import RequestState, condition_of, fulfills
+from payments.settlement import SettlementState
 from payments.tables import metadata, payment_requests, settlements
 from protocol import payments as wire
 from protocol.errors import ProtocolError
@@ -151,7 +152,7 @@ class World:
             conn, "external", currency, self.new_id, now, may_go_negative=True
         )
         wallet = await ledger.open_account(
-            conn, settlement.user_owner(user.account_id), currency, self.new_id, now
+            conn, user_owner(user.account_id), currency, self.new_id, now
         )
         transfer = Transfer(
             f"deposit:{user.uri}:{currency}", Kind.SINGLE, external.id, wallet.id,
@@ -259,7 +260,7 @@ class World:
         lifetime = timedelta(minutes=self.random.choice([1, 3, 10, 60]))
 
         async def act(conn: AsyncConnection, now: datetime) -> tuple[Any, list[Message]]:
-            return await settlement.create_request(
+            return await requests.create_request(
                 conn, payee_node.key, Party(payee.uri, payee.account_id), payee.signer,
                 Party(payer.uri, payer.account_id if payer_node is payee_node else None),
                 amount, "dinner", now + lifetime, now, self.new_id,
@@ -298,7 +299,7 @@ class World:
 
     async def _pay(self, node: Node, request_uri: str, transfer_uri: str) -> None:
         async def act(conn: AsyncConnection, now: datetime) -> tuple[Any, list[Message]]:
-            request = await settlement.request_by_uri(conn, request_uri)
+            request = await requests.request_by_uri(conn, request_uri)
             assert request is not None
             payer = next(u for u in node.users if u.uri == request.payer_uri)
             return await settlement.pay_request(
@@ -341,9 +342,9 @@ class World:
 
     async def _end(self, node: Node, uri: str, target: RequestState) -> bool:
         async def act(conn: AsyncConnection, now: datetime) -> tuple[Any, list[Message]]:
-            request = await settlement.request_by_uri(conn, uri)
+            request = await requests.request_by_uri(conn, uri)
             assert request is not None
-            return await settlement.end_request(conn, request, target, now), []
+            return await requests.end_request(conn, request, target, now), []
 
         return bool(await self._step(node, act))
 
@@ -383,7 +384,7 @@ class World:
         self, conn: AsyncConnection, node: Node, item: InFlight, body: dict, now: datetime
     ) -> tuple[None, list[Message]]:
         payer = next(u for u in node.users if u.uri == body["payer"])
-        record = await settlement.receive_request(
+        record = await requests.receive_request(
             conn, body, self.keys, Party(payer.uri, payer.account_id), self.policy, now,
             self.new_id,
         )  # fmt: skip
@@ -394,9 +395,9 @@ class World:
     async def _on_decline(
         self, conn: AsyncConnection, node: Node, item: InFlight, body: dict, now: datetime
     ) -> tuple[None, list[Message]]:
-        request = await settlement.request_by_uri(conn, body["object"])
+        request = await requests.request_by_uri(conn, body["object"])
         if request is not None and request.is_ours:
-            await settlement.end_request(conn, request, RequestState.DECLINED, now)
+            await requests.end_request(conn, request, RequestState.DECLINED, now)
         return None, []
 
     async def _on_activity(
