@@ -227,7 +227,9 @@ async def measure(args: argparse.Namespace) -> None:
         await client.closed_loop(args.transfers, 32)
         found = await settled(payer_pipe, since, client.sent)
         after = [await ask(pipe, "cpu") for pipe in pipes]
-        cpu.append([(b - a) * 1000 / found["completed"] for a, b in zip(before, after, strict=True)])
+        cpu.append(
+            [(b - a) * 1000 / found["completed"] for a, b in zip(before, after, strict=True)]
+        )
         saturated.append(found["completed"] / max(found["span"], 1e-9))
         print(f"closed loop run {run}: {saturated[-1]:.0f}/s settled, answers {client.statuses}")
 
@@ -249,8 +251,12 @@ async def measure(args: argparse.Namespace) -> None:
     print(f"{'reserve → posted p50 (ms)':<44} {statistics.median(r[1] for r in rows):>10.1f}")
     print(f"{'API answer (202) p99 (ms)':<44} {statistics.median(r[3] for r in rows):>10.1f}")
     print(f"{'saturated settlements per second':<44} {statistics.median(saturated):>10.0f}")
-    print(f"{'payer node CPU per settlement (ms)':<44} {statistics.median(c[0] for c in cpu):>10.2f}")
-    print(f"{'payee node CPU per settlement (ms)':<44} {statistics.median(c[1] for c in cpu):>10.2f}")
+    print(
+        f"{'payer node CPU per settlement (ms)':<44} {statistics.median(c[0] for c in cpu):>10.2f}"
+    )
+    print(
+        f"{'payee node CPU per settlement (ms)':<44} {statistics.median(c[1] for c in cpu):>10.2f}"
+    )
     problems = payer_audit["problems"] + payee_audit["problems"]
     print(f"audits: {problems or 'clean'}; payable + receivable = {owed}")
 

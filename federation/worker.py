@@ -228,6 +228,22 @@ async def run_loop(
                 await wake.wait()
 
 
+async def release_claims(db: UnitOfWork) -> int:
+    """Free the inbox items and deliveries claimed by a process that is gone. Only for a
+    database that one process owns (SQLite): with several, a claim may be a live process's,
+    and claims expire on their own."""
+    async with db.transaction() as conn:
+        freed = 0
+        for table in (inbox_items, deliveries):
+            result = await conn.execute(
+                update(table)
+                .where(table.c.state == QUEUED, table.c.locked_until.is_not(None))
+                .values(locked_until=None)
+            )
+            freed += result.rowcount
+    return freed
+
+
 async def sweep_finished(db: UnitOfWork, before: datetime) -> tuple[int, int]:
     """Delete inbox items and deliveries that finished before `before`; returns the counts.
 

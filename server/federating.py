@@ -31,7 +31,7 @@ from federation.fetch import (
 from federation.inbox import Inbox, InboxPolicy
 from federation.keys import KeyStore
 from federation.tables import utc
-from federation.worker import InboxWorker, run_loop, sweep_finished
+from federation.worker import InboxWorker, release_claims, run_loop, sweep_finished
 from payments.settlement import ask_again_now
 from payments.settlement import resend_is_due as settlement_due
 from protocol.actors import RSA_KEY_FRAGMENT
@@ -118,12 +118,16 @@ class Federation:
     async def start(self) -> None:
         """Start the inbox and delivery workers (they wait out a database outage)."""
         try:
+            if self.db.is_sqlite:  # this process owns the queues: claims left are a dead one's
+                freed = await release_claims(self.db)
+                if freed:
+                    log.info("took back work claimed before a stop", extra={"items": freed})
             async with self.db.transaction() as conn:
                 waiting = await ask_again_now(conn, self.clock())
             if waiting:
                 log.info("asking again about unanswered payments", extra={"payments": waiting})
         except Exception:
-            log.exception("could not look for unanswered payments; the worker will")
+            log.exception("could not resume interrupted work; the workers will")
         self._tasks = [
             asyncio.create_task(
                 run_loop("sweep", self._sweep, asyncio.Event(), idle_s=3600), name="sweep"
