@@ -23,7 +23,7 @@ from payments.parties import peer_owner
 from payments.tables import payment_requests, peer_limits, peer_statements, settlements
 from protocol.proofs import sign_object
 from server.social import graph
-from server.storage.tables import account_keys
+from server.storage.tables import account_keys, blocks
 from server.wallets import deposit
 from tests.api.client import ApiClient, client_for
 from tests.harness import Node, NodeFactory, eventually
@@ -356,7 +356,9 @@ async def test_the_nodes_limits_on_one_payment_and_on_a_day_hold_on_both_sides(
 async def test_a_payer_who_blocks_the_payee_receives_no_requests_from_them(pair: Pair) -> None:
     bob_at_a = await pair.a.federation.resolve_account(pair.bob_handle)
     alice = await pair.a.account("alice")
-    await pair.a.perform(lambda conn, now: graph.block(conn, pair.a.urls, alice, bob_at_a, now))
+    # A block bob's node has not heard of (yet): alice's node refuses the request on arrival.
+    async with pair.a.db.transaction() as conn:
+        await graph.insert_block(conn, alice.id, bob_at_a.id, None, pair.a.clock())
     created = await pair.bob.post(
         "/api/kith/v1/payment_requests", payer=pair.alice_handle, amount="1", currency="EUR"
     )
@@ -374,6 +376,22 @@ async def test_a_payer_who_blocks_the_payee_receives_no_requests_from_them(pair:
     states = await eventually(rejected, lambda found: found and "queued" not in found[0])
     assert states == ["rejected: the payer blocks the payee (or the other way round)"]
     assert (await pair.alice.get("/api/kith/v1/payment_requests")).body == []
+
+    # A block that has federated: bob's own node refuses to send one.
+    await client_for(pair.a, "carol")
+    carol = await pair.a.account("carol")
+    await pair.a.perform(lambda conn, now: graph.block(conn, pair.a.urls, carol, bob_at_a, now))
+
+    async def bobs_node_knows() -> bool:
+        async with pair.b.db.read() as conn:
+            return bool((await conn.execute(select(blocks.c.id))).first())
+
+    await eventually(bobs_node_knows)
+    refused = await pair.bob.post(
+        "/api/kith/v1/payment_requests", payer=pair.a.handle("carol"), amount="1", currency="EUR"
+    )
+    assert refused.status == 422
+    assert refused.body["error"] == "you cannot request money from this account"
 
 
 async def _deliver_request_document(pair: Pair, document: dict, signer: str = "bob") -> str:
