@@ -30,8 +30,9 @@ ATTEMPTS_MAX = 8
 # While peers are posting, the worker takes at most this share of the event loop: taking an
 # activity in (verify, store, 202) comes before applying it, which can wait in the durable log.
 SHARE_UNDER_LOAD = 0.3
-# Items applied in one transaction (one commit) at most.
-CHUNK_ITEMS = 16
+# Items are added to one transaction (one commit) until it has run this long.
+TRANSACTION_BUDGET_S = 0.004
+PREFETCH_AHEAD = 16
 
 
 @dataclass(frozen=True)
@@ -71,17 +72,20 @@ class InboxWorker:
         """Claim and process one batch; returns how many items were taken.
 
         Items are applied in arrival order, several to a transaction (each in a savepoint, so
-        one that fails is undone alone): a commit is a disk flush, and paying one per item
-        capped how many activities a node could apply per second."""
+        one that fails is undone alone) for at most TRANSACTION_BUDGET_S: a commit is a disk
+        flush, and paying one per item capped how many activities a node could apply per
+        second; a long transaction would hold up the inbox's own writes (its 202s)."""
         items = await self._claim()
         loop = asyncio.get_running_loop()
-        for start in range(0, len(items), CHUNK_ITEMS):
+        claimed, waiting = list(items), []
+        while claimed or waiting:
             started = loop.time()
-            chunk = [
-                (item, attempts, await self._prefetch(item))
-                for item, attempts in items[start : start + CHUNK_ITEMS]
-            ]
-            await self._apply(chunk)
+            # Remote reads for the next few, outside the transaction.
+            while claimed and len(waiting) < PREFETCH_AHEAD:
+                item, attempts = claimed.pop(0)
+                waiting.append((item, attempts, await self._prefetch(item)))
+            applied = await self._apply(waiting)
+            del waiting[:applied]
             if self.inbox_is_busy():
                 took = loop.time() - started
                 await asyncio.sleep(took * (1 - SHARE_UNDER_LOAD) / SHARE_UNDER_LOAD)
@@ -97,10 +101,17 @@ class InboxWorker:
         except Exception as exc:  # Reject or a failure to retry: recorded with the others
             return _Prefetched(handler, failure=exc)
 
-    async def _apply(self, chunk: list[tuple[InboundActivity, int, _Prefetched]]) -> None:
+    async def _apply(self, waiting: list[tuple[InboundActivity, int, _Prefetched]]) -> int:
+        """Apply items from the front of `waiting` in one transaction; how many it took."""
         now = self.clock()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TRANSACTION_BUDGET_S
+        taken = 0
         async with self.db.transaction() as conn:
-            for item, attempts, prefetched in chunk:
+            for item, attempts, prefetched in waiting:
+                if taken and loop.time() > deadline:
+                    break
+                taken += 1
                 try:
                     async with self.db.savepoint(conn):
                         if prefetched.failure is not None:
@@ -124,6 +135,7 @@ class InboxWorker:
                     await self._finish(conn, item.item_id, REJECTED, str(exc), now)
                 except Exception as exc:
                     await self._retry_later(conn, item, attempts, exc, now)
+        return taken
 
     async def _claim(self) -> list[tuple[InboundActivity, int]]:
         now = self.clock()
