@@ -31,10 +31,10 @@ from payments.parties import (
 )
 from payments.peers import DefaultLimit
 from payments.requests import RequestRecord, RequestState
-from payments.settlement import SettlementRecord
+from payments.settlement import SettlementRecord, SettlementState
 from payments.tables import payment_requests
 from protocol import payments as wire
-from protocol.actors import ED25519_KEY_FRAGMENT
+from protocol.actors import ED25519_KEY_FRAGMENT, RemoteActor
 from protocol.as2 import host_of, id_of
 from protocol.errors import ProtocolError
 from protocol.multibase import decode_ed25519_multikey
@@ -42,9 +42,9 @@ from protocol.proofs import ProofError, proof_of
 from server.clock import Clock
 from server.config import Config, community_currencies
 from server.identity.accounts import Account, instance_actor
-from server.social.distribution import emit
+from server.social.distribution import emit, notify
 from server.social.graph import block_between
-from server.social.remote_accounts import account_for_actor
+from server.social.remote_accounts import account_for_actor, upsert_remote_account
 from server.storage.engine import Database
 from server.storage.ids import new_id
 from server.storage.tables import account_keys
@@ -54,6 +54,9 @@ log = logging.getLogger("kith.payments")
 # Streaming events (on the `user` stream): the payload is the entity the payments API shows.
 REQUEST_EVENT = "kith:payment_request"
 TRANSFER_EVENT = "kith:transfer"
+# Mastodon notification types (clients ignore types they do not know).
+REQUEST_NOTIFICATION = "kith.payment_request"
+PAYMENT_NOTIFICATION = "kith.payment_received"
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 200
 
@@ -133,7 +136,7 @@ class Payments:
         dispatcher.route("Accept", self._names_our_transfer, self.on_decision, keys)
         dispatcher.route("Reject", self._names_our_transfer, self.on_decision, keys)
         dispatcher.route("Reject", self._names_our_request, self.on_decline)
-        dispatcher.route("Create", _carries_payment_request, self.on_payment_request, keys)
+        dispatcher.route("Create", _carries_payment_request, self.on_payment_request, self._sender)
         dispatcher.route("Create", _carries_statement, self.on_statement, keys)
         dispatcher.route("Accept", self._names_our_statement, self.on_statement_answer, keys)
         dispatcher.route("Reject", self._names_our_statement, self.on_statement_answer, keys)
@@ -151,18 +154,20 @@ class Payments:
         return target.startswith(f"{self.urls.base_url}/payments/statements/")
 
     async def _sender_keys(self, item: InboundActivity) -> dict[str, bytes]:
-        """The sender's published Ed25519 keys; fetched again once if the proof names a key
-        we do not have (it may have rotated)."""
+        return (await self._sender(item))[1]
+
+    async def _sender(self, item: InboundActivity) -> tuple[RemoteActor, dict[str, bytes]]:
+        """The sender and its published Ed25519 keys; fetched again once if the proof names
+        a key we do not have (it may have rotated)."""
         signed = item.activity.get("object") if item.activity_type in ("Offer", "Create") else None
         method = _proof_method(signed if isinstance(signed, dict) else item.activity)
         try:
             actor = await self.directory.get(item.actor_uri)
-            keys = _ed25519_keys(actor.keys)
-            if method is not None and method not in keys:
-                keys = _ed25519_keys((await self.directory.get(item.actor_uri, True)).keys)
+            if method is not None and method not in _ed25519_keys(actor.keys):
+                actor = await self.directory.get(item.actor_uri, True)
         except ActorUnavailable as exc:
             raise Reject(f"the sender's keys cannot be fetched: {exc}") from None
-        return keys
+        return actor, _ed25519_keys(actor.keys)
 
     async def on_offer(
         self, conn: AsyncConnection, item: InboundActivity, keys: Any, now: datetime
@@ -208,8 +213,13 @@ class Payments:
         return []
 
     async def on_payment_request(
-        self, conn: AsyncConnection, item: InboundActivity, keys: Any, now: datetime
+        self,
+        conn: AsyncConnection,
+        item: InboundActivity,
+        sender: tuple[RemoteActor, dict[str, bytes]],
+        now: datetime,
     ) -> list[Outbound]:
+        actor, keys = sender
         document = item.activity["object"]
         payer_uri = id_of(document.get("payer"))
         payer = await account_for_actor(conn, payer_uri or "", self.urls.base_url)
@@ -217,8 +227,8 @@ class Payments:
             raise Reject("the payment request is not for a user of this node")
         if id_of(document.get("attributedTo")) != item.actor_uri:
             raise Reject("a payment request must come from its payee")
-        payee = await account_for_actor(conn, item.actor_uri, self.urls.base_url)
-        if payee is not None and await blocks_between(conn, payer.id, payee.id):
+        payee = await upsert_remote_account(conn, actor, now)
+        if await blocks_between(conn, payer.id, payee.id):
             raise Reject("the payer blocks the payee (or the other way round)")
         try:
             record = await requests.receive_request(
@@ -227,6 +237,7 @@ class Payments:
         except (SettlementRejected, ProtocolError) as exc:
             raise Reject(str(exc)) from None
         self.tell_request(conn, record)
+        await notify(conn, payer.id, REQUEST_NOTIFICATION, payee.id, None, now)
         return []
 
     async def on_statement(
@@ -306,6 +317,19 @@ class Payments:
         if record is None:
             return
         self.tell_transfer(conn, record)
+        received = record.state in (SettlementState.ACCEPTED, SettlementState.POSTED)
+        if received and record.role != "payer" and record.payee_account_id is not None:
+            # Only from a payer this node knows: a notification names an account.
+            payer = await account_for_actor(conn, record.payer_uri, self.urls.base_url)
+            if payer is not None:
+                await notify(
+                    conn,
+                    record.payee_account_id,
+                    PAYMENT_NOTIFICATION,
+                    payer.id,
+                    None,
+                    record.decided_at or record.created_at,
+                )
         if record.request_uri is not None:
             request = await requests.request_by_uri(conn, record.request_uri)
             if request is not None:
@@ -386,6 +410,7 @@ class Payments:
         )  # fmt: skip
         self.tell_request(conn, record)
         if payer.is_local:
+            await notify(conn, payer.id, REQUEST_NOTIFICATION, payee.id, None, now)
             return record, []
         create = {
             "@context": wire.PAYMENT_CONTEXT,

@@ -150,6 +150,15 @@ async def test_a_request_paid_across_nodes_moves_the_money_once_with_a_verified_
     assert [(t["direction"], t["amount"]) for t in history.body] == [("incoming", "12.50")]
     bobs = await pair.bob.get(f"/api/kith/v1/transfers/{history.body[0]['id']}")
     assert bobs.body["receipt"]["verified"], bobs.body["receipt"]["problems"]
+    # Both hear of it in their notifications, as Mastodon apps list them.
+    asked = (await pair.alice.get("/api/v1/notifications")).body
+    assert [(n["type"], n["account"]["acct"]) for n in asked] == [
+        ("kith.payment_request", pair.bob_handle)
+    ]
+    paid = await pair.bob.get("/api/v1/notifications", **{"types[]": "kith.payment_received"})
+    assert [(n["type"], n["account"]["acct"]) for n in paid.body] == [
+        ("kith.payment_received", pair.alice_handle)
+    ]
     await assert_money_conserved(pair.a, pair.b)
 
 

@@ -33,6 +33,8 @@ NOTIFICATION_TYPES = (
     "follow_request",
     "favourite",
     "update",
+    "kith.payment_request",  # someone asks the user for money (Kith payments)
+    "kith.payment_received",  # money arrived in the user's wallet
 )
 UNREAD_COUNT_DEFAULT = 100
 UNREAD_COUNT_MAX = 1000
