@@ -287,6 +287,54 @@ async def _pending(conn: AsyncConnection, peer_actor: str, currency: str) -> boo
     return row.first() is not None
 
 
+async def due(
+    conn: AsyncConnection, node_actor: str, interval: timedelta, now: datetime
+) -> list[tuple[str, str]]:
+    """(peer, currency) pairs this node should propose a statement to now: it is the proposing
+    side, payments were settled with the peer, and the last statement is older than
+    `interval` (and answered)."""
+    pairs = await conn.execute(
+        select(settlements.c.peer, settlements.c.currency)
+        .where(settlements.c.peer.is_not(None), settlements.c.state.in_(_SETTLED))
+        .distinct()
+    )
+    found = []
+    for peer, currency in pairs.all():
+        if proposer_of(node_actor, peer) != node_actor:
+            continue
+        last = (
+            await conn.execute(
+                select(
+                    peer_statements.c.created_at, peer_statements.c.state, peer_statements.c.as_of
+                )
+                .where(peer_statements.c.peer == peer, peer_statements.c.currency == currency)
+                .order_by(peer_statements.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+        if last is not None and (last.state == "proposed" or now - utc(last.created_at) < interval):
+            continue
+        if await _settled_between(conn, peer, currency, last.as_of if last else None, now):
+            found.append((peer, currency))
+    return found
+
+
+async def _settled_between(
+    conn: AsyncConnection, peer: str, currency: str, after: datetime | None, now: datetime
+) -> bool:
+    """Whether a payment with the peer was decided after `after` and long enough ago to be
+    stated (so that a quiet pair does not exchange empty statements forever)."""
+    query = select(settlements.c.id).where(
+        settlements.c.peer == peer,
+        settlements.c.currency == currency,
+        settlements.c.state.in_(_SETTLED),
+        settlements.c.decided_at <= now - STATEMENT_LAG,
+    )
+    if after is not None:
+        query = query.where(settlements.c.decided_at > after)
+    return (await conn.execute(query.limit(1))).first() is not None
+
+
 async def statements_with(conn: AsyncConnection, peer_actor: str) -> list[Any]:
     """Every statement with a peer, newest first (for operators)."""
     rows = await conn.execute(

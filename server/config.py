@@ -248,6 +248,13 @@ class PaymentsConfig:
             "`kith payments in-doubt` (still reserved: it is never released on a timer)."
         ),
     )
+    statement_interval_minutes: int = field(
+        default=60,
+        metadata=_doc(
+            "How often this node proposes a netting statement to each peer node it has paid\n"
+            "or been paid by (where it is the proposing side); 0 turns it off."
+        ),
+    )
     accept_direct_transfers: bool = field(
         default=True,
         metadata=_doc("Whether your users receive money sent to them without a request."),
@@ -524,6 +531,8 @@ def _validate_plain_keys(config: Config) -> None:
             raise ConfigError(f"payments.{key}", "must be a whole number such as 100")
     if not 1 <= config.payments.request_expiry_minutes <= 43200:
         raise ConfigError("payments.request_expiry_minutes", "must be 1 to 43200 (30 days)")
+    if config.payments.statement_interval_minutes < 0:
+        raise ConfigError("payments.statement_interval_minutes", "must be 0 (off) or more")
     if config.payments.in_doubt_hours < 1:
         raise ConfigError("payments.in_doubt_hours", "must be at least 1")
     for domain in config.federation.blocked_domains:

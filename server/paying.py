@@ -82,6 +82,7 @@ class Payments:
         self.currencies = Currencies(community_currencies(config))
         self.request_lifetime = timedelta(minutes=config.payments.request_expiry_minutes)
         self.in_doubt_after = timedelta(hours=config.payments.in_doubt_hours)
+        self.statement_interval = timedelta(minutes=config.payments.statement_interval_minutes)
         self.policy = Policy(
             currencies=self.currencies,
             default_credit_limit=default_credit_limit(config, self.currencies),
@@ -276,6 +277,22 @@ class Payments:
                 extra={"peer": item.actor_uri, "problems": str(item.activity.get("content"))},
             )
         return []
+
+    async def propose_due(self, conn: AsyncConnection, now: datetime) -> list[Outbound]:
+        """The periodic netting statements that are due (payments.statement_interval_minutes)."""
+        if not self.statement_interval:
+            return []
+        node = await self.node_key()
+        outbound: list[Outbound] = []
+        for peer, currency in await statements.due(conn, node.actor, self.statement_interval, now):
+            try:
+                async with self.db.savepoint(conn):
+                    _, messages = await statements.propose(conn, node, peer, currency, now, new_id)
+            except statements.StatementError:
+                continue  # nothing new since the last one
+            log.info("statement proposed", extra={"peer": peer, "currency": currency})
+            outbound += [self._outbound(message) for message in messages]
+        return outbound
 
     async def propose_statement(
         self, conn: AsyncConnection, peer_host: str, currency: str, now: datetime

@@ -592,3 +592,27 @@ async def test_streaming_clients_hear_requests_and_payments_with_their_live_stat
             ("kith:transfer", "completed"),
             ("kith:payment_request", "paid"),
         ]
+
+
+async def test_statements_are_proposed_periodically_once_there_is_something_to_state(
+    pair: Pair,
+) -> None:
+    issuer, other = sorted((pair.a, pair.b), key=lambda n: n.config.base_url + "/actor")
+    await issuer.perform(issuer.federation.payments.propose_due)
+    assert await _statements(issuer) == []  # no payment yet
+    sent = await pair.alice.post(
+        "/api/kith/v1/transfers", to=pair.bob_handle, amount="3.00", currency="EUR"
+    )
+    assert (await settled(pair.alice, sent.body["id"]))["state"] == "completed"
+    await issuer.perform(issuer.federation.payments.propose_due)
+    assert await _statements(issuer) == []  # decided too recently to be stated
+    for node in (pair.a, pair.b):
+        node.clock.advance(minutes=11)
+    await issuer.perform(issuer.federation.payments.propose_due)
+    await eventually(lambda: _statements(other), lambda found: found and found[0][1] == "agreed")
+    for node in (pair.a, pair.b):
+        node.clock.advance(minutes=61)
+    await issuer.perform(issuer.federation.payments.propose_due)
+    assert len(await _statements(issuer)) == 1  # nothing new: no empty statement
+    await other.perform(other.federation.payments.propose_due)
+    assert await _statements(other) == [("counterparty", "agreed", None)]  # it never proposes
