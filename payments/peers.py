@@ -31,40 +31,47 @@ class PeerPosition:
     owes_us: int  # negative: we owe them
     reserved_for_them: int  # our users' payments to them still waiting for their decision
     credit_limit: int
+    transfer_max: int | None
 
 
 def peer_owner(host: str) -> str:
     return f"{PEER_PREFIX}{host}"
 
 
-async def credit_limit(
+async def limits(
     conn: AsyncConnection, peer_host: str, currency: str, default: DefaultLimit
-) -> int:
-    """What `peer_host` may owe this node in `currency`."""
-    row = await conn.execute(
-        select(peer_limits.c.credit_limit).where(
-            peer_limits.c.peer == peer_host, peer_limits.c.currency == currency
+) -> tuple[int, int | None]:
+    """What `peer_host` may owe this node in `currency`, and the most one payment from its
+    users may be (None: no limit of its own)."""
+    row = (
+        await conn.execute(
+            select(peer_limits.c.credit_limit, peer_limits.c.transfer_max).where(
+                peer_limits.c.peer == peer_host, peer_limits.c.currency == currency
+            )
         )
-    )
-    found = row.scalar_one_or_none()
-    return default(peer_host, currency) if found is None else found
+    ).first()
+    if row is None:
+        return default(peer_host, currency), None
+    return row.credit_limit, row.transfer_max
 
 
-async def set_credit_limit(
-    conn: AsyncConnection, peer_host: str, currency: str, minor: int, now: datetime
+async def set_limits(
+    conn: AsyncConnection,
+    peer_host: str,
+    currency: str,
+    credit_limit: int,
+    now: datetime,
+    transfer_max: int | None = None,
 ) -> None:
-    """Let `peer_host` owe us up to `minor` (0: none). Debts above it stay; new ones stop."""
-    if minor < 0:
-        raise ValueError("a credit limit cannot be negative")
+    """Let `peer_host` owe us up to `credit_limit` (0: none), each payment from its users at
+    most `transfer_max`. Debts above the limit stay; new payments stop."""
+    if credit_limit < 0 or (transfer_max is not None and transfer_max <= 0):
+        raise ValueError("limits cannot be negative")
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(peer_limits).values(
-        peer=peer_host, currency=currency, credit_limit=minor, updated_at=now
-    )
+    values = {"credit_limit": credit_limit, "transfer_max": transfer_max, "updated_at": now}
+    statement = dialect.insert(peer_limits).values(peer=peer_host, currency=currency, **values)
     await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["peer", "currency"],
-            set_={"credit_limit": minor, "updated_at": now},
-        )
+        statement.on_conflict_do_update(index_elements=["peer", "currency"], set_=values)
     )
 
 
@@ -75,14 +82,14 @@ async def positions(conn: AsyncConnection, default: DefaultLimit) -> list[PeerPo
         for a in await ledger.all_accounts(conn)
         if a.owner.startswith(PEER_PREFIX)
     }
-    limits = {
-        (row.peer, row.currency): row.credit_limit
+    set_by_operator = {
+        (row.peer, row.currency): (row.credit_limit, row.transfer_max)
         for row in await conn.execute(select(peer_limits))
     }
     found = []
-    for peer, currency in sorted(accounts.keys() | limits.keys()):
+    for peer, currency in sorted(accounts.keys() | set_by_operator.keys()):
         account = accounts.get((peer, currency))
-        limit = limits.get((peer, currency))
+        limit, transfer_max = set_by_operator.get((peer, currency), (None, None))
         found.append(
             PeerPosition(
                 peer=peer,
@@ -90,6 +97,7 @@ async def positions(conn: AsyncConnection, default: DefaultLimit) -> list[PeerPo
                 owes_us=-account.balance if account else 0,
                 reserved_for_them=account.credits_pending if account else 0,
                 credit_limit=default(peer, currency) if limit is None else limit,
+                transfer_max=transfer_max,
             )
         )
     return found

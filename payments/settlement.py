@@ -588,10 +588,15 @@ def _problem(
 async def _over_credit_limit(
     conn: AsyncConnection, peer: str, offer: wire.TransferOffer, policy: Policy
 ) -> tuple[str, str] | None:
+    """What the operator lets the payer's node do: one payment's size, its debt to us."""
     currency = offer.amount.currency
+    limit, transfer_max = await peers.limits(
+        conn, host_of(peer), currency, policy.default_credit_limit
+    )
+    if transfer_max is not None and offer.amount.minor > transfer_max:
+        return Code.AMOUNT.value, "the amount is above this node's limit for that node's payments"
     account = await ledger.account_of(conn, peer_owner(peer), currency)
     owed = (account.debits_posted - account.credits_posted) if account else 0
-    limit = await peers.credit_limit(conn, host_of(peer), currency, policy.default_credit_limit)
     if owed + offer.amount.minor > limit:
         return Code.CREDIT_LIMIT.value, "the payer's node would owe more than this node allows"
     return None

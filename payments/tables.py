@@ -149,6 +149,8 @@ peer_limits = Table(
     Column("peer", String(300), primary_key=True),  # host[:port]
     Column("currency", String(12), primary_key=True),
     Column("credit_limit", BigInteger, nullable=False),
+    # The most one payment from that node's users may be (None: the node-wide limit).
+    Column("transfer_max", BigInteger, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     CheckConstraint("credit_limit >= 0", name="credit_limit_not_negative"),
 )

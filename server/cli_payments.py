@@ -97,6 +97,11 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     limit.add_argument("domain", help="the peer's host (host:port if not 443)")
     limit.add_argument("currency", help="ISO 4217 or community currency code")
     limit.add_argument("amount", help="decimal amount, e.g. 500.00")
+    limit.add_argument(
+        "--max-payment",
+        metavar="AMOUNT",
+        help="also refuse any one payment from its users above AMOUNT (code F03)",
+    )
     limit.set_defaults(run=cmd_peers_limit)
     statement = sub.add_parser(
         "statement",
@@ -281,13 +286,17 @@ async def cmd_peers_list(args: argparse.Namespace) -> int:
         if not found:
             say("no money has moved between your users and another node's yet")
             return 0
-        say(f"{'peer':<32} {'currency':<9} {'owes us':>16} {'reserved':>16} {'limit':>16}")
+        say(
+            f"{'peer':<32} {'currency':<9} {'owes us':>16} {'reserved':>16} {'limit':>16}"
+            f" {'max payment':>16}"
+        )
         for p in found:
             currency = _currency(known, p.currency)
+            most = "-" if p.transfer_max is None else format_amount(p.transfer_max, currency)
             say(
                 f"{p.peer:<32} {p.currency:<9} {format_amount(p.owes_us, currency):>16} "
                 f"{format_amount(p.reserved_for_them, currency):>16} "
-                f"{format_amount(p.credit_limit, currency):>16}"
+                f"{format_amount(p.credit_limit, currency):>16} {most:>16}"
             )
         return 0
 
@@ -306,13 +315,17 @@ async def cmd_peers_limit(args: argparse.Namespace) -> int:
             if args.amount.strip() in ("0", "0.0", "0.00")
             else parse_amount(args.amount, currency)
         )
+        most = parse_amount(args.max_payment, currency) if args.max_payment else None
     except AmountError as exc:
         raise CommandError(str(exc)) from None
 
     async def work(db: Database) -> int:
         async with db.transaction() as conn:
-            await peers.set_credit_limit(conn, host, currency.code, minor, utcnow())
+            await peers.set_limits(conn, host, currency.code, minor, utcnow(), transfer_max=most)
         say(f"{host} may now owe you up to {format_amount(minor, currency)} {currency.code}")
+        if most is not None:
+            shown = format_amount(most, currency)
+            say(f"each payment from its users at most {shown} {currency.code}")
         return 0
 
     return await with_database(config, work)

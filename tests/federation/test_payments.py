@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from federation.dispatch import PRIORITY_DIRECT, Outbound
 from federation.tables import deliveries, inbox_items
-from payments import ledger
+from payments import ledger, peers
 from payments.money import Currencies
 from payments.parties import peer_owner
 from payments.tables import payment_requests, peer_limits, peer_statements, settlements
@@ -242,6 +242,15 @@ async def test_a_payment_beyond_the_payee_nodes_credit_limit_is_refused(pair: Pa
         json={"to": pair.bob_handle, "amount": "9.99", "currency": "EUR"},
     )
     assert (await settled(pair.alice, sent.body["id"]))["state"] == "completed"
+    # The payee's node may also cap one payment from that node's users.
+    async with pair.b.db.transaction() as conn:
+        await peers.set_limits(
+            conn, pair.a.config.domain, "EUR", 50_00, pair.b.clock(), transfer_max=5_00
+        )
+    too_big = await pair.alice.post(
+        "/api/kith/v1/transfers", to=pair.bob_handle, amount="5.01", currency="EUR"
+    )
+    assert (await settled(pair.alice, too_big.body["id"]))["error"]["code"] == "F03"
     await assert_money_conserved(pair.a, pair.b)
 
 

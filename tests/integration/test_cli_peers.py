@@ -34,6 +34,9 @@ def test_a_peer_limit_is_set_listed_and_checked(cli: Cli) -> None:
     listed = cli("peers", "list")
     assert "far.example" in listed.out
     assert "250.00" in listed.out
+    capped = cli("peers", "limit", "far.example", "EUR", "250", "--max-payment", "20")
+    assert "each payment from its users at most 20.00 EUR" in capped.out
+    assert "20.00" in cli("peers", "list").out
     for argv, reason in (
         (("far.example", "EUR", "1.234"), "decimal places"),
         (("far.example", "EUR", "-1"), "not a decimal"),
