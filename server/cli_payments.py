@@ -12,6 +12,7 @@ from federation.delivery import enqueue
 from payments import ledger, parties, peers, settlement, statements
 from payments.ledger import Outcome
 from payments.money import AmountError, Currencies, Currency, format_amount, parse_amount
+from payments.parties import user_owner
 from server.cli_support import CommandError, load, say, with_database
 from server.clock import utcnow
 from server.config import Config, community_currencies
@@ -20,7 +21,7 @@ from server.paying import Payments, default_credit_limit
 from server.storage.engine import Database
 from server.storage.ids import new_id
 from server.urls import Urls
-from server.wallets import WalletError, balances, deposit, wallet_owner, withdraw
+from server.wallets import WalletError, balances, deposit, withdraw
 
 
 def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -198,7 +199,7 @@ async def cmd_wallet_history(args: argparse.Namespace) -> int:
         async with db.read() as conn:
             account = await _local_user(conn, args.name)
             rows = []
-            for wallet in await ledger.accounts_of(conn, wallet_owner(account)):
+            for wallet in await ledger.accounts_of(conn, user_owner(account.id)):
                 for moved in await ledger.history(conn, wallet, limit=args.limit):
                     sign = -1 if moved["debit_account_id"] == wallet.id else 1
                     rows.append((moved["serial"], wallet.currency, sign * moved["amount"], moved))

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from payments import ledger
 from payments.ledger import Failure, Kind, Outcome, Transfer
 from payments.money import Currency
+from payments.parties import user_owner
 from server.identity.accounts import Account
 from server.storage.ids import new_id
 
@@ -33,10 +34,6 @@ class Balance:
     balance: int
     available: int
     incoming: int
-
-
-def wallet_owner(account: Account) -> str:
-    return f"user:{account.id}"
 
 
 async def deposit(
@@ -77,7 +74,7 @@ async def _move(
     external = await ledger.open_account(
         conn, EXTERNAL, currency.code, new_id, now, may_go_negative=True
     )
-    wallet = await ledger.open_account(conn, wallet_owner(account), currency.code, new_id, now)
+    wallet = await ledger.open_account(conn, user_owner(account.id), currency.code, new_id, now)
     debit, credit = (external, wallet) if kind == "deposit" else (wallet, external)
     transfer = Transfer(
         id=f"{kind}:{reference or uuid.uuid4()}",
@@ -103,5 +100,5 @@ async def balances(conn: AsyncConnection, account: Account) -> list[Balance]:
     """The user's wallet in every currency it has held."""
     return [
         Balance(a.currency, a.balance, a.available, a.credits_pending)
-        for a in await ledger.accounts_of(conn, wallet_owner(account))
+        for a in await ledger.accounts_of(conn, user_owner(account.id))
     ]
