@@ -36,9 +36,10 @@ from sqlalchemy import select
 from payments import ledger, settlement
 from payments.money import Currencies
 from payments.tables import ledger_transfers
-from server.identity.accounts import create_account
+from server.identity.accounts import create_account, find_account
 from server.identity.keys import generate_actor_keys
 from server.identity.tokens import create_token, parse_scopes
+from server.paying import PayeeNode
 from server.wallets import deposit
 
 USERS = 50
@@ -64,6 +65,8 @@ async def serve(pipe: Connection, role: str) -> None:
                 pipe.send(await audit(node))
             elif command[0] == "cpu":
                 pipe.send(time.process_time())
+            elif command[0] == "pay":
+                pipe.send(await pay_from_node(node, *command[1:]))
         await node.stop()
 
 
@@ -79,6 +82,46 @@ async def make_users(node: BenchNode, funded: bool) -> list[str]:
             if funded:
                 await deposit(conn, account, 10**9, Currencies().get("EUR"), now)
     return tokens
+
+
+async def pay_from_node(
+    node: BenchNode, payee_base: str, rate: float, seconds: float, transfers: int, clients: int
+) -> int:
+    """Settlements started by the payer node itself, as its payments API would start them but
+    without the client's HTTP request: the inter-node exchange alone (performance.md G9).
+    Open loop at `rate` for `seconds`, or closed loop (`transfers` over `clients` at once)."""
+    federation, payments = node.federation, node.federation.payments
+    host = payee_base.split("://", 1)[1]
+    async with node.db.read() as conn:
+        payers = [await find_account(conn, f"user{n}") for n in range(USERS)]
+    payees = [await federation.resolve_account(f"user{n}@{host}") for n in range(USERS)]
+    payee_node = await payments.payee_node(payees[0])
+    amount = payments.amount("0.01", "EUR")
+    sent = 0
+
+    async def one() -> None:
+        nonlocal sent
+        n, sent = sent, sent + 1
+        payer, payee = payers[n % USERS], PayeeNode(payee_node, payees[n % USERS])
+        uri = payments.transfer_uri(payer, None)  # type: ignore[arg-type]
+        await federation.perform(
+            lambda conn, now: payments.send(conn, payer, payee, amount, uri, now)  # type: ignore[arg-type]
+        )
+
+    if rate:
+        start, tasks = time.perf_counter(), []
+        for i in range(int(rate * seconds)):
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    else:
+
+        async def client() -> None:
+            while sent < transfers:
+                await one()
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+    return sent
 
 
 async def latencies(node: BenchNode, since: datetime) -> dict[str, Any]:
@@ -203,35 +246,8 @@ async def measure(args: argparse.Namespace) -> None:
     await warm.closed_loop(200, 16)  # connections, caches, the payee node's actor
     await settled(payer_pipe, datetime(2000, 1, 1, tzinfo=UTC), 200)
 
-    rows = []
-    for run in range(1, args.runs + 1):
-        since = datetime.now(UTC)
-        client = Client(payer, payee_base)
-        await client.open_loop(args.rate, args.seconds)
-        found = await settled(payer_pipe, since, client.sent)
-        p50 = percentile(found["latencies"], 0.5) * 1000
-        p99 = percentile(found["latencies"], 0.99) * 1000
-        per_s = found["completed"] / max(found["span"], 1e-9)
-        api_p99 = percentile(client.api_latencies, 0.99) * 1000
-        rows.append((per_s, p50, p99, api_p99))
-        print(
-            f"open loop run {run}: {found['completed']} settled at {per_s:.0f}/s offered "
-            f"{args.rate:.0f}/s; reserve→posted p50 {p50:.1f} ms p99 {p99:.1f} ms; "
-            f"API answer p99 {api_p99:.1f} ms; answers {client.statuses}"
-        )
-    saturated, cpu = [], []
-    for run in range(1, args.runs + 1):
-        since = datetime.now(UTC)
-        client = Client(payer, payee_base)
-        before = [await ask(pipe, "cpu") for pipe in pipes]
-        await client.closed_loop(args.transfers, 32)
-        found = await settled(payer_pipe, since, client.sent)
-        after = [await ask(pipe, "cpu") for pipe in pipes]
-        cpu.append(
-            [(b - a) * 1000 / found["completed"] for a, b in zip(before, after, strict=True)]
-        )
-        saturated.append(found["completed"] / max(found["span"], 1e-9))
-        print(f"closed loop run {run}: {saturated[-1]:.0f}/s settled, answers {client.statuses}")
+    drivers = ("api", "node") if args.driver == "both" else (args.driver,)
+    results = {driver: await drive(args, driver, pipes, payer, payee_base) for driver in drivers}
 
     payer_audit = await ask(payer_pipe, "audit")
     payee_audit = await ask(payee_pipe, "audit")
@@ -241,24 +257,76 @@ async def measure(args: argparse.Namespace) -> None:
     for process in processes:
         process.join(30)
 
-    rate, p99 = statistics.median(r[0] for r in rows), statistics.median(r[2] for r in rows)
     print()
-    print(f"{'figure':<44} {'median':>10} {'target':>10}")
-    print(f"{'settled per second at the offered rate':<44} {rate:>10.0f} {'≥ 240':>10}  "
-          f"{verdict(rate, TARGET_PER_SECOND)}")  # fmt: skip
-    print(f"{'reserve → posted p99 (ms)':<44} {p99:>10.1f} {'≤ 100':>10}  "
-          f"{verdict(p99, TARGET_P99_MS, higher_is_better=False)}")  # fmt: skip
-    print(f"{'reserve → posted p50 (ms)':<44} {statistics.median(r[1] for r in rows):>10.1f}")
-    print(f"{'API answer (202) p99 (ms)':<44} {statistics.median(r[3] for r in rows):>10.1f}")
-    print(f"{'saturated settlements per second':<44} {statistics.median(saturated):>10.0f}")
-    print(
-        f"{'payer node CPU per settlement (ms)':<44} {statistics.median(c[0] for c in cpu):>10.2f}"
-    )
-    print(
-        f"{'payee node CPU per settlement (ms)':<44} {statistics.median(c[1] for c in cpu):>10.2f}"
-    )
+    print(f"{'figure':<52} {'median':>10} {'target':>10}")
+    for driver, (rows, saturated, cpu) in results.items():
+        print(f"-- started {DRIVERS[driver]}")
+        rate, p99 = statistics.median(r[0] for r in rows), statistics.median(r[2] for r in rows)
+        print(f"{'settled per second at the offered rate':<52} {rate:>10.0f} {'≥ 240':>10}  "
+              f"{verdict(rate, TARGET_PER_SECOND)}")  # fmt: skip
+        print(f"{'reserve → posted p99 (ms)':<52} {p99:>10.1f} {'≤ 100':>10}  "
+              f"{verdict(p99, TARGET_P99_MS, higher_is_better=False)}")  # fmt: skip
+        print(f"{'reserve → posted p50 (ms)':<52} {statistics.median(r[1] for r in rows):>10.1f}")
+        if driver == "api":
+            api_p99 = statistics.median(r[3] for r in rows)
+            print(f"{'API answer (202) p99 (ms)':<52} {api_p99:>10.1f}")
+        print(f"{'saturated settlements per second':<52} {statistics.median(saturated):>10.0f}")
+        for n, name in enumerate(("payer", "payee")):
+            figure = f"{name} node CPU per settlement (ms)"
+            print(f"{figure:<52} {statistics.median(c[n] for c in cpu):>10.2f}")
     problems = payer_audit["problems"] + payee_audit["problems"]
     print(f"audits: {problems or 'clean'}; payable + receivable = {owed}")
+
+
+DRIVERS = {
+    "api": "by clients through POST /api/kith/v1/transfers (end to end)",
+    "node": "by the payer node itself (the inter-node exchange, G9)",
+}
+
+
+async def drive(
+    args: argparse.Namespace, driver: str, pipes: list[Connection], payer: Any, payee_base: str
+) -> tuple[list[tuple[float, ...]], list[float], list[list[float]]]:
+    """Open-loop then closed-loop runs of settlements started by `driver`."""
+    payer_pipe = pipes[0]
+    rows = []
+    for run in range(1, args.runs + 1):
+        since = datetime.now(UTC)
+        if driver == "api":
+            client = Client(payer, payee_base)
+            await client.open_loop(args.rate, args.seconds)
+            sent, api_p99 = client.sent, percentile(client.api_latencies, 0.99) * 1000
+        else:
+            sent = await ask(payer_pipe, "pay", payee_base, args.rate, args.seconds, 0, 0)
+            api_p99 = 0.0
+        found = await settled(payer_pipe, since, sent)
+        p50 = percentile(found["latencies"], 0.5) * 1000
+        p99 = percentile(found["latencies"], 0.99) * 1000
+        per_s = found["completed"] / max(found["span"], 1e-9)
+        rows.append((per_s, p50, p99, api_p99))
+        print(
+            f"{driver} open loop run {run}: {found['completed']} settled at {per_s:.0f}/s "
+            f"offered {args.rate:.0f}/s; reserve→posted p50 {p50:.1f} ms p99 {p99:.1f} ms"
+            + (f"; API answer p99 {api_p99:.1f} ms" if driver == "api" else "")
+        )
+    saturated, cpu = [], []
+    for run in range(1, args.runs + 1):
+        since = datetime.now(UTC)
+        before = [await ask(pipe, "cpu") for pipe in pipes]
+        if driver == "api":
+            client = Client(payer, payee_base)
+            await client.closed_loop(args.transfers, 32)
+            sent = client.sent
+        else:
+            sent = await ask(payer_pipe, "pay", payee_base, 0, 0, args.transfers, 32)
+        found = await settled(payer_pipe, since, sent)
+        after = [await ask(pipe, "cpu") for pipe in pipes]
+        cpu.append(
+            [(b - a) * 1000 / found["completed"] for a, b in zip(before, after, strict=True)]
+        )
+        saturated.append(found["completed"] / max(found["span"], 1e-9))
+        print(f"{driver} closed loop run {run}: {saturated[-1]:.0f}/s settled")
+    return rows, saturated, cpu
 
 
 def main() -> None:
@@ -267,6 +335,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per open-loop run")
     parser.add_argument("--transfers", type=int, default=1500, help="per closed-loop run")
     parser.add_argument("--runs", type=int, default=3, help="runs of each (medians printed)")
+    parser.add_argument(
+        "--driver",
+        choices=("api", "node", "both"),
+        default="both",
+        help="who starts the settlements: clients through the API, the payer node, or both",
+    )
     asyncio.run(measure(parser.parse_args()))
 
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import aiohttp
 from sqlalchemy import or_, select, update
@@ -25,10 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from federation.actors import inboxes_for
 from federation.db import UnitOfWork, insert_ignoring_duplicates, upsert
 from federation.dispatch import Outbound
-from federation.fetch import FetchError, FetchPolicy, check_url
+from federation.fetch import FetchError, FetchPolicy, check_url, is_as2_media_type
 from federation.tables import deliveries, hosts, utc
 from protocol.as2 import host_of
+from protocol.errors import ProtocolError
 from protocol.httpsig import HttpRequest, PrivateKey, sign_cavage, sign_rfc9421
+from protocol.jsonsafe import parse_json_document
 
 log = logging.getLogger("kith.federation.delivery")
 
@@ -39,6 +41,9 @@ RETRY_AFTER_MAX = timedelta(hours=6)
 _RETRYABLE_4XX = frozenset({401, 408, 429})
 # (key id, private key) for a local actor id.
 SigningKeys = Callable[[str], Awaitable[tuple[str, PrivateKey]]]
+# Takes the activities peers answered with: (the host that answered, the activity) each.
+TakeAnswers = Callable[[list[tuple[str, dict[str, Any]]]], Awaitable[None]]
+ANSWER_BYTES_MAX = 256 * 1024
 
 
 _DELIVERY_KEY = ("activity_id", "inbox_url")
@@ -67,6 +72,7 @@ async def enqueue(
             "attempts": 0,
             "created_at": now,
             "next_attempt_at": now,
+            "wants_answer": outbound.wants_answer,
         }
         if outbound.redeliver:
             await upsert(conn, deliveries, row, _DELIVERY_KEY, _REDELIVER_COLUMNS)
@@ -89,6 +95,7 @@ class Attempt:
     status: int | None
     error: str | None = None
     retry_after: timedelta | None = None
+    answer: dict[str, Any] | None = None  # what the peer answered in the response, if asked
 
     @property
     def delivered(self) -> bool:
@@ -111,6 +118,7 @@ class _Job:
     signer_uri: str
     body: bytes
     attempts: int
+    wants_answer: bool = False
 
 
 class _Outcome(NamedTuple):
@@ -133,9 +141,11 @@ class DeliveryWorker:
         per_host: int = 4,
         batch: int = 256,
         lock_for: timedelta = timedelta(minutes=2),
+        take_answers: TakeAnswers | None = None,
     ) -> None:
         self.db = db
         self.session = session
+        self.take_answers = take_answers
         self.policy = policy
         self.signing_keys = signing_keys
         self.clock = clock
@@ -154,6 +164,9 @@ class DeliveryWorker:
         states = await self._host_states({job.host for job in jobs})
         outcomes = await asyncio.gather(*(self._attempt(job, states[job.host]) for job in jobs))
         await self._record(outcomes)
+        answers = [(o.job.host, o.attempt.answer) for o in outcomes if o.attempt.answer is not None]
+        if answers and self.take_answers is not None:
+            await self.take_answers(answers)
         return len(jobs)
 
     async def _claim(self) -> list[_Job]:
@@ -168,6 +181,7 @@ class DeliveryWorker:
                         deliveries.c.signer_uri,
                         deliveries.c.body,
                         deliveries.c.attempts,
+                        deliveries.c.wants_answer,
                     )
                     .where(
                         deliveries.c.state == QUEUED,
@@ -186,7 +200,10 @@ class DeliveryWorker:
                     .values(locked_until=now + self.lock_for)
                 )
         return [
-            _Job(r.id, r.inbox_url, r.host, r.signer_uri, r.body.encode(), r.attempts) for r in rows
+            _Job(
+                r.id, r.inbox_url, r.host, r.signer_uri, r.body.encode(), r.attempts, r.wants_answer
+            )
+            for r in rows
         ]
 
     async def _attempt(self, job: _Job, host_state: tuple[str, bool]) -> _Outcome:
@@ -209,14 +226,20 @@ class DeliveryWorker:
             check_url(job.inbox_url, self.policy)
             key_id, private_key = await self.signing_keys(job.signer_uri)
             headers = {"Content-Type": "application/activity+json", "Host": job.host}
+            if job.wants_answer:
+                headers["Prefer"] = "return=representation"
             request = HttpRequest("POST", job.inbox_url, headers, job.body)
             sign = sign_rfc9421 if scheme == "rfc9421" else sign_cavage
             headers.update(sign(request, key_id, private_key, self.clock()))
             async with self.session.post(
                 job.inbox_url, data=job.body, headers=headers, allow_redirects=False
             ) as response:
-                await response.read()
-                return Attempt(response.status, retry_after=_retry_after(response, self.clock()))
+                body = await response.content.read(ANSWER_BYTES_MAX + 1)
+                return Attempt(
+                    response.status,
+                    retry_after=_retry_after(response, self.clock()),
+                    answer=_answer(response, body) if job.wants_answer else None,
+                )
         except FetchError as exc:
             return Attempt(None, exc.reason) if exc.is_temporary else Attempt(400, exc.reason)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -347,6 +370,21 @@ async def _record_host_failure(conn: AsyncConnection, host: str, now: datetime) 
             is_unavailable=days >= UNAVAILABLE_AFTER_DAYS,
         )
     )
+
+
+def _answer(response: aiohttp.ClientResponse, body: bytes) -> dict[str, Any] | None:
+    """The activity a peer answered with (200, AS2, within the size limit), if any."""
+    if (
+        response.status != 200
+        or len(body) > ANSWER_BYTES_MAX
+        or not is_as2_media_type(response.headers.get("Content-Type", ""))
+    ):
+        return None
+    try:
+        return parse_json_document(body)
+    except ProtocolError as exc:
+        log.info("a peer's answer is not an activity", extra={"error": str(exc)})
+        return None
 
 
 def _retry_after(response: aiohttp.ClientResponse, now: datetime) -> timedelta | None:

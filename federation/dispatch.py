@@ -48,6 +48,9 @@ class Outbound:
     # Send again even if this activity already went to these inboxes (an answer repeated
     # because the peer asked again: it may have lost the first one).
     redeliver: bool = False
+    # Ask the peer to answer in its HTTP response (RFC 7240 `Prefer: return=representation`);
+    # the answer is applied like an inbox activity by a handler that takes answers.
+    wants_answer: bool = False
 
 
 Prefetch = Callable[[InboundActivity], Awaitable[Any]]
@@ -58,6 +61,12 @@ Apply = Callable[[AsyncConnection, InboundActivity, Any, datetime], Awaitable[li
 class Handler:
     apply: Apply
     prefetch: Prefetch | None = None
+    # Applied while the sender waits, its answer returned in the HTTP response, when the
+    # sender asks for one (the answer must stand on its own: signed with an object proof).
+    answers_now: bool = False
+    # Takes activities that came back as the answer to one of our POSTs: no HTTP signature,
+    # so the handler must authenticate them by their object proof.
+    takes_answers: bool = False
 
 
 Matches = Callable[[dict[str, Any]], bool]
@@ -77,10 +86,18 @@ class Dispatcher:
         self._handlers[activity_type] = Handler(apply=apply, prefetch=prefetch)
 
     def route(
-        self, activity_type: str, matches: Matches, apply: Apply, prefetch: Prefetch | None = None
+        self,
+        activity_type: str,
+        matches: Matches,
+        apply: Apply,
+        prefetch: Prefetch | None = None,
+        *,
+        answers_now: bool = False,
+        takes_answers: bool = False,
     ) -> None:
         """Handle the activities of `activity_type` for which `matches` is true."""
-        self._routes.setdefault(activity_type, []).append((matches, Handler(apply, prefetch)))
+        handler = Handler(apply, prefetch, answers_now, takes_answers)
+        self._routes.setdefault(activity_type, []).append((matches, handler))
 
     def handler_for(self, activity_type: str, activity: dict[str, Any]) -> Handler | None:
         for matches, handler in self._routes.get(activity_type, ()):

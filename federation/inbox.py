@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -57,6 +57,7 @@ class Receipt:
     status: int
     reason: str = ""
     headers: tuple[tuple[str, str], ...] = ()
+    answer: dict[str, Any] | None = None  # an activity answered in the response (200)
 
 
 class Refused(Exception):
@@ -68,6 +69,9 @@ class Refused(Exception):
 
 
 ACCEPTED = Receipt(202)
+# Applies an activity while its sender waits and says what to answer; None: it cannot now
+# (the activity is then stored and applied later, as any other).
+AnswerNow = Callable[[dict[str, Any], str, datetime], Awaitable[Receipt | None]]
 
 
 class Inbox:
@@ -81,6 +85,7 @@ class Inbox:
         supports: Callable[[str], bool],
         new_id: Callable[[datetime], int],
         on_stored: Callable[[], None] = lambda: None,
+        answer_now: AnswerNow | None = None,
     ) -> None:
         self.db = db
         self.keys = keys
@@ -88,6 +93,7 @@ class Inbox:
         self.supports = supports
         self.new_id = new_id
         self.on_stored = on_stored
+        self.answer_now = answer_now
         self._unsupported_seen: set[str] = set()
         self._recent: OrderedDict[str, None] = OrderedDict()
         self.log = InboxLog(db)
@@ -135,6 +141,10 @@ class Inbox:
         if key.owner_uri != actor_uri:
             raise Refused(401, "the request is signed by another actor than the activity's")
         _check_origins(activity, activity_id, activity_type, actor_uri)
+        if self.answer_now is not None and _wants_answer(request):
+            answered = await self.answer_now(activity, actor_uri, now)
+            if answered is not None:
+                return answered
         await self._store(activity, activity_id, activity_type, actor_uri, key.key_id, now)
         return ACCEPTED
 
@@ -262,6 +272,13 @@ def _check_envelope(request: HttpRequest, policy: InboxPolicy) -> None:
         raise Refused(415, "the inbox takes application/activity+json")
     if len(request.body) > policy.body_bytes_max:
         raise Refused(413, f"the body is larger than {policy.body_bytes_max} bytes")
+
+
+def _wants_answer(request: HttpRequest) -> bool:
+    """RFC 7240: the sender asks for the result in the response."""
+    prefer = request.header("prefer") or ""
+    preferences = (part.split(";", 1)[0].strip().lower() for part in prefer.split(","))
+    return "return=representation" in preferences
 
 
 def _parse_signature(request: HttpRequest, now: datetime) -> ParsedSignature:

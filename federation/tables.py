@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData(
@@ -111,6 +112,8 @@ deliveries = Table(
     _when("finished_at"),
     Column("last_status", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
+    # Sent with `Prefer: return=representation`: the peer may answer in the response.
+    Column("wants_answer", Boolean, nullable=False, server_default=false()),
     Index("uq_deliveries_activity_inbox", "activity_id", "inbox_url", unique=True),
     Index("ix_deliveries_due", "state", "priority", "next_attempt_at"),
 )

@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments import ledger, peers
@@ -212,11 +212,6 @@ async def _pay(
     transfer = sign_object(
         wire.build_transfer(offer), node.seed, node.key_id, wire.format_time(now)
     )
-    existing = await settlement_by_uri(conn, offer.id)
-    if existing is not None:
-        if _content_hash(existing.transfer) != _content_hash(transfer):
-            raise PaymentError("this idempotency key was used for a different payment")
-        return existing, []
     if offer.request_id is not None and await _in_progress(conn, offer.request_id):
         raise PaymentError("a payment for this request is already under way")
     await _check_user_limits(conn, payer.account_id, offer.amount, policy, now)
@@ -273,13 +268,11 @@ async def _reserve(
     if not outcome.ok:
         raise PaymentError(f"the ledger refused the payment: {outcome.failure}")
     expires_at = wire.parse_time(offer.expires_at, "expiresAt")
-    await _store(
+    record = await _store(
         conn, new_id, now, offer, transfer, role="payer", state=SettlementState.PREPARED,
         peer=payee_node, payer_account_id=payer.account_id, payee_account_id=None,
         next_attempt_at=expires_at + timedelta(seconds=5),
     )  # fmt: skip
-    record = await settlement_by_uri(conn, offer.id)
-    assert record is not None
     return record, [_offer_message(node, record, attempt=0)]
 
 
@@ -315,6 +308,9 @@ async def _move(
     return await ledger.apply(conn, transfer, new_id, now)
 
 
+_RECORD_DECISION = update(settlements).where(settlements.c.id == bindparam("settlement_id"))
+
+
 async def decision_received(
     conn: AsyncConnection,
     activity: dict[str, Any],
@@ -339,23 +335,31 @@ async def decision_received(
         raise SettlementRejected("the Accept's fulfillment does not unlock the condition")
     kind = Kind.POST if decision.accepted else Kind.VOID
     await _resolve_reservation(conn, record, kind, new_id, now)
-    state = SettlementState.POSTED if decision.accepted else SettlementState.VOIDED
+    decided = replace(
+        record,
+        state=SettlementState.POSTED if decision.accepted else SettlementState.VOIDED,
+        code=decision.code,
+        reason=decision.reason or None,
+        fulfillment=decision.fulfillment,
+        decision=activity,
+        decided_at=decision.decided_at or now,
+    )
     await conn.execute(
-        update(settlements)
-        .where(settlements.c.id == record.id)
-        .values(
-            state=state.value,
-            code=decision.code,
-            reason=decision.reason or None,
-            fulfillment=decision.fulfillment,
-            decision=json.dumps(activity),
-            decided_at=decision.decided_at or now,
-            next_attempt_at=None,
-        )
+        _RECORD_DECISION,
+        {
+            "settlement_id": record.id,
+            "state": decided.state.value,
+            "code": decided.code,
+            "reason": decided.reason,
+            "fulfillment": decided.fulfillment,
+            "decision": json.dumps(activity),
+            "decided_at": decided.decided_at,
+            "next_attempt_at": None,
+        },
     )
     if decision.accepted and record.request_uri is not None:
         await mark_paid(conn, record.request_uri, record.uri, now)
-    return await settlement_by_uri(conn, record.uri)
+    return decided
 
 
 async def _resolve_reservation(
@@ -531,16 +535,13 @@ async def _decide(
         decision = wire.build_reject(decision_id, node.actor, to, offer.id, *problem)
         state = SettlementState.REJECTED
     signed = sign_as_node(node, decision, now)
-    await _store(
+    return await _store(
         conn, new_id, now, offer, transfer, role=role, state=state, peer=peer,
         payer_account_id=payer.account_id, payee_account_id=payee_account_id, decision=signed,
         code=problem[0] if problem else None, reason=problem[1] if problem else None,
         fulfillment=fulfillment if problem is None else None,
         decided_at=now.replace(microsecond=0),  # as the decision says (statements compare it)
     )  # fmt: skip
-    record = await settlement_by_uri(conn, offer.id)
-    assert record is not None
-    return record
 
 
 def _problem(
@@ -677,10 +678,15 @@ async def _store(
     fulfillment: str | None = None,
     decided_at: datetime | None = None,
     next_attempt_at: datetime | None = None,
-) -> None:
+) -> SettlementRecord:
+    """Store a settlement and return it as stored."""
+    settlement_id = new_id(now)
+    expires_at = wire.parse_time(offer.expires_at, "expiresAt")
+    # Parameters, not .values(): the statement is then compiled once, not per payment.
     await conn.execute(
-        settlements.insert().values(
-            id=new_id(now),
+        settlements.insert(),
+        dict(
+            id=settlement_id,
             uri=offer.id,
             role=role,
             state=state.value,
@@ -701,10 +707,18 @@ async def _store(
             attempts=0,
             next_attempt_at=next_attempt_at,
             created_at=now,
-            expires_at=wire.parse_time(offer.expires_at, "expiresAt"),
+            expires_at=expires_at,
             decided_at=decided_at,
-        )
+        ),
     )
+    return SettlementRecord(
+        id=settlement_id, uri=offer.id, role=role, state=state, peer=peer,
+        request_uri=offer.request_id, payer_uri=offer.payer, payee_uri=offer.payee,
+        payer_account_id=payer_account_id, payee_account_id=payee_account_id,
+        currency=offer.amount.currency, amount=offer.amount.minor, code=code, reason=reason,
+        fulfillment=fulfillment, transfer=transfer, decision=decision, created_at=now,
+        expires_at=expires_at, decided_at=decided_at,
+    )  # fmt: skip
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.actors import ActorDirectory
+from federation.answers import Answers
 from federation.delivery import DeliveryWorker, enqueue
 from federation.dispatch import Dispatcher, Reject
 from federation.fetch import (
@@ -88,6 +89,7 @@ class Federation:
         self.payments.register(self.dispatcher)
         self.inbox_wake = asyncio.Event()
         self.delivery_wake = asyncio.Event()
+        answers = Answers(db, self.dispatcher, clock, new_id, on_queued=self.delivery_wake.set)
         self.inbox = Inbox(
             db,
             self.keys,
@@ -98,6 +100,7 @@ class Federation:
             self.dispatcher.supports,
             new_id,
             on_stored=self.inbox_wake.set,
+            answer_now=answers.answer_now,
         )
         self.inbox_worker = InboxWorker(
             db, self.dispatcher, clock, new_id, inbox_is_busy=self.inbox.is_busy
@@ -110,6 +113,7 @@ class Federation:
             clock,
             concurrency=config.federation.delivery_concurrency,
             per_host=config.federation.delivery_per_host,
+            take_answers=answers.take_answers,
         )
         self._private_keys: dict[str, tuple[str, PrivateKey]] = {}
         self._key_lock = asyncio.Lock()

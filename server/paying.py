@@ -132,15 +132,21 @@ class Payments:
     # --- inbound -------------------------------------------------------------------------
 
     def register(self, dispatcher: Dispatcher) -> None:
-        keys = self._sender_keys
-        dispatcher.route("Offer", wire.is_transfer_offer, self.on_offer, keys)
-        dispatcher.route("Accept", self._names_our_transfer, self.on_decision, keys)
-        dispatcher.route("Reject", self._names_our_transfer, self.on_decision, keys)
+        # Offers and statements are answered in the HTTP response when the peer asks (the
+        # decisions carry their own proofs); answers are taken either way.
+        keys, question, answer = self._sender_keys, {"answers_now": True}, {"takes_answers": True}
+        dispatcher.route("Offer", wire.is_transfer_offer, self.on_offer, keys, **question)
+        dispatcher.route("Accept", self._names_our_transfer, self.on_decision, keys, **answer)
+        dispatcher.route("Reject", self._names_our_transfer, self.on_decision, keys, **answer)
         dispatcher.route("Reject", self._names_our_request, self.on_decline)
         dispatcher.route("Create", _carries_payment_request, self.on_payment_request, self._sender)
-        dispatcher.route("Create", _carries_statement, self.on_statement, keys)
-        dispatcher.route("Accept", self._names_our_statement, self.on_statement_answer, keys)
-        dispatcher.route("Reject", self._names_our_statement, self.on_statement_answer, keys)
+        dispatcher.route("Create", _carries_statement, self.on_statement, keys, **question)
+        dispatcher.route(
+            "Accept", self._names_our_statement, self.on_statement_answer, keys, **answer
+        )
+        dispatcher.route(
+            "Reject", self._names_our_statement, self.on_statement_answer, keys, **answer
+        )
 
     def _names_our_transfer(self, activity: dict[str, Any]) -> bool:
         target = id_of(activity.get("object")) or ""
@@ -187,7 +193,9 @@ class Payments:
             )  # fmt: skip
         except (SettlementRejected, ProtocolError) as exc:
             raise Reject(str(exc)) from None
-        await self._tell_about(conn, id_of(item.activity.get("object")) or "")
+        record = await settlement.settlement_by_uri(conn, id_of(item.activity.get("object")) or "")
+        if record is not None:
+            await self._tell_about(conn, record)
         for message in messages:
             log.info(
                 "transfer decided",
@@ -210,7 +218,7 @@ class Payments:
         if record is None:
             raise Reject("the decision names none of our transfers")
         log.info("transfer concluded", extra={"transfer": record.uri, "state": record.state.value})
-        await self._tell_about(conn, record.uri)
+        await self._tell_about(conn, record)
         return []
 
     async def on_payment_request(
@@ -329,10 +337,8 @@ class Payments:
         parties = {record.payer_account_id, record.payee_account_id} - {None}
         emit(conn, [f"user:{party}" for party in sorted(parties)], TRANSFER_EVENT, record.id)
 
-    async def _tell_about(self, conn: AsyncConnection, transfer_uri: str) -> None:
-        record = await settlement.settlement_by_uri(conn, transfer_uri)
-        if record is None:
-            return
+    async def _tell_about(self, conn: AsyncConnection, record: SettlementRecord) -> None:
+        """Streaming clients and notifications hear of the transfer's state."""
         self.tell_transfer(conn, record)
         received = record.state in (SettlementState.ACCEPTED, SettlementState.POSTED)
         if received and record.role != "payer" and record.payee_account_id is not None:
@@ -353,12 +359,15 @@ class Payments:
                 self.tell_request(conn, request)
 
     def _outbound(self, message: Message, redeliver: bool = False) -> Outbound:
+        activity = message.activity
         return Outbound(
-            activity=message.activity,
+            activity=activity,
             signer_uri=self.node_actor,
             recipients=(message.to,),
             priority=PRIORITY_DIRECT,
             redeliver=redeliver,
+            # A question (an offer, a statement): the peer may answer in its response.
+            wants_answer=activity["type"] == "Offer" or _carries_statement(activity),
         )
 
     # --- background work -----------------------------------------------------------------
@@ -461,7 +470,7 @@ class Payments:
             conn, await self.node_key(), request, self.party(payer), transfer_uri, self.policy,
             now, new_id,
         )  # fmt: skip
-        await self._tell_about(conn, record.uri)
+        await self._tell_about(conn, record)
         return record, [self._outbound(message) for message in messages]
 
     async def send(
@@ -477,7 +486,7 @@ class Payments:
             conn, await self.node_key(), self.party(payer), self.party(payee.account),
             payee.actor, amount, transfer_uri, self.policy, now, new_id,
         )  # fmt: skip
-        await self._tell_about(conn, record.uri)
+        await self._tell_about(conn, record)
         return record, [self._outbound(message) for message in messages]
 
     async def decline(

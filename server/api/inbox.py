@@ -17,7 +17,8 @@ routes = web.RouteTableDef()
 @routes.post("/actor/inbox")
 @routes.post("/users/{username}/inbox")
 async def inbox(request: web.Request) -> web.Response:
-    """Take one activity: verified and stored now (202), applied by the inbox worker."""
+    """Take one activity: verified and stored now (202), applied by the inbox worker; or, for
+    the few that answer at once when asked to (a payment offer), applied now and answered."""
     name = request.match_info.get("username")
     if name is not None:
         async with request.app[DATABASE].read() as conn:
@@ -44,4 +45,11 @@ async def inbox(request: web.Request) -> web.Response:
     receipt = await request.app[FEDERATION].inbox.receive(signed, request.app[CLOCK]())
     if receipt.status == 202:
         return web.Response(status=202)
+    if receipt.answer is not None:
+        return web.json_response(
+            receipt.answer,
+            status=receipt.status,
+            content_type="application/activity+json",
+            headers={"Preference-Applied": "return=representation"},
+        )
     return json_error(receipt.status, receipt.reason, headers=dict(receipt.headers))

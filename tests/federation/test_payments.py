@@ -299,6 +299,27 @@ async def test_money_sent_without_a_request_arrives_and_a_replayed_offer_moves_n
     await assert_money_conserved(pair.a, pair.b)
 
 
+async def test_the_payee_node_answers_an_offer_in_its_response_without_a_second_delivery(
+    pair: Pair,
+) -> None:
+    sent = await pair.alice.post(
+        "/api/kith/v1/transfers", to=pair.bob_handle, amount="3.00", currency="EUR"
+    )
+    assert (await settled(pair.alice, sent.body["id"]))["state"] == "completed"
+    async with pair.a.db.read() as conn:
+        offers = (await conn.execute(select(deliveries.c.wants_answer, deliveries.c.state))).all()
+        taken_in = (await conn.execute(select(inbox_items.c.activity_type))).scalars().all()
+    async with pair.b.db.read() as conn:
+        b_inbox = (await conn.execute(select(inbox_items.c.activity_type))).scalars().all()
+        b_sent = (await conn.execute(select(deliveries.c.activity_id))).scalars().all()
+    assert offers == [(True, "delivered")]
+    assert "Offer" not in b_inbox  # decided while the payer's node waited
+    assert b_sent == []  # the decision went back in the response
+    assert "Accept" not in taken_in
+    assert await balance(pair.bob) == "3.00"
+    await assert_money_conserved(pair.a, pair.b)
+
+
 async def test_a_payment_between_users_of_one_node_settles_at_once(pair: Pair) -> None:
     carol = await client_for(pair.a, "carol")
     created = await carol.post(
