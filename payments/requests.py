@@ -161,7 +161,8 @@ async def create_request(
     row_id = new_id(now)
     fulfillment = new_fulfillment()
     request = wire.PaymentRequest(
-        id=f"{node.base_url}/payments/requests/{row_id}",
+        # Unguessable: the link is what lets someone see (and pay) the request.
+        id=f"{node.base_url}/payments/requests/{secrets.token_urlsafe(16)}",
         payee=payee.uri,
         payer=payer.uri if payer else None,
         amount=amount,

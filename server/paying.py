@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from federation.actors import ActorDirectory, ActorUnavailable
 from federation.dispatch import PRIORITY_DIRECT, Dispatcher, InboundActivity, Outbound, Reject
 from payments import receipts, requests, settlement, statements
-from payments.money import AmountError, Currencies, parse_amount
+from payments.money import AmountError, Currencies, format_amount, parse_amount
 from payments.parties import (
     Message,
     NodeKey,
@@ -44,6 +44,7 @@ from server.config import Config, community_currencies
 from server.identity.accounts import Account, instance_actor
 from server.social.distribution import emit, notify
 from server.social.graph import block_between
+from server.social.posting import publish_status
 from server.social.remote_accounts import account_for_actor, upsert_remote_account
 from server.storage.engine import Database
 from server.storage.ids import new_id
@@ -401,6 +402,15 @@ class Payments:
 
     async def payee_node(self, account: Account) -> str:
         """The node that settles for `account`: ours, or its Kith node's instance actor."""
+        node = await self.kith_node_of(account)
+        if node is None:
+            raise PaymentError("that person's server does not take Kith payments")
+        return node
+
+    async def kith_node_of(self, account: Account) -> str | None:
+        """The instance actor of `account`'s node if it takes Kith payments (it publishes an
+        Ed25519 key for settlement), None if it does not; ActorUnavailable if it cannot be
+        asked now."""
         if account.is_local:
             return self.node_actor
         actor_uri = self.urls.actor(account)
@@ -408,10 +418,12 @@ class Payments:
         node_uri = f"{scheme}://{host_of(actor_uri)}/actor"
         try:
             node = await self.directory.get(node_uri)
-        except ActorUnavailable:
-            raise PaymentError("that person's server does not take Kith payments") from None
+        except ActorUnavailable as exc:
+            if exc.temporary:
+                raise
+            return None
         if node.actor_type != "Application" or not _ed25519_keys(node.keys):
-            raise PaymentError("that person's server does not take Kith payments")
+            return None
         return node_uri
 
     async def create_request(
@@ -423,8 +435,11 @@ class Payments:
         note: str,
         lifetime: timedelta | None,
         now: datetime,
+        payer_takes_kith_payments: bool = True,
     ) -> tuple[RequestRecord, list[Outbound]]:
-        """A signed request from a local payee; delivered to a remote payer's inbox."""
+        """A signed request from a local payee; delivered to a remote payer's inbox, or, if
+        the payer's server knows nothing of Kith payments, told to them in a direct message
+        with the request's link."""
         if await blocks_between(conn, payer.id, payee.id):
             raise PaymentError("you cannot request money from this account")
         signer = Signer(
@@ -438,6 +453,8 @@ class Payments:
         if payer.is_local:
             await notify(conn, payer.id, REQUEST_NOTIFICATION, payee.id, None, now)
             return record, []
+        if not payer_takes_kith_payments:
+            return record, await self._request_by_message(conn, payee, payer, record, now)
         create = {
             "@context": wire.PAYMENT_CONTEXT,
             "type": "Create",
@@ -448,6 +465,26 @@ class Payments:
         }
         outbound = Outbound(create, record.payee_uri, (record.payer_uri,), PRIORITY_DIRECT)  # type: ignore[arg-type]
         return record, [outbound]
+
+    async def _request_by_message(
+        self,
+        conn: AsyncConnection,
+        payee: Account,
+        payer: Account,
+        record: RequestRecord,
+        now: datetime,
+    ) -> list[Outbound]:
+        """A direct post from the payee to the payer naming the amount, with the link."""
+        amount = format_amount(record.amount, self.currencies.get(record.currency))
+        note = f" for {record.summary.strip()}" if record.summary.strip() else ""
+        text = (
+            f"@{self.urls.handle(payer)} I am asking you for {amount} {record.currency}{note}. "
+            f"The payment request: {record.uri}"
+        )
+        _, outbound = await publish_status(
+            conn, self.urls, payee, text, now, visibility="direct", mentions=[payer]
+        )
+        return outbound
 
     def transfer_uri(self, payer: Account, idempotency_key: str | None) -> str:
         """The id of a new transfer: derived from the client's Idempotency-Key, so that a

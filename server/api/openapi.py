@@ -792,7 +792,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "/api/kith/v1/payment_requests",
         "Request money from payer (@user@host or actor URL); amount is a decimal string; "
-        "expires_in in seconds (default from config)",
+        "expires_in in seconds (default from config). The request's uri is its shareable "
+        "link; a payer whose server does not take Kith payments gets a direct message with it",
         "write:payments",
         _ref("PaymentRequest"),
         ("payer", "amount", "currency", "note", "expires_in"),

@@ -134,8 +134,15 @@ async def create_payment_request(request: web.Request) -> web.Response:
     if payer.id == me.id:
         raise ApiError(422, "you cannot request money from yourself")
 
+    try:
+        by_kith = await payments.kith_node_of(payer) is not None
+    except ActorUnavailable:
+        raise _unreachable() from None
+
     async def act(conn: AsyncConnection, now: datetime) -> Any:
-        return await payments.create_request(conn, me, payer, amount, note, lifetime, now)
+        return await payments.create_request(
+            conn, me, payer, amount, note, lifetime, now, payer_takes_kith_payments=by_kith
+        )
 
     record = await _perform(request, act)
     return json_body(_request_entity(request, record, me), status=201)
@@ -253,6 +260,8 @@ async def send_transfer(request: web.Request) -> web.Response:
         node = await payments.payee_node(payee)
     except PaymentError as exc:
         raise ApiError(422, str(exc)) from None
+    except ActorUnavailable:
+        raise _unreachable() from None
 
     async def act(conn: AsyncConnection, now: datetime) -> Any:
         return await payments.send(conn, me, PayeeNode(node, payee), amount, transfer_uri, now)
@@ -350,7 +359,11 @@ async def _know_node(request: web.Request, node_uri: str) -> None:
     try:
         await request.app[FEDERATION].directory.get(node_uri)
     except ActorUnavailable:
-        raise ApiError(503, "the payee's server cannot be reached; try again later") from None
+        raise _unreachable() from None
+
+
+def _unreachable() -> ApiError:
+    return ApiError(503, "that person's server cannot be reached; try again later")
 
 
 async def _perform(request: web.Request, action: Any) -> Any:

@@ -1,16 +1,18 @@
-"""The pages a browser sees: the node's front page and public profiles."""
+"""The pages a browser sees: the front page, public profiles and posts, payment request links."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from payments import requests
+from payments.money import format_amount
 from protocol.addressing import is_public
-from server.api.activitypub import ACTOR_OFFERS, HTML
+from server.api.activitypub import ACTOR_OFFERS, HTML, as2_response
 from server.api.errors import ApiError
 from server.api.negotiation import require
 from server.api.params import path_id
-from server.appkeys import CONFIG, DATABASE, TEMPLATES, URLS
-from server.identity.accounts import find_account
+from server.appkeys import CLOCK, CONFIG, DATABASE, FEDERATION, TEMPLATES, URLS
+from server.identity.accounts import find_account, get_account
 from server.social.statuses import status_by_id
 from server.social.text import plain_text_to_html
 
@@ -92,4 +94,28 @@ async def status_page(request: web.Request) -> web.Response:
         raise web.HTTPFound(status.uri, headers={"Vary": "Accept"})
     return render_page(
         request, "status.html", account=account, handle=urls.handle(account), status=status
+    )
+
+
+@routes.get("/payments/requests/{token}")
+async def payment_request_page(request: web.Request) -> web.Response:
+    """A payment request by its link: the signed document for peers, a page for people.
+    Anyone with the (unguessable) link may see it, as with a payment link."""
+    urls = request.app[URLS]
+    async with request.app[DATABASE].read() as conn:
+        record = await requests.request_by_uri(conn, urls.base_url + request.path)
+        payee = await get_account(conn, record.payee_account_id) if record else None
+    if record is None or payee is None or not record.is_ours:
+        raise ApiError(404, "not found", "no such payment request")
+    if require(request.headers.get("Accept"), ACTOR_OFFERS) != HTML:
+        return as2_response(record.document, request.headers.get("Accept"))
+    currencies = request.app[FEDERATION].payments.currencies
+    return render_page(
+        request,
+        "payment_request.html",
+        record=record,
+        state=record.state(request.app[CLOCK]()).value,
+        amount=format_amount(record.amount, currencies.get(record.currency)),
+        payee_name=payee.display_name or payee.username,
+        payee_handle=urls.handle(payee),
     )

@@ -26,6 +26,7 @@ from server.social import graph
 from server.storage.tables import account_keys, blocks
 from server.wallets import deposit
 from tests.api.client import ApiClient, client_for
+from tests.federation.fake_peer import Peer, remember
 from tests.harness import Node, NodeFactory, eventually
 
 DEPOSIT = 100_00  # 100.00 EUR
@@ -160,6 +161,48 @@ async def test_a_request_paid_across_nodes_moves_the_money_once_with_a_verified_
         ("kith.payment_received", pair.alice_handle)
     ]
     await assert_money_conserved(pair.a, pair.b)
+
+
+async def test_a_payer_on_a_server_without_kith_payments_gets_a_direct_message_with_the_link(
+    pair: Pair, peer: Peer
+) -> None:
+    mastodon_user = peer.user("carol")
+    await remember(pair.b, mastodon_user)
+    created = await pair.bob.post(
+        "/api/kith/v1/payment_requests",
+        payer=mastodon_user.actor,
+        amount="4.20",
+        currency="EUR",
+        note="the taxi",
+    )
+    assert created.status == 201, created.body
+    link = created.body["uri"]
+
+    async def notes() -> list[dict]:
+        bodies = [json.loads(body) for _m, _p, _h, body in peer.posts()]
+        return [b for b in bodies if b.get("type") == "Create"]
+
+    create = (await eventually(notes))[0]
+    note = create["object"]
+    assert note["type"] == "Note"  # what Mastodon shows as a direct message
+    assert note["to"] == [mastodon_user.actor]
+    assert note["cc"] == []
+    assert link in note["content"]
+    assert "4.20 EUR" in note["content"]
+    assert {"type": "Mention", "href": mastodon_user.actor}.items() <= note["tag"][0].items()
+
+    async with pair.b.http.get(link, headers={"Accept": "application/activity+json"}) as answer:
+        assert answer.status == 200
+        document = json.loads(await answer.read())
+    assert document["type"] == "PaymentRequest"
+    assert document["proof"]
+    async with pair.b.http.get(link, headers={"Accept": "text/html"}) as answer:
+        page = await answer.text()
+    assert answer.status == 200
+    assert "4.20 EUR" in page
+    assert "the taxi" in page
+    async with pair.b.http.get(link + "x", headers={"Accept": "text/html"}) as answer:
+        assert answer.status == 404
 
 
 async def test_a_declined_request_cannot_be_paid_and_its_payee_hears_of_it(pair: Pair) -> None:
