@@ -59,6 +59,9 @@ class Policy:
     default_credit_limit: peers.DefaultLimit = lambda _peer, _currency: 0
     offer_lifetime: timedelta = OFFER_LIFETIME
     accept_direct_transfers: bool = True
+    # Direct transfers wait this long for their payee to take them (0: credited at once);
+    # one not taken by then goes back to its payer.
+    acceptance_window: timedelta = timedelta(0)
     # Per currency, in minor units; 0: no limit. One payment, in or out; a user's day, out.
     transfer_max: CurrencyLimit = lambda _currency: 0
     daily_max: CurrencyLimit = lambda _currency: 0

@@ -82,6 +82,7 @@ class SettlementState(StrEnum):
     VOIDED = "voided"  # payer side: rejected, reservation released
     ACCEPTED = "accepted"  # payee side
     REJECTED = "rejected"  # payee or local side
+    HELD = "held"  # payee or local side: credited pending, until the payee takes it or time is up
 
 
 TERMINAL = frozenset(SettlementState) - {SettlementState.PREPARED}
@@ -287,6 +288,7 @@ async def _move(
     credit_owner: str,
     now: datetime,
     new_id: NewId,
+    prefix: str | None = None,
 ) -> ledger.Outcome:
     """The ledger side of a payment: a reservation (payer's node) or a credit (payee's)."""
     currency = offer.amount.currency
@@ -297,7 +299,7 @@ async def _move(
         for owner in (debit_owner, credit_owner)
     ]
     transfer = Transfer(
-        id=_ledger_id(_LEDGER_PREFIX[kind], offer.id),
+        id=_ledger_id(prefix or _LEDGER_PREFIX[kind], offer.id),
         kind=kind,
         debit_account_id=accounts[0].id,
         credit_account_id=accounts[1].id,
@@ -330,6 +332,8 @@ async def decision_received(
     verify_proof(activity, sender_keys, sender)
     if record.state is not SettlementState.PREPARED:
         return record  # decided already: a repeat
+    if decision.held_until is not None:
+        return await _wait_for_payee(conn, record, decision.held_until, now)
     condition = record.transfer.get("condition")
     if decision.accepted and condition and not fulfills(decision.fulfillment or "", condition):
         raise SettlementRejected("the Accept's fulfillment does not unlock the condition")
@@ -360,6 +364,118 @@ async def decision_received(
     if decision.accepted and record.request_uri is not None:
         await mark_paid(conn, record.request_uri, record.uri, now)
     return decided
+
+
+# The longest a payee node may hold one of our users' payments for its payee to take.
+HOLD_MAX = timedelta(days=8)
+
+
+async def _wait_for_payee(
+    conn: AsyncConnection, record: SettlementRecord, held_until: datetime, now: datetime
+) -> SettlementRecord:
+    """The payee's node holds the transfer for its payee until `held_until`: the money stays
+    reserved and we ask again only after that."""
+    if held_until > now + HOLD_MAX:
+        raise SettlementRejected("the payee's node would hold the payment for too long")
+    await conn.execute(
+        update(settlements)
+        .where(settlements.c.id == record.id)
+        .values(next_attempt_at=held_until + timedelta(seconds=5))
+    )
+    return record
+
+
+async def resolve_held(
+    conn: AsyncConnection,
+    node: NodeKey,
+    record: SettlementRecord,
+    take: bool,
+    reason: str,
+    now: datetime,
+    new_id: NewId,
+) -> tuple[SettlementRecord, list[Message]]:
+    """The payee takes a held transfer (credited, accepted), or it goes back to the payer
+    (declined, or not taken in time: rejected, nothing moved). Once: a held transfer that was
+    resolved already is returned as it is."""
+    await _serialize(conn, record.uri)
+    current = await settlement_by_uri(conn, record.uri, lock=True)
+    assert current is not None
+    if current.state is not SettlementState.HELD:
+        return current, []
+    offer = wire.parse_transfer(current.transfer, current.peer or node.actor)
+    payer_here = current.role == "local"
+    debit_owner = user_owner(current.payer_account_id) if payer_here else peer_owner(current.peer)  # type: ignore[arg-type]
+    assert current.payee_account_id is not None
+    wallet = await ledger.account_of(conn, user_owner(current.payee_account_id), current.currency)
+    source = await ledger.account_of(conn, debit_owner, current.currency)
+    assert wallet is not None
+    assert source is not None
+    kind = Kind.POST if take else Kind.VOID
+    outcome = await ledger.apply(
+        conn,
+        Transfer(
+            id=_ledger_id("take" if take else "return", current.uri),
+            kind=kind,
+            debit_account_id=source.id,
+            credit_account_id=wallet.id,
+            amount=current.amount,
+            currency=current.currency,
+            memo=f"payment {current.uri}",
+            pending_id=_ledger_id("settle", current.uri),
+        ),
+        new_id,
+        now,
+    )
+    if not outcome.ok:
+        raise RuntimeError(f"the hold on {current.uri} could not be resolved: {outcome}")
+    to = current.peer or node.actor
+    decision_id = f"{node.base_url}/payments/decisions/{new_id(now)}"
+    if take:
+        decision = wire.build_accept(decision_id, node.actor, to, offer, None, now)
+        state = SettlementState.POSTED if payer_here else SettlementState.ACCEPTED
+        code = None
+    else:
+        decision = wire.build_reject(
+            decision_id, node.actor, to, current.uri, Code.NOT_PAYABLE.value, reason
+        )
+        state, code = SettlementState.REJECTED, Code.NOT_PAYABLE.value
+    signed = sign_as_node(node, decision, now)
+    decided = replace(
+        current,
+        state=state,
+        code=code,
+        reason=None if take else reason,
+        decision=signed,
+        decided_at=now.replace(microsecond=0),
+    )
+    await conn.execute(
+        _RECORD_DECISION,
+        {
+            "settlement_id": current.id,
+            "state": state.value,
+            "code": code,
+            "reason": decided.reason,
+            "fulfillment": None,
+            "decision": json.dumps(signed),
+            "decided_at": decided.decided_at,
+            "next_attempt_at": None,
+        },
+    )
+    return decided, [] if payer_here else [Message(to, signed)]
+
+
+async def held_past(conn: AsyncConnection, now: datetime) -> list[SettlementRecord]:
+    """Held transfers whose payee did not take them in time: to go back to their payers."""
+    rows = await conn.execute(
+        select(settlements)
+        .where(
+            settlements.c.state == SettlementState.HELD.value,
+            settlements.c.next_attempt_at <= now,
+        )
+        .order_by(settlements.c.next_attempt_at)
+        .limit(100)
+    )
+    return [settlement_from_row(row) for row in rows]
 
 
 async def _resolve_reservation(
@@ -518,16 +634,24 @@ async def _decide(
     problem = _problem(offer, request, payee_account_id, policy, now)
     if problem is None and peer is not None:
         problem = await _over_credit_limit(conn, peer, offer, policy)
+    # A direct transfer may wait for its payee to take it (a request was asked for already).
+    held_until = (
+        now + policy.acceptance_window if request is None and policy.acceptance_window else None
+    )
     if problem is None:
         fulfillment = await _credit(
-            conn, offer, request, debit_owner, payee_account_id, now, new_id
-        )
+            conn, offer, request, debit_owner, payee_account_id, now, new_id,
+            Kind.PENDING if held_until else Kind.SINGLE,
+        )  # fmt: skip
         if isinstance(fulfillment, tuple):
             problem = fulfillment
     role = "payee" if peer is not None else "local"
     to = peer or node.actor
     decision_id = f"{node.base_url}/payments/decisions/{new_id(now)}"
-    if problem is None:
+    if problem is None and held_until is not None:
+        decision = wire.build_tentative_accept(decision_id, node.actor, to, offer.id, held_until)
+        state = SettlementState.HELD
+    elif problem is None:
         assert not isinstance(fulfillment, tuple)
         decision = wire.build_accept(decision_id, node.actor, to, offer, fulfillment, now)
         state = SettlementState.ACCEPTED if peer else SettlementState.POSTED
@@ -535,12 +659,16 @@ async def _decide(
         decision = wire.build_reject(decision_id, node.actor, to, offer.id, *problem)
         state = SettlementState.REJECTED
     signed = sign_as_node(node, decision, now)
+    held = state is SettlementState.HELD
     return await _store(
         conn, new_id, now, offer, transfer, role=role, state=state, peer=peer,
         payer_account_id=payer.account_id, payee_account_id=payee_account_id, decision=signed,
         code=problem[0] if problem else None, reason=problem[1] if problem else None,
         fulfillment=fulfillment if problem is None else None,
-        decided_at=now.replace(microsecond=0),  # as the decision says (statements compare it)
+        # As the decision says (statements compare it); a held one is decided later.
+        decided_at=None if held else now.replace(microsecond=0),
+        # A held transfer: decided by the end of the hold, returned then if not taken.
+        expires_at=held_until if held else None, next_attempt_at=held_until if held else None,
     )  # fmt: skip
 
 
@@ -597,7 +725,10 @@ async def _over_credit_limit(
     if transfer_max is not None and offer.amount.minor > transfer_max:
         return Code.AMOUNT.value, "the amount is above this node's limit for that node's payments"
     account = await ledger.account_of(conn, peer_owner(peer), currency)
-    owed = (account.debits_posted - account.credits_posted) if account else 0
+    # Held transfers count: they are owed the moment their payee takes them.
+    owed = (
+        (account.debits_posted + account.debits_pending - account.credits_posted) if account else 0
+    )
     if owed + offer.amount.minor > limit:
         return Code.CREDIT_LIMIT.value, "the payer's node would owe more than this node allows"
     return None
@@ -611,13 +742,15 @@ async def _credit(
     payee_account_id: int | None,
     now: datetime,
     new_id: NewId,
+    kind: Kind = Kind.SINGLE,
 ) -> str | tuple[str, str] | None:
-    """Credit the payee and mark the request paid; the fulfillment, or why it failed."""
+    """Credit the payee (pending, for a held transfer) and mark the request paid; the
+    fulfillment, or why it failed."""
     assert payee_account_id is not None
     if request is not None and not await mark_paid(conn, request.uri, offer.id, now):
         return Code.ALREADY_PAID.value, "the request was already paid"
     outcome = await _move(
-        conn, Kind.SINGLE, offer, debit_owner, user_owner(payee_account_id), now, new_id
+        conn, kind, offer, debit_owner, user_owner(payee_account_id), now, new_id, "settle"
     )
     if outcome.failure is Failure.INSUFFICIENT_FUNDS:
         raise PaymentError("your wallet does not hold enough for this payment")
@@ -678,10 +811,11 @@ async def _store(
     fulfillment: str | None = None,
     decided_at: datetime | None = None,
     next_attempt_at: datetime | None = None,
+    expires_at: datetime | None = None,
 ) -> SettlementRecord:
     """Store a settlement and return it as stored."""
     settlement_id = new_id(now)
-    expires_at = wire.parse_time(offer.expires_at, "expiresAt")
+    expires_at = expires_at or wire.parse_time(offer.expires_at, "expiresAt")
     # Parameters, not .values(): the statement is then compiled once, not per payment.
     await conn.execute(
         settlements.insert(),
@@ -835,9 +969,14 @@ async def audit(conn: AsyncConnection) -> list[str]:
                 )
             continue
         settled = transfers.get(_ledger_id("settle", record.uri))
-        credited = settled is not None and settled.failure is None
+        held = settled is not None and settled.pending_state == "pending"
+        credited = (
+            settled is not None and settled.failure is None and settled.pending_state != "voided"
+        )
         accepted = record.state in (SettlementState.ACCEPTED, SettlementState.POSTED)
-        if credited != accepted:
+        if held != (record.state is SettlementState.HELD):
+            problems.append(f"transfer {record.uri} is {record.state.value} but its hold is not")
+        elif credited != (accepted or held):
             problems.append(
                 f"transfer {record.uri} is {record.state.value} but the ledger disagrees"
             )

@@ -73,7 +73,8 @@ class TransferOffer:
 
 @dataclass(frozen=True)
 class Decision:
-    """A payee node's answer about one transfer: accepted with a fulfillment, or rejected."""
+    """A payee node's answer about one transfer: accepted with a fulfillment, rejected, or
+    held (tentatively accepted: the payee has until `held_until` to take it)."""
 
     transfer_id: str
     accepted: bool
@@ -81,6 +82,7 @@ class Decision:
     code: str | None
     reason: str
     decided_at: datetime | None
+    held_until: datetime | None = None
 
 
 def format_time(moment: datetime) -> str:
@@ -295,13 +297,32 @@ def build_reject(
     }
 
 
+def build_tentative_accept(
+    activity_id: str, node: str, to: str, transfer_id: str, held_until: datetime
+) -> dict[str, Any]:
+    """The payee node holds the transfer for its payee to take until `held_until`; the final
+    Accept or Reject follows by then."""
+    return {
+        "@context": PAYMENT_CONTEXT,
+        "type": "TentativeAccept",
+        "id": activity_id,
+        "actor": node,
+        "to": [to],
+        "object": transfer_id,
+        "endTime": format_time(held_until),
+    }
+
+
 def parse_decision(activity: dict[str, Any]) -> Decision:
-    """An Accept or Reject of a transfer, checked for shape."""
+    """An Accept, TentativeAccept or Reject of a transfer, checked for shape."""
     kind = activity.get("type")
     transfer_id = id_of(activity.get("object"))
-    if kind not in ("Accept", "Reject") or not is_http_url(transfer_id):
+    if kind not in ("Accept", "TentativeAccept", "Reject") or not is_http_url(transfer_id):
         raise PaymentDocumentError("not an Accept or Reject of a transfer")
     assert transfer_id
+    if kind == "TentativeAccept":
+        held_until = parse_time(activity.get("endTime"), "endTime")
+        return Decision(transfer_id, False, None, None, "", None, held_until)
     if kind == "Reject":
         code, reason = activity.get("code"), activity.get("content", "")
         if not isinstance(code, str) or not re.match(r"^[FTR][0-9]{2}$", code):

@@ -259,6 +259,14 @@ class PaymentsConfig:
         default=True,
         metadata=_doc("Whether your users receive money sent to them without a request."),
     )
+    transfer_acceptance_hours: int = field(
+        default=0,
+        metadata=_doc(
+            "Money sent to your users without a request waits this many hours (at most 168)\n"
+            "for them to accept it, and goes back to the sender if they do not; 0 credits it\n"
+            "at once."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -535,6 +543,8 @@ def _validate_plain_keys(config: Config) -> None:
         raise ConfigError("payments.statement_interval_minutes", "must be 0 (off) or more")
     if config.payments.in_doubt_hours < 1:
         raise ConfigError("payments.in_doubt_hours", "must be at least 1")
+    if not 0 <= config.payments.transfer_acceptance_hours <= 168:
+        raise ConfigError("payments.transfer_acceptance_hours", "must be 0 to 168")
     for domain in config.federation.blocked_domains:
         if not domain.strip() or "/" in domain or " " in domain.strip():
             raise ConfigError("federation.blocked_domains", f"{domain!r} is not a domain name")

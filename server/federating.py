@@ -171,8 +171,8 @@ class Federation:
         return 0  # then sleep until the next hour
 
     async def _expire(self) -> int:
-        """End what was granted for a time (mutes with a duration, payment requests); propose
-        the netting statements that are due."""
+        """End what was granted for a time (mutes with a duration, payment requests, money
+        waiting to be accepted); propose the netting statements that are due."""
         async with self.db.transaction() as conn:
             ended = await end_expired_mutes(conn, self.clock())
             expired = await self.payments.expire(conn, self.clock())
@@ -180,6 +180,7 @@ class Federation:
             log.info("mutes expired", extra={"mutes": ended})
         if expired:
             log.info("payment requests expired", extra={"requests": expired})
+        await self.perform(self.payments.return_untaken)
         await self.perform(self.payments.propose_due)
         return 0  # then sleep a minute
 

@@ -88,6 +88,7 @@ class Payments:
             currencies=self.currencies,
             default_credit_limit=default_credit_limit(config, self.currencies),
             accept_direct_transfers=config.payments.accept_direct_transfers,
+            acceptance_window=timedelta(hours=config.payments.transfer_acceptance_hours),
             transfer_max=_per_currency(config.payments.transfer_max, self.currencies),
             daily_max=_per_currency(config.payments.daily_max, self.currencies),
         )
@@ -139,6 +140,9 @@ class Payments:
         dispatcher.route("Offer", wire.is_transfer_offer, self.on_offer, keys, **question)
         dispatcher.route("Accept", self._names_our_transfer, self.on_decision, keys, **answer)
         dispatcher.route("Reject", self._names_our_transfer, self.on_decision, keys, **answer)
+        dispatcher.route(
+            "TentativeAccept", self._names_our_transfer, self.on_decision, keys, **answer
+        )
         dispatcher.route("Reject", self._names_our_request, self.on_decline)
         dispatcher.route("Create", _carries_payment_request, self.on_payment_request, self._sender)
         dispatcher.route("Create", _carries_statement, self.on_statement, keys, **question)
@@ -218,7 +222,12 @@ class Payments:
             raise Reject(str(exc)) from None
         if record is None:
             raise Reject("the decision names none of our transfers")
-        log.info("transfer concluded", extra={"transfer": record.uri, "state": record.state.value})
+        if record.state is SettlementState.PREPARED:
+            log.info("transfer held for its payee to accept", extra={"transfer": record.uri})
+        else:
+            log.info(
+                "transfer concluded", extra={"transfer": record.uri, "state": record.state.value}
+            )
         await self._tell_about(conn, record)
         return []
 
@@ -338,11 +347,16 @@ class Payments:
         parties = {record.payer_account_id, record.payee_account_id} - {None}
         emit(conn, [f"user:{party}" for party in sorted(parties)], TRANSFER_EVENT, record.id)
 
-    async def _tell_about(self, conn: AsyncConnection, record: SettlementRecord) -> None:
-        """Streaming clients and notifications hear of the transfer's state."""
+    async def _tell_about(
+        self, conn: AsyncConnection, record: SettlementRecord, notify_payee: bool = True
+    ) -> None:
+        """Streaming clients hear of the transfer's state; its payee is notified when money
+        arrives (or waits for them to take it)."""
         self.tell_transfer(conn, record)
-        received = record.state in (SettlementState.ACCEPTED, SettlementState.POSTED)
-        if received and record.role != "payer" and record.payee_account_id is not None:
+        received = record.state in (
+            SettlementState.ACCEPTED, SettlementState.POSTED, SettlementState.HELD,
+        )  # fmt: skip
+        if notify_payee and received and record.role != "payer" and record.payee_account_id:
             # Only from a payer this node knows: a notification names an account.
             payer = await account_for_actor(conn, record.payer_uri, self.urls.base_url)
             if payer is not None:
@@ -377,6 +391,19 @@ class Payments:
         """Offers whose answer is overdue, to send again (status queries)."""
         messages = await settlement.resend_due(conn, await self.node_key(), now)
         return len(messages), [self._outbound(message) for message in messages]
+
+    async def return_untaken(self, conn: AsyncConnection, now: datetime) -> list[Outbound]:
+        """Held transfers their payees did not take in time go back to their payers."""
+        outbound: list[Outbound] = []
+        node = await self.node_key()
+        for held in await settlement.held_past(conn, now):
+            record, messages = await settlement.resolve_held(
+                conn, node, held, False, "the payee did not accept it in time", now, new_id
+            )
+            log.info("transfer returned: not accepted in time", extra={"transfer": record.uri})
+            await self._tell_about(conn, record, notify_payee=False)
+            outbound += [self._outbound(message) for message in messages]
+        return outbound
 
     async def expire(self, conn: AsyncConnection, now: datetime) -> int:
         """Record as expired the open requests whose time has passed."""
@@ -525,6 +552,26 @@ class Payments:
         )  # fmt: skip
         await self._tell_about(conn, record)
         return record, [self._outbound(message) for message in messages]
+
+    async def answer_transfer(
+        self,
+        conn: AsyncConnection,
+        payee: Account,
+        record: SettlementRecord,
+        take: bool,
+        now: datetime,
+    ) -> tuple[SettlementRecord, list[Outbound]]:
+        """The payee takes money waiting for them, or sends it back."""
+        if record.payee_account_id != payee.id or record.role == "payer":
+            raise PaymentError("only the payee may accept or decline a transfer")
+        if record.state is not SettlementState.HELD:
+            raise PaymentError("this transfer is not waiting for you to accept it")
+        reason = "" if take else "the payee declined it"
+        decided, messages = await settlement.resolve_held(
+            conn, await self.node_key(), record, take, reason, now, new_id
+        )
+        await self._tell_about(conn, decided, notify_payee=False)
+        return decided, [self._outbound(message) for message in messages]
 
     async def decline(
         self, conn: AsyncConnection, payer: Account, request: RequestRecord, now: datetime

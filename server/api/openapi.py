@@ -219,6 +219,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "balance": _AMOUNT,
             "available": _AMOUNT,
             "pending": _AMOUNT,
+            "incoming": _AMOUNT,
         }
     ),
     "Wallet": _object({"balances": _array(_ref("Balance"))}),
@@ -243,7 +244,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "id": _ID,
             "uri": _URL,
             "direction": _string(enum=["incoming", "outgoing"]),
-            "state": _string(enum=["pending", "completed", "rejected"]),
+            "state": _string(enum=["pending", "awaiting_acceptance", "completed", "rejected"]),
             "amount": _AMOUNT,
             "currency": _string(),
             "payer": _URL,
@@ -257,6 +258,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             },
             "created_at": _TIME,
             "decided_at": _string(True, format="date-time"),
+            "accept_by": _string(True, format="date-time"),
             "receipt": _object(
                 {
                     "payment_request": {"type": ["object", "null"]},
@@ -851,6 +853,21 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/kith/v1/transfers/{id}",
         "A transfer, with its receipt once decided (signatures checked)",
         "read:payments",
+        _ref("Transfer"),
+    ),
+    Operation(
+        "POST",
+        "/api/kith/v1/transfers/{id}/accept",
+        "Take money sent to the user that waits for them (state awaiting_acceptance, until "
+        "accept_by; payments.transfer_acceptance_hours)",
+        "write:payments",
+        _ref("Transfer"),
+    ),
+    Operation(
+        "POST",
+        "/api/kith/v1/transfers/{id}/decline",
+        "Send money waiting for the user back to its sender",
+        "write:payments",
         _ref("Transfer"),
     ),
     # this document

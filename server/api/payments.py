@@ -44,6 +44,7 @@ _TRANSFER_STATES = {
     "accepted": "completed",
     "voided": "rejected",
     "rejected": "rejected",
+    "held": "awaiting_acceptance",  # the payee has until accept_by to take it
 }
 
 
@@ -69,6 +70,8 @@ async def get_wallet(request: web.Request) -> web.Response:
                     "balance": format_amount(b.balance, currencies.get(b.currency)),
                     "available": format_amount(b.available, currencies.get(b.currency)),
                     "pending": format_amount(b.balance - b.available, currencies.get(b.currency)),
+                    # Sent to the user, waiting for them to accept it.
+                    "incoming": format_amount(b.incoming, currencies.get(b.currency)),
                 }
                 for b in found
             ]
@@ -271,6 +274,33 @@ async def send_transfer(request: web.Request) -> web.Response:
     return json_body(entity, status=200 if entity["state"] == "completed" else 202)
 
 
+@routes.post(f"{PREFIX}/transfers/{{id}}/accept")
+async def accept_transfer(request: web.Request) -> web.Response:
+    """Take money sent to the user that waits for them (awaiting_acceptance)."""
+    return await _answer_transfer(request, take=True)
+
+
+@routes.post(f"{PREFIX}/transfers/{{id}}/decline")
+async def decline_transfer(request: web.Request) -> web.Response:
+    """Send money waiting for the user back to its sender."""
+    return await _answer_transfer(request, take=False)
+
+
+async def _answer_transfer(request: web.Request, take: bool) -> web.Response:
+    me = await require_account(request, "write:payments")
+    transfer_id = path_id(request)
+    payments = _payments(request)
+
+    async def act(conn: AsyncConnection, now: datetime) -> Any:
+        record = await settlement.settlement_by_id(conn, transfer_id)
+        if record is None or me.id not in (record.payer_account_id, record.payee_account_id):
+            raise ApiError(404, "Record not found")
+        return await payments.answer_transfer(conn, me, record, take, now)
+
+    answered = await _perform(request, act)
+    return json_body(_transfer_entity(request, answered, me))
+
+
 @routes.get(f"{PREFIX}/transfers/{{id}}")
 async def get_transfer(request: web.Request) -> web.Response:
     """A transfer's state and, once decided, its receipt with the signatures checked."""
@@ -410,6 +440,7 @@ def transfer_entity(
         "error": {"code": record.code, "reason": record.reason} if record.code else None,
         "created_at": mastodon_time(record.created_at),
         "decided_at": mastodon_time(record.decided_at) if record.decided_at else None,
+        "accept_by": mastodon_time(record.expires_at) if record.state.value == "held" else None,
     }
 
 

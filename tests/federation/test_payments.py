@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from federation.dispatch import PRIORITY_DIRECT, Outbound
 from federation.tables import deliveries, inbox_items
-from payments import ledger, peers
+from payments import ledger, peers, settlement
 from payments.money import Currencies
 from payments.parties import peer_owner
 from payments.tables import payment_requests, peer_limits, peer_statements, settlements
@@ -361,6 +361,96 @@ async def test_the_payee_node_answers_an_offer_in_its_response_without_a_second_
     assert "Accept" not in taken_in
     assert await balance(pair.bob) == "3.00"
     await assert_money_conserved(pair.a, pair.b)
+
+
+async def _waiting_for(client: ApiClient, state: str) -> list[dict]:
+    async def listed() -> list[dict]:
+        found = (await client.get("/api/kith/v1/wallet/transactions")).body
+        return [t for t in found if t["state"] == state]
+
+    return await eventually(listed)
+
+
+async def test_money_that_must_be_accepted_waits_for_its_payee_and_goes_back_if_not_taken(
+    nodes: NodeFactory,
+) -> None:
+    a = await nodes.start(payments__default_credit_limit="1000")
+    b = await nodes.start(
+        payments__default_credit_limit="1000", payments__transfer_acceptance_hours="24"
+    )
+    alice, bob = await client_for(a, "alice"), await client_for(b, "bob")
+    await fund(a, "alice")
+    to_bob = {"to": b.handle("bob"), "currency": "EUR"}
+
+    # Taken: held (bob sees it incoming, alice's money reserved), then credited on accept.
+    first = await alice.post("/api/kith/v1/transfers", amount="5.00", **to_bob)
+    waiting = (await _waiting_for(bob, "awaiting_acceptance"))[0]
+    assert waiting["accept_by"] is not None
+    assert await balance(bob) == "0.00"
+    assert await balance(bob, "incoming") == "5.00"
+    assert (await alice.get(f"/api/kith/v1/transfers/{first.body['id']}")).body["state"] == (
+        "pending"
+    )
+    taken = await bob.post(f"/api/kith/v1/transfers/{waiting['id']}/accept")
+    assert taken.status == 200, taken.body
+    assert taken.body["state"] == "completed"
+    assert (await settled(alice, first.body["id"]))["state"] == "completed"
+    assert await balance(bob) == "5.00"
+    again = await bob.post(f"/api/kith/v1/transfers/{waiting['id']}/accept")
+    assert again.status == 422  # once
+
+    # Declined: straight back to alice.
+    second = await alice.post("/api/kith/v1/transfers", amount="2.00", **to_bob)
+    held = (await _waiting_for(bob, "awaiting_acceptance"))[0]
+    assert (await bob.post(f"/api/kith/v1/transfers/{held['id']}/decline")).status == 200
+    refused = await settled(alice, second.body["id"])
+    assert refused["state"] == "rejected"
+    assert refused["error"]["code"] == "F99"
+
+    # Not taken in time: returned when the window has passed on the payee's node.
+    third = await alice.post("/api/kith/v1/transfers", amount="3.00", **to_bob)
+    await _waiting_for(bob, "awaiting_acceptance")
+    for node in (a, b):
+        node.clock.advance(hours=23)
+    await b.perform(b.federation.payments.return_untaken)
+    assert await balance(alice, "available") == "92.00"  # still reserved: 100 - 5 - 3
+    for node in (a, b):
+        node.clock.advance(hours=2)
+    await b.perform(b.federation.payments.return_untaken)
+    assert (await settled(alice, third.body["id"]))["state"] == "rejected"
+    assert await balance(alice, "available") == "95.00"
+    assert await balance(bob) == "5.00"
+    assert await balance(bob, "incoming") == "0.00"
+    await assert_money_conserved(a, b)
+    async with a.db.read() as conn:
+        assert await settlement.audit(conn) == []
+    async with b.db.read() as conn:
+        assert await settlement.audit(conn) == []
+
+
+async def test_money_between_users_of_one_node_that_asks_for_acceptance_waits_too(
+    nodes: NodeFactory,
+) -> None:
+    node = await nodes.start(payments__transfer_acceptance_hours="1")
+    alice, carol = await client_for(node, "alice"), await client_for(node, "carol")
+    await fund(node, "alice")
+    sent = await alice.post("/api/kith/v1/transfers", to="carol", amount="1.25", currency="EUR")
+    assert sent.body["state"] == "awaiting_acceptance"
+    assert await balance(alice, "available") == "98.75"
+    assert await balance(carol, "incoming") == "1.25"
+    node.clock.advance(minutes=61)
+    await node.perform(node.federation.payments.return_untaken)
+    returned = (await alice.get(f"/api/kith/v1/transfers/{sent.body['id']}")).body
+    assert returned["state"] == "rejected"
+    assert await balance(alice, "available") == "100.00"
+    assert await balance(carol, "incoming") == "0.00"
+    taken = await alice.post("/api/kith/v1/transfers", to="carol", amount="2.00", currency="EUR")
+    assert (await carol.post(f"/api/kith/v1/transfers/{taken.body['id']}/accept")).status == 200
+    assert await balance(carol) == "2.00"
+    assert await balance(alice) == "98.00"
+    async with node.db.read() as conn:
+        assert await ledger.audit(conn) == []
+        assert await settlement.audit(conn) == []
 
 
 async def test_a_payment_between_users_of_one_node_settles_at_once(pair: Pair) -> None:
