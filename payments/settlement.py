@@ -402,6 +402,8 @@ async def resolve_held(
     assert current is not None
     if current.state is not SettlementState.HELD:
         return current, []
+    if take and now >= current.expires_at:
+        raise PaymentError("the time to accept it has passed; it goes back to the sender")
     offer = wire.parse_transfer(current.transfer, current.peer or node.actor)
     payer_here = current.role == "local"
     debit_owner = user_owner(current.payer_account_id) if payer_here else peer_owner(current.peer)  # type: ignore[arg-type]

@@ -7,7 +7,9 @@ sending what it produced; clocks are skewed. Everything random comes from one se
 failing run is repeated exactly with `python -m tests.sim --seed N`.
 
 After quiescence (the network made reliable, time moved on until every offer was answered)
-the invariants of reference §6.8 are checked across every node's database.
+the invariants of reference §6.8 are checked across every node's database. Odd-numbered nodes
+hold direct transfers for their payees to accept (payments.transfer_acceptance_hours): payees
+take or refuse some, the rest go back when the window passes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import base64
 import json
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ CURRENCIES = ("EUR", "JPY")
 USERS_PER_NODE = 3
 DEPOSIT = {"EUR": 50_00, "JPY": 5_000}
 CREDIT_LIMIT = {"EUR": 60_00, "JPY": 6_000}
+ACCEPTANCE_WINDOW = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Node:
     engine: AsyncEngine
     users: list[User]
     skew: timedelta
+    policy: Policy
     known_requests: list[str] = field(default_factory=list)  # requests its users received
     own_requests: list[str] = field(default_factory=list)
     transfer_uris: list[str] = field(default_factory=list)
@@ -140,7 +144,8 @@ class World:
             self.keys[signer.key_id] = bytes(SigningKey(signer.seed).verify_key)
             users.append(User(number, uri, signer))
         skew = timedelta(seconds=self.random.uniform(-1, 1) * self.faults.max_skew_s)
-        return Node(index, key, engine, users, skew)
+        window = ACCEPTANCE_WINDOW if index % 2 else timedelta(0)
+        return Node(index, key, engine, users, skew, replace(self.policy, acceptance_window=window))
 
     def _seed_bytes(self) -> bytes:
         return bytes(self.random.getrandbits(8) for _ in range(32))
@@ -175,6 +180,8 @@ class World:
             (self.decline_or_cancel, 1),
             (self.deliver_one, 10),
             (self.resend, 2),
+            (self.answer_held, 2),
+            (self.return_untaken, 1),
             (self.advance, 2),
         ]
         functions = [action for action, _ in actions]
@@ -193,6 +200,7 @@ class World:
             self.time += timedelta(minutes=10)
             for node in self.nodes:
                 await self._step(node, lambda conn, now, node=node: self._resend(conn, node, now))
+                await self._step(node, lambda conn, now, node=node: self._return(conn, node, now))
         raise AssertionError(f"seed {self.seed}: offers still unanswered after {rounds} rounds")
 
     async def _prepared(self) -> int:
@@ -201,7 +209,9 @@ class World:
             async with node.engine.connect() as conn:
                 rows = await conn.execute(
                     select(settlements.c.id).where(
-                        settlements.c.state == SettlementState.PREPARED.value
+                        settlements.c.state.in_(
+                            [SettlementState.PREPARED.value, SettlementState.HELD.value]
+                        )
                     )
                 )
                 count += len(rows.fetchall())
@@ -324,7 +334,7 @@ class World:
             local = payee.account_id if payee_node is node else None
             return await settlement.send_transfer(
                 conn, node.key, Party(payer.uri, payer.account_id), Party(payee.uri, local),
-                payee_node.key.actor, amount, transfer_uri, self.policy, now, self.new_id,
+                payee_node.key.actor, amount, transfer_uri, node.policy, now, self.new_id,
             )  # fmt: skip
 
         if await self._step(node, act) is not None:
@@ -357,6 +367,43 @@ class World:
     ) -> tuple[None, list[Message]]:
         messages = await settlement.resend_due(conn, node.key, now)
         self.stats["resent offers"] += len(messages)
+        return None, messages
+
+    async def answer_held(self) -> None:
+        """A payee takes money held for them, or sends it back (perhaps too late to take)."""
+        node = self.random.choice(self.nodes)
+        take = self.random.random() < 0.7
+
+        async def act(conn: AsyncConnection, now: datetime) -> tuple[Any, list[Message]]:
+            rows = await conn.execute(
+                select(settlements).where(settlements.c.state == SettlementState.HELD.value)
+            )
+            held = [settlement.settlement_from_row(row) for row in rows]
+            if not held:
+                return None, []
+            record = self.random.choice(held)
+            reason = "" if take else "the payee declined it"
+            return await settlement.resolve_held(
+                conn, node.key, record, take, reason, now, self.new_id
+            )
+
+        if await self._step(node, act) is not None:
+            self.stats["held taken" if take else "held declined"] += 1
+
+    async def return_untaken(self) -> None:
+        node = self.random.choice(self.nodes)
+        await self._step(node, lambda conn, now: self._return(conn, node, now))
+
+    async def _return(
+        self, conn: AsyncConnection, node: Node, now: datetime
+    ) -> tuple[None, list[Message]]:
+        messages = []
+        for held in await settlement.held_past(conn, now):
+            _, sent = await settlement.resolve_held(
+                conn, node.key, held, False, "not accepted in time", now, self.new_id
+            )
+            messages += sent
+            self.stats["held returned"] += 1
         return None, messages
 
     async def advance(self) -> None:
@@ -409,7 +456,7 @@ class World:
                 return next((u.account_id for u in node.users if u.uri == uri), None)
 
             messages = await settlement.offer_received(
-                conn, node.key, body, item.sender, self.keys, payee_account, self.policy, now,
+                conn, node.key, body, item.sender, self.keys, payee_account, node.policy, now,
                 self.new_id,
             )  # fmt: skip
             return None, messages
