@@ -176,3 +176,26 @@ peer_statements = Table(
     Index("uq_peer_statements_uri_role", "uri", "role", unique=True),
     Index("ix_peer_statements_peer_currency_sequence", "peer", "currency", "sequence"),
 )
+
+# Real money between operators, out of band (payments/peer_settlements.py): the debtor's
+# signed Settlement and the creditor's signed confirmation. `debtor`: this node's operator paid
+# (booked when recorded); `creditor`: the peer's operator says it paid (booked on confirmation).
+peer_settlements = Table(
+    "peer_settlements",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("uri", String(2048), nullable=False, unique=True),
+    Column("peer", String(300), nullable=False),  # host[:port]
+    Column("role", String(8), nullable=False),  # debtor or creditor
+    Column("currency", String(12), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("reference", String(200), nullable=False),  # the debtor operator's own record
+    Column("state", String(12), nullable=False),  # sent, unconfirmed, confirmed
+    Column("document", Text, nullable=False),
+    Column("answer", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("confirmed_at", DateTime(timezone=True), nullable=True),
+    # One settlement per reference and peer, each way: recording it again is a repeat.
+    Index("uq_peer_settlements_peer_role_reference", "peer", "role", "reference", unique=True),
+    CheckConstraint("amount > 0", name="positive_amount"),
+)

@@ -342,3 +342,97 @@ def parse_decision(activity: dict[str, Any]) -> Decision:
 def is_transfer_offer(activity: dict[str, Any]) -> bool:
     target = activity.get("object")
     return isinstance(target, dict) and target.get("type") == "Transfer"
+
+
+# --- settlement between operators (reference §6.6) ------------------------------------------
+
+REFERENCE_LENGTH_MAX = 200
+
+
+@dataclass(frozen=True)
+class PeerSettlement:
+    """Real money the debtor node's operator paid the creditor node's, out of band, as its
+    `Create{Settlement}` states it: the debtor is `attributedTo`, the creditor the one `to`."""
+
+    id: str
+    debtor: str
+    creditor: str
+    amount: Amount
+    reference: str
+    published: datetime
+
+
+def build_settlement(settlement: PeerSettlement) -> dict[str, Any]:
+    """The unsigned Settlement document (sign it with the debtor node's key)."""
+    return {
+        "@context": PAYMENT_CONTEXT,
+        "type": "Settlement",
+        "id": settlement.id,
+        "attributedTo": settlement.debtor,
+        "to": [settlement.creditor],
+        "amount": settlement.amount.to_json(),
+        "reference": settlement.reference,
+        "published": format_time(settlement.published),
+    }
+
+
+def parse_settlement(document: Any, sender: str) -> PeerSettlement:
+    """A Settlement sent by the node actor `sender`: its id is on the sender's origin and it is
+    attributed to the sender (the proof is checked by the caller)."""
+    if not isinstance(document, dict) or document.get("type") != "Settlement":
+        raise PaymentDocumentError("the object is not a Settlement")
+    settlement_id = id_of(document.get("id"))
+    if not is_http_url(settlement_id) or not same_origin(settlement_id or "", sender):
+        raise PaymentDocumentError("the settlement's id is not on the sending node")
+    assert settlement_id
+    if id_of(document.get("attributedTo")) != sender:
+        raise PaymentDocumentError("the settlement is not attributed to the sending node")
+    recipients = document.get("to")
+    one = isinstance(recipients, list) and len(recipients) == 1
+    creditor = id_of(recipients[0]) if one else None  # type: ignore[index]
+    if not is_http_url(creditor):
+        raise PaymentDocumentError("a settlement is addressed to exactly one node")
+    assert creditor
+    reference = document.get("reference")
+    if not isinstance(reference, str) or not 0 < len(reference) <= REFERENCE_LENGTH_MAX:
+        raise PaymentDocumentError(f"the reference is not text of 1 to {REFERENCE_LENGTH_MAX}")
+    return PeerSettlement(
+        id=settlement_id,
+        debtor=sender,
+        creditor=creditor,
+        amount=parse_amount_json(document.get("amount")),
+        reference=reference,
+        published=parse_time(document.get("published"), "published"),
+    )
+
+
+def carries_settlement(activity: dict[str, Any]) -> bool:
+    target = activity.get("object")
+    return isinstance(target, dict) and target.get("type") == "Settlement"
+
+
+def build_settlement_confirmation(
+    activity_id: str, node: str, to: str, settlement_id: str, confirmed_at: datetime
+) -> dict[str, Any]:
+    """The creditor node's unsigned word that the settlement's money arrived."""
+    return {
+        "@context": PAYMENT_CONTEXT,
+        "type": "Accept",
+        "id": activity_id,
+        "actor": node,
+        "to": [to],
+        "object": settlement_id,
+        "result": {"confirmedAt": format_time(confirmed_at)},
+    }
+
+
+def parse_settlement_confirmation(activity: dict[str, Any]) -> tuple[str, datetime]:
+    """The settlement an Accept confirms, and when the creditor confirmed it."""
+    settlement_id = id_of(activity.get("object"))
+    if activity.get("type") != "Accept" or not is_http_url(settlement_id):
+        raise PaymentDocumentError("not an Accept of a settlement")
+    assert settlement_id
+    result = activity.get("result")
+    if not isinstance(result, dict):
+        raise PaymentDocumentError("the Accept has no result")
+    return settlement_id, parse_time(result.get("confirmedAt"), "confirmedAt")

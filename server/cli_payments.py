@@ -9,15 +9,17 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.delivery import enqueue
-from payments import ledger, parties, peers, settlement, statements
+from payments import ledger, parties, peer_settlements, peers, settlement, statements
 from payments.ledger import Outcome
 from payments.money import AmountError, Currencies, Currency, format_amount, parse_amount
 from payments.parties import user_owner
+from protocol.payments import Amount
 from server.cli_support import CommandError, load, say, with_database
 from server.clock import utcnow
 from server.config import Config, community_currencies
 from server.identity.accounts import Account, find_account
 from server.paying import Payments, default_credit_limit
+from server.peer_settling import PeerSettling
 from server.storage.engine import Database
 from server.storage.ids import new_id
 from server.urls import Urls
@@ -61,7 +63,8 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         description="Recomputes every account's totals from the transfers, checks that wallets "
         "are not below zero and that each currency's accounts sum to zero, and that every "
         "payment's state agrees with the ledger (reservations, credits, requests paid once, "
-        "fulfillments). Exits 1 naming what is wrong, 0 when all is consistent.",
+        "fulfillments, settlements between operators). Exits 1 naming what is wrong, 0 when "
+        "all is consistent.",
     ).set_defaults(run=cmd_payments_audit)
     in_doubt = sub.add_parser(
         "in-doubt",
@@ -117,6 +120,48 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     statement.add_argument("domain", help="the peer's host (host:port if not 443)")
     statement.add_argument("currency", nargs="?", help="propose one in this currency")
     statement.set_defaults(run=cmd_peers_statement)
+    settle = sub.add_parser(
+        "settle",
+        parents=[common],
+        help="record money you paid a peer node's operator, and tell that node",
+        description="Once you have paid the peer's operator (a bank transfer, cash), record it: "
+        "what you owe the peer shrinks by AMOUNT now, and the running node sends the peer a "
+        "signed Settlement, which its operator confirms when the money arrives. You cannot "
+        "settle more than you owe. --reference is your record of the payment (a bank "
+        "reference): the same reference again is the same settlement, never booked twice. "
+        "A settlement is never reversed; correct a mistake with one the other way round.",
+    )
+    settle.add_argument("domain", help="the peer's host (host:port if not 443)")
+    settle.add_argument("currency", help="ISO 4217 or community currency code")
+    settle.add_argument("amount", help="decimal amount, e.g. 500.00")
+    settle.add_argument(
+        "--reference",
+        metavar="REF",
+        required=True,
+        help="your record of the payment (idempotency key)",
+    )
+    settle.set_defaults(run=cmd_peers_settle)
+    listed = sub.add_parser(
+        "settlements",
+        parents=[common],
+        help="the settlements between you and a peer node, either way",
+        description="Every settlement with the peer, newest first: PAID (you paid it: sent, "
+        "then confirmed once its operator confirms) or RECEIVED (it says it paid you: "
+        "unconfirmed until you run `kith peers confirm URI`, then confirmed).",
+    )
+    listed.add_argument("domain", help="the peer's host (host:port if not 443)")
+    listed.set_defaults(run=cmd_peers_settlements)
+    confirm = sub.add_parser(
+        "confirm",
+        parents=[common],
+        help="confirm that a peer's settlement arrived: book it and tell the peer",
+        description="Only once the money a peer node says its operator paid you is in your "
+        "account: what the peer owes you shrinks by its amount, and the running node sends "
+        "the peer your signed confirmation. URI is the settlement's id, as logged when it "
+        "arrived and listed by `kith peers settlements`.",
+    )
+    confirm.add_argument("uri", help="the settlement's id")
+    confirm.set_defaults(run=cmd_peers_confirm)
 
 
 async def cmd_wallet_deposit(args: argparse.Namespace) -> int:
@@ -221,6 +266,7 @@ async def cmd_payments_audit(args: argparse.Namespace) -> int:
     async def work(db: Database) -> int:
         async with db.read() as conn:
             problems = await ledger.audit(conn) + await settlement.audit(conn)
+            problems += await peer_settlements.audit(conn)
             pending = await ledger.unresolved_pending(conn)
         for problem in problems:
             say(f"PROBLEM: {problem}")
@@ -306,9 +352,7 @@ async def cmd_peers_list(args: argparse.Namespace) -> int:
 
 async def cmd_peers_limit(args: argparse.Namespace) -> int:
     config = load(args)
-    host = args.domain.strip().lower()
-    if not host or "/" in host or " " in host:
-        raise CommandError(f"{args.domain!r} is not a host name")
+    host = _host(args.domain)
     try:
         currency = _currencies(config).get(args.currency.upper())
         minor = (
@@ -372,3 +416,90 @@ async def _propose(config: Config, db: Database, urls: Urls, host: str, currency
         f"payment(s); {host} owes you {owed} {currency} in all. The node sends it."
     )
     return 0
+
+
+def _host(domain: str) -> str:
+    host = domain.strip().lower()
+    if not host or "/" in host or " " in host:
+        raise CommandError(f"{domain!r} is not a host name")
+    return host
+
+
+def _peer_settling(config: Config, db: Database) -> PeerSettling:
+    urls = Urls(base_url=config.base_url, domain=config.domain)
+    return PeerSettling(Payments(config, db, urls, utcnow, directory=None))  # type: ignore[arg-type]
+
+
+async def cmd_peers_settle(args: argparse.Namespace) -> int:
+    config = load(args)
+    host = _host(args.domain)
+
+    try:
+        currency = _currencies(config).get(args.currency.strip().upper())
+        amount = Amount(currency.code, parse_amount(args.amount, currency), currency.scale)
+    except AmountError as exc:
+        raise CommandError(str(exc)) from None
+
+    async def work(db: Database) -> int:
+        settling, now = _peer_settling(config, db), utcnow()
+        try:
+            async with db.transaction() as conn:
+                settled, outbound = await settling.settle(conn, host, amount, args.reference, now)
+                queued = sum([await enqueue(conn, item, new_id, now) for item in outbound])
+                if not queued:  # the booking is rolled back with it
+                    raise CommandError(f"this node does not know {host}'s inbox yet")
+        except parties.PaymentError as exc:
+            raise CommandError(str(exc)) from None
+        if settled.repeated:
+            say(f"already recorded: nothing booked this time; the node sends it to {host} again")
+        else:
+            shown = format_amount(amount.minor, currency)
+            say(f"you paid {host} {shown} {currency.code}: booked; the node tells {host}")
+        say(settled.record.uri)
+        return 0
+
+    return await with_database(config, work)
+
+
+async def cmd_peers_settlements(args: argparse.Namespace) -> int:
+    config = load(args)
+    host = _host(args.domain)
+    known = _currencies(config)
+
+    async def work(db: Database) -> int:
+        async with db.read() as conn:
+            found = await peer_settlements.settlements_with(conn, host)
+        if not found:
+            say(f"no settlements with {host} yet")
+            return 0
+        for record in found:
+            when = record.created_at.strftime("%Y-%m-%d %H:%M")
+            way = "paid" if record.role == peer_settlements.DEBTOR else "received"
+            amount = format_amount(record.amount, _currency(known, record.currency))
+            say(
+                f"{when}  {way:<8} {amount:>14} {record.currency:<4} {record.state:<11} "
+                f"{record.reference!r}  {record.uri}"
+            )
+        return 0
+
+    return await with_database(config, work)
+
+
+async def cmd_peers_confirm(args: argparse.Namespace) -> int:
+    config = load(args)
+
+    async def work(db: Database) -> int:
+        settling = _peer_settling(config, db)
+        now = utcnow()
+        try:
+            async with db.transaction() as conn:
+                record, outbound = await settling.confirm(conn, args.uri.strip(), now)
+                for item in outbound:
+                    await enqueue(conn, item, new_id, now)
+        except parties.PaymentError as exc:
+            raise CommandError(str(exc)) from None
+        amount = format_amount(record.amount, _currency(_currencies(config), record.currency))
+        say(f"confirmed {amount} {record.currency} from {record.peer}: booked; the node tells it")
+        return 0
+
+    return await with_database(config, work)

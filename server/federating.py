@@ -44,6 +44,7 @@ from server.clock import Clock
 from server.config import Config
 from server.identity.accounts import Account, find_account, instance_actor
 from server.paying import Payments
+from server.peer_settling import PeerSettling
 from server.social.inbound import SocialInbox
 from server.social.mutes import end_expired_mutes
 from server.social.notes import NoteStore
@@ -87,6 +88,7 @@ class Federation:
         SocialInbox(db, urls, self.directory, self.fetcher).register(self.dispatcher)
         self.payments = Payments(config, db, urls, clock, self.directory)
         self.payments.register(self.dispatcher)
+        PeerSettling(self.payments).register(self.dispatcher)
         self.inbox_wake = asyncio.Event()
         self.delivery_wake = asyncio.Event()
         answers = Answers(db, self.dispatcher, clock, new_id, on_queued=self.delivery_wake.set)
