@@ -75,6 +75,12 @@ class Message:
     activity: dict[str, Any]
 
 
+# The ledger owner of money outside the system: deposits come from it, withdrawals and
+# settlements paid to other operators go to it (the one account besides peers that may go
+# below zero).
+EXTERNAL_OWNER = "external"
+
+
 def user_owner(account_id: int) -> str:
     """The ledger owner of a local user's wallet."""
     return f"user:{account_id}"

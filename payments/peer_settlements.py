@@ -29,6 +29,7 @@ from payments import ledger
 from payments.ledger import Kind, NewId, Transfer
 from payments.money import AMOUNT_MAX, Currency, format_amount
 from payments.parties import (
+    EXTERNAL_OWNER,
     Message,
     NodeKey,
     PaymentError,
@@ -45,9 +46,6 @@ from payments.tables import ledger_accounts, ledger_transfers, peer_settlements
 from protocol import payments as wire
 from protocol.as2 import host_of
 
-# The ledger owner of money outside the system (server.wallets.EXTERNAL names the same owner;
-# payments/ cannot import server/).
-EXTERNAL = "external"
 DEBTOR, CREDITOR = "debtor", "creditor"
 SENT, UNCONFIRMED, CONFIRMED = "sent", "unconfirmed", "confirmed"
 _LEDGER_PREFIX = "peer-settlement"
@@ -121,7 +119,7 @@ async def record_payment_to_peer(
         published=now,
     )
     signed = sign_as_node(node, wire.build_settlement(settlement), now)
-    await _book(conn, settlement.id, peer_owner(peer_actor), EXTERNAL, amount, new_id, now)
+    await _book(conn, settlement.id, peer_owner(peer_actor), EXTERNAL_OWNER, amount, new_id, now)
     await _store(conn, new_id(now), signed, host, DEBTOR, SENT, now)
     record = await settlement_by_uri(conn, settlement.id)
     assert record is not None
@@ -208,7 +206,7 @@ async def confirm_settlement(
     if record.state == CONFIRMED:
         raise PaymentError(f"{uri} is already confirmed")
     amount = wire.parse_amount_json(record.document["amount"])
-    await _book(conn, uri, EXTERNAL, peer_owner(record.peer_actor), amount, new_id, now)
+    await _book(conn, uri, EXTERNAL_OWNER, peer_owner(record.peer_actor), amount, new_id, now)
     accept = wire.build_settlement_confirmation(
         f"{node.base_url}/payments/settlements/{record.id}/confirmation",
         node.actor,

@@ -136,7 +136,7 @@ class Payments:
     def register(self, dispatcher: Dispatcher) -> None:
         # Offers and statements are answered in the HTTP response when the peer asks (the
         # decisions carry their own proofs); answers are taken either way.
-        keys, question, answer = self._sender_keys, {"answers_now": True}, {"takes_answers": True}
+        keys, question, answer = self.sender_keys, {"answers_now": True}, {"takes_answers": True}
         dispatcher.route("Offer", wire.is_transfer_offer, self.on_offer, keys, **question)
         dispatcher.route("Accept", self._names_our_transfer, self.on_decision, keys, **answer)
         dispatcher.route("Reject", self._names_our_transfer, self.on_decision, keys, **answer)
@@ -165,7 +165,7 @@ class Payments:
         target = id_of(activity.get("object")) or ""
         return target.startswith(f"{self.urls.base_url}/payments/statements/")
 
-    async def _sender_keys(self, item: InboundActivity) -> dict[str, bytes]:
+    async def sender_keys(self, item: InboundActivity) -> dict[str, bytes]:
         return (await self._sender(item))[1]
 
     async def _sender(self, item: InboundActivity) -> tuple[RemoteActor, dict[str, bytes]]:

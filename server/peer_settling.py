@@ -43,7 +43,7 @@ class PeerSettling:
 
     def register(self, dispatcher: Dispatcher) -> None:
         # The sender's Ed25519 keys, fetched again once if the proof names a rotated key.
-        keys = self.payments._sender_keys
+        keys = self.payments.sender_keys
         dispatcher.route("Create", wire.carries_settlement, self.on_settlement, keys)
         dispatcher.route("Accept", self._names_our_settlement, self.on_confirmation, keys)
 

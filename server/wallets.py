@@ -17,11 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from payments import ledger
 from payments.ledger import Failure, Kind, Outcome, Transfer
 from payments.money import Currency
-from payments.parties import user_owner
+from payments.parties import EXTERNAL_OWNER, user_owner
 from server.identity.accounts import Account
 from server.storage.ids import new_id
-
-EXTERNAL = "external"
 
 
 class WalletError(Exception):
@@ -72,7 +70,7 @@ async def _move(
     if not account.is_local or account.is_deleted:
         raise WalletError("only an existing local user has a wallet")
     external = await ledger.open_account(
-        conn, EXTERNAL, currency.code, new_id, now, may_go_negative=True
+        conn, EXTERNAL_OWNER, currency.code, new_id, now, may_go_negative=True
     )
     wallet = await ledger.open_account(conn, user_owner(account.id), currency.code, new_id, now)
     debit, credit = (external, wallet) if kind == "deposit" else (wallet, external)
