@@ -39,8 +39,11 @@ ATTEMPTS_MAX = 16  # with (n⁴ + 15) s and jitter: about two to three days
 UNAVAILABLE_AFTER_DAYS = 7
 RETRY_AFTER_MAX = timedelta(hours=6)
 _RETRYABLE_4XX = frozenset({401, 408, 429})
-# (key id, private key) for a local actor id.
-SigningKeys = Callable[[str], Awaitable[tuple[str, PrivateKey]]]
+# (key id, private key) of a local actor id, for an algorithm ("rsa" or "ed25519").
+SigningKeys = Callable[[str, str], Awaitable[tuple[str, PrivateKey]]]
+# RFC 9421 with the signer's Ed25519 key: for Kith's own exchanges with Kith nodes (an
+# Ed25519 signature costs a twentieth of an RSA one).
+ED25519_SCHEME = "ed25519"
 # Takes the activities peers answered with: (the host that answered, the activity) each.
 TakeAnswers = Callable[[list[tuple[str, dict[str, Any]]]], Awaitable[None]]
 ANSWER_BYTES_MAX = 256 * 1024
@@ -212,6 +215,10 @@ class DeliveryWorker:
             return _Outcome(job, Attempt(None, "the host is marked unavailable"), final=True)
         host_slot = self._host_slots.setdefault(job.host, asyncio.Semaphore(self._per_host))
         async with self._slots, host_slot:
+            if job.wants_answer:  # a question to a Kith node (an offer, a statement)
+                attempt = await self._post(job, ED25519_SCHEME)
+                if attempt.status not in (400, 401):
+                    return _Outcome(job, attempt)
             attempt = await self._post(job, scheme)
             if attempt.status in (400, 401) and scheme == "cavage":
                 # Double-knock: the peer may only take RFC 9421 signatures.
@@ -224,12 +231,13 @@ class DeliveryWorker:
     async def _post(self, job: _Job, scheme: str) -> Attempt:
         try:
             check_url(job.inbox_url, self.policy)
-            key_id, private_key = await self.signing_keys(job.signer_uri)
+            algorithm = "ed25519" if scheme == ED25519_SCHEME else "rsa"
+            key_id, private_key = await self.signing_keys(job.signer_uri, algorithm)
             headers = {"Content-Type": "application/activity+json", "Host": job.host}
             if job.wants_answer:
                 headers["Prefer"] = "return=representation"
             request = HttpRequest("POST", job.inbox_url, headers, job.body)
-            sign = sign_rfc9421 if scheme == "rfc9421" else sign_cavage
+            sign = sign_cavage if scheme == "cavage" else sign_rfc9421
             headers.update(sign(request, key_id, private_key, self.clock()))
             async with self.session.post(
                 job.inbox_url, data=job.body, headers=headers, allow_redirects=False

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from urllib.parse import urldefrag
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 
 from federation.actors import ActorDirectory, ActorUnavailable
@@ -21,6 +22,7 @@ from protocol.actors import RemoteActor
 from protocol.as2 import as_list, id_of
 from protocol.errors import InvalidKey
 from protocol.httpsig import PublicKey, load_public_key_pem
+from protocol.multibase import decode_ed25519_multikey
 
 _PARSED_KEYS_MAX = 10_000
 
@@ -74,17 +76,19 @@ class KeyStore:
             async with self.db.read() as conn:
                 row = (
                     await conn.execute(
-                        select(remote_keys.c.owner_uri, remote_keys.c.public_key).where(
-                            remote_keys.c.key_id == key_id, remote_keys.c.algorithm == "rsa"
-                        )
+                        select(
+                            remote_keys.c.owner_uri,
+                            remote_keys.c.algorithm,
+                            remote_keys.c.public_key,
+                        ).where(remote_keys.c.key_id == key_id)
                     )
                 ).first()
             if row is not None:
-                return self._resolved(key_id, row.owner_uri, row.public_key)
+                return self._resolved(key_id, row.owner_uri, row.algorithm, row.public_key)
         owner = await self._fetch_owner(key_id)
         for key in owner.keys:
-            if key.key_id == key_id and key.algorithm == "rsa":
-                return self._resolved(key_id, owner.actor_id, key.public_key)
+            if key.key_id == key_id:
+                return self._resolved(key_id, owner.actor_id, key.algorithm, key.public_key)
         raise KeyUnavailable(key_id, "the owner's document does not publish this key")
 
     async def _fetch_owner(self, key_id: str) -> RemoteActor:
@@ -106,13 +110,19 @@ class KeyStore:
                 key_id, exc.reason, exc.is_gone, exc.is_temporary, exc.is_not_found
             ) from None
 
-    def _resolved(self, key_id: str, owner_uri: str, pem: str) -> ResolvedKey:
+    def _resolved(self, key_id: str, owner_uri: str, algorithm: str, pem: str) -> ResolvedKey:
+        """`pem`: an RSA key's SPKI PEM, or an Ed25519 key's multibase value (FEP-521a, from
+        the owner's `assertionMethod`: RFC 9421 `ed25519` signatures use it)."""
         cached = self._parsed.get(key_id)
         if cached is not None and cached.owner_uri == owner_uri and cached.pem == pem:
             return cached
         try:
-            parsed = load_public_key_pem(pem)
-        except InvalidKey as exc:
+            parsed = (
+                Ed25519PublicKey.from_public_bytes(decode_ed25519_multikey(pem))
+                if algorithm == "ed25519"
+                else load_public_key_pem(pem)
+            )
+        except (InvalidKey, ValueError) as exc:
             raise KeyUnavailable(key_id, f"unusable key: {exc}") from None
         resolved = ResolvedKey(key_id=key_id, owner_uri=owner_uri, public_key=parsed, pem=pem)
         self._parsed[key_id] = resolved

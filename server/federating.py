@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,7 +36,7 @@ from federation.tables import utc
 from federation.worker import InboxWorker, release_claims, run_loop, sweep_finished
 from payments.settlement import ask_again_now
 from payments.settlement import resend_is_due as settlement_due
-from protocol.actors import RSA_KEY_FRAGMENT
+from protocol.actors import ED25519_KEY_FRAGMENT, RSA_KEY_FRAGMENT
 from protocol.as2 import id_of
 from protocol.httpsig import HttpRequest, PrivateKey, sign_cavage
 from protocol.vocab import ACTOR_TYPES
@@ -117,7 +118,7 @@ class Federation:
             per_host=config.federation.delivery_per_host,
             take_answers=answers.take_answers,
         )
-        self._private_keys: dict[str, tuple[str, PrivateKey]] = {}
+        self._private_keys: dict[tuple[str, str], tuple[str, PrivateKey]] = {}
         self._key_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
 
@@ -278,34 +279,38 @@ class Federation:
         request = HttpRequest(method, url, dict(headers), body)
         return sign_cavage(request, key_id, private_key, self.clock())
 
-    async def _signing_keys(self, actor_uri: str) -> tuple[str, PrivateKey]:
-        """The private key of a local actor, by its id (parsed once, then cached)."""
-        cached = self._private_keys.get(actor_uri)
+    async def _signing_keys(self, actor_uri: str, algorithm: str = "rsa") -> tuple[str, PrivateKey]:
+        """A local actor's private key (RSA, or its Ed25519 key), by its id (loaded once, then
+        cached)."""
+        cached = self._private_keys.get((actor_uri, algorithm))
         if cached is not None:
             return cached
         async with self._key_lock:  # one load per key, however many deliveries ask at once
-            cached = self._private_keys.get(actor_uri)
+            cached = self._private_keys.get((actor_uri, algorithm))
             if cached is not None:
                 return cached
-            return await self._load_signing_key(actor_uri)
+            found = await self._load_signing_key(actor_uri, algorithm)
+            self._private_keys[(actor_uri, algorithm)] = found
+            return found
 
-    async def _load_signing_key(self, actor_uri: str) -> tuple[str, PrivateKey]:
+    async def _load_signing_key(self, actor_uri: str, algorithm: str) -> tuple[str, PrivateKey]:
         account = await self._local_actor(actor_uri)
         async with self.db.read() as conn:
-            pem = (
+            row = (
                 await conn.execute(
-                    select(account_keys.c.rsa_private_pem).where(
+                    select(account_keys.c.rsa_private_pem, account_keys.c.ed25519_seed).where(
                         account_keys.c.account_id == account.id
                     )
                 )
-            ).scalar_one()
+            ).one()
+        if algorithm == "ed25519":
+            key = Ed25519PrivateKey.from_private_bytes(bytes(row.ed25519_seed))
+            return f"{actor_uri}#{ED25519_KEY_FRAGMENT}", key
         # Our own keys, generated here: skipping the RSA consistency check saves 35 ms a load.
         key = serialization.load_pem_private_key(
-            pem.encode(), password=None, unsafe_skip_rsa_key_validation=True
+            row.rsa_private_pem.encode(), password=None, unsafe_skip_rsa_key_validation=True
         )
-        found = (f"{actor_uri}#{RSA_KEY_FRAGMENT}", key)
-        self._private_keys[actor_uri] = found  # type: ignore[assignment]
-        return found  # type: ignore[return-value]
+        return f"{actor_uri}#{RSA_KEY_FRAGMENT}", key  # type: ignore[return-value]
 
     async def _local_actor(self, actor_uri: str) -> Account:
         async with self.db.read() as conn:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 
@@ -343,8 +344,9 @@ async def test_money_sent_without_a_request_arrives_and_a_replayed_offer_moves_n
 
 
 async def test_the_payee_node_answers_an_offer_in_its_response_without_a_second_delivery(
-    pair: Pair,
+    pair: Pair, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="kith.federation.inbox")
     sent = await pair.alice.post(
         "/api/kith/v1/transfers", to=pair.bob_handle, amount="3.00", currency="EUR"
     )
@@ -359,6 +361,8 @@ async def test_the_payee_node_answers_an_offer_in_its_response_without_a_second_
     assert "Offer" not in b_inbox  # decided while the payer's node waited
     assert b_sent == []  # the decision went back in the response
     assert "Accept" not in taken_in
+    # Signed with the payer node's Ed25519 key (RFC 9421), taken at the first knock.
+    assert not [r for r in caplog.records if r.getMessage() == "inbox refused an activity"]
     assert await balance(pair.bob) == "3.00"
     await assert_money_conserved(pair.a, pair.b)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
 from federation.delivery import DeliveryWorker, backoff, enqueue
@@ -67,7 +69,7 @@ async def db(databases: DatabaseFactory, tmp_path) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-async def _signing_keys(_actor: str) -> tuple[str, rsa.RSAPrivateKey]:
+async def _signing_keys(_actor: str, _algorithm: str = "rsa") -> tuple[str, rsa.RSAPrivateKey]:
     return "https://kith.example/users/alice#main-key", KEY
 
 
@@ -179,3 +181,50 @@ async def test_finished_work_is_swept_after_the_retention_period(
     assert await sweep_finished(db, clock() + timedelta(seconds=1)) == (0, 1)
     async with db.read() as conn:
         assert (await conn.execute(select(deliveries))).all() == []
+
+
+ED_KEY = Ed25519PrivateKey.generate()
+
+
+async def _both_keys(_actor: str, algorithm: str = "rsa") -> tuple[str, object]:
+    if algorithm == "ed25519":
+        return "https://kith.example/actor#ed25519-key", ED_KEY
+    return "https://kith.example/actor#main-key", KEY
+
+
+async def _queue_question(db: Database, inbox: Inbox, clock: FakeClock) -> None:
+    offer = {"id": "https://kith.example/offers/1", "type": "Offer", "actor": "x"}
+    question = Outbound(offer, "https://kith.example/actor", (), inboxes=(inbox.url,))
+    async with db.transaction() as conn:
+        await enqueue(conn, replace(question, wants_answer=True), new_id, clock())
+
+
+async def test_a_question_to_a_kith_node_is_signed_with_ed25519_and_asks_for_an_answer(
+    db: Database, inbox: Inbox
+) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    await _queue_question(db, inbox, clock)
+    worker = DeliveryWorker(db, create_session(POLICY), POLICY, _both_keys, clock)
+    async with worker.session:
+        assert await worker.deliver_due() == 1
+    (request,) = inbox.received
+    signature = parse_signature(request)
+    assert signature.algorithm == "ed25519"
+    verify(signature, ED_KEY.public_key(), clock())
+    assert request.header("prefer") == "return=representation"
+    assert (await _row(db)).state == "delivered"
+
+
+async def test_a_peer_that_refuses_ed25519_signatures_gets_the_usual_rsa_knock(
+    db: Database, inbox: Inbox
+) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    await _queue_question(db, inbox, clock)
+    inbox.answers.append((401, {}))
+    worker = DeliveryWorker(db, create_session(POLICY), POLICY, _both_keys, clock)
+    async with worker.session:
+        assert await worker.deliver_due() == 1
+    first, second = inbox.received
+    assert parse_signature(first).algorithm == "ed25519"  # refused: the RSA knock follows
+    verify(parse_signature(second), KEY.public_key(), clock())
+    assert (await _row(db)).state == "delivered"
