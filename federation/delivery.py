@@ -47,6 +47,7 @@ ED25519_SCHEME = "ed25519"
 # Takes the activities peers answered with: (the host that answered, the activity) each.
 TakeAnswers = Callable[[list[tuple[str, dict[str, Any]]]], Awaitable[None]]
 ANSWER_BYTES_MAX = 256 * 1024
+QUESTIONS_PER_HOST_FACTOR = 4
 
 
 _DELIVERY_KEY = ("activity_id", "inbox_url")
@@ -156,7 +157,7 @@ class DeliveryWorker:
         self.lock_for = lock_for
         self._slots = asyncio.Semaphore(concurrency)
         self._per_host = per_host
-        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self._host_slots: dict[tuple[str, bool], asyncio.Semaphore] = {}
 
     async def deliver_due(self) -> int:
         """Claim a batch of due deliveries and attempt each; returns how many were attempted.
@@ -165,11 +166,8 @@ class DeliveryWorker:
         if not jobs:
             return 0
         states = await self._host_states({job.host for job in jobs})
-        outcomes = await asyncio.gather(*(self._attempt(job, states[job.host]) for job in jobs))
+        outcomes = await asyncio.gather(*(self._deliver(job, states[job.host]) for job in jobs))
         await self._record(outcomes)
-        answers = [(o.job.host, o.attempt.answer) for o in outcomes if o.attempt.answer is not None]
-        if answers and self.take_answers is not None:
-            await self.take_answers(answers)
         return len(jobs)
 
     async def _claim(self) -> list[_Job]:
@@ -209,11 +207,26 @@ class DeliveryWorker:
             for r in rows
         ]
 
+    async def _deliver(self, job: _Job, host_state: tuple[str, bool]) -> _Outcome:
+        """One attempt; an answer in the response is taken at once (while the rest of the
+        batch is still in flight), not after the batch."""
+        outcome = await self._attempt(job, host_state)
+        if outcome.attempt.answer is not None and self.take_answers is not None:
+            await self.take_answers([(job.host, outcome.attempt.answer)])
+        return outcome
+
     async def _attempt(self, job: _Job, host_state: tuple[str, bool]) -> _Outcome:
         scheme, unavailable = host_state
         if unavailable:
             return _Outcome(job, Attempt(None, "the host is marked unavailable"), final=True)
-        host_slot = self._host_slots.setdefault(job.host, asyncio.Semaphore(self._per_host))
+        # Questions to Kith nodes are small and answered at once: more of them may be in
+        # flight to one host than bulk deliveries (the peer's group commit takes them together).
+        per_host = (
+            self._per_host * QUESTIONS_PER_HOST_FACTOR if job.wants_answer else self._per_host
+        )
+        host_slot = self._host_slots.setdefault(
+            (job.host, job.wants_answer), asyncio.Semaphore(per_host)
+        )
         async with self._slots, host_slot:
             if job.wants_answer:  # a question to a Kith node (an offer, a statement)
                 attempt = await self._post(job, ED25519_SCHEME)

@@ -308,17 +308,41 @@ async def _effect(conn: AsyncConnection, transfer: Transfer) -> Failure | None:
     return None
 
 
+_PENDING = select(ledger_transfers).where(
+    ledger_transfers.c.id == bindparam("pending"),
+    ledger_transfers.c.kind == Kind.PENDING.value,
+    ledger_transfers.c.failure.is_(None),
+)
+_CLAIM_PENDING = (
+    update(ledger_transfers)
+    .where(
+        ledger_transfers.c.id == bindparam("pending"), ledger_transfers.c.pending_state == "pending"
+    )
+    .values(pending_state=bindparam("state"))
+)
+# A pending amount leaves the pending column; posted, it lands in the posted one (`posted` is
+# the amount or 0).
+_SETTLE_DEBIT = (
+    update(ledger_accounts)
+    .where(ledger_accounts.c.id == bindparam("account"))
+    .values(
+        debits_pending=ledger_accounts.c.debits_pending - bindparam("amount"),
+        debits_posted=ledger_accounts.c.debits_posted + bindparam("posted"),
+    )
+)
+_SETTLE_CREDIT = (
+    update(ledger_accounts)
+    .where(ledger_accounts.c.id == bindparam("account"))
+    .values(
+        credits_pending=ledger_accounts.c.credits_pending - bindparam("amount"),
+        credits_posted=ledger_accounts.c.credits_posted + bindparam("posted"),
+    )
+)
+
+
 async def _resolve(conn: AsyncConnection, transfer: Transfer) -> Failure | None:
     """Post or void a pending transfer, exactly once."""
-    original = (
-        await conn.execute(
-            select(ledger_transfers).where(
-                ledger_transfers.c.id == transfer.pending_id,
-                ledger_transfers.c.kind == Kind.PENDING.value,
-                ledger_transfers.c.failure.is_(None),
-            )
-        )
-    ).first()
+    original = (await conn.execute(_PENDING, {"pending": transfer.pending_id})).first()
     if original is None:
         return Failure.PENDING_NOT_FOUND
     same = (
@@ -335,33 +359,14 @@ async def _resolve(conn: AsyncConnection, transfer: Transfer) -> Failure | None:
     if not same:
         return Failure.PENDING_MISMATCH
     state = "posted" if transfer.kind is Kind.POST else "voided"
-    claimed = await conn.execute(
-        update(ledger_transfers)
-        .where(
-            ledger_transfers.c.id == transfer.pending_id,
-            ledger_transfers.c.pending_state == "pending",
-        )
-        .values(pending_state=state)
-    )
+    claimed = await conn.execute(_CLAIM_PENDING, {"pending": transfer.pending_id, "state": state})
     if claimed.rowcount == 0:
         return Failure.PENDING_ALREADY_RESOLVED
-    amount, posted, c = transfer.amount, transfer.kind is Kind.POST, ledger_accounts.c
-    await conn.execute(
-        update(ledger_accounts)
-        .where(c.id == transfer.debit_account_id)
-        .values(
-            debits_pending=c.debits_pending - amount,
-            debits_posted=c.debits_posted + (amount if posted else 0),
-        )
-    )
-    await conn.execute(
-        update(ledger_accounts)
-        .where(c.id == transfer.credit_account_id)
-        .values(
-            credits_pending=c.credits_pending - amount,
-            credits_posted=c.credits_posted + (amount if posted else 0),
-        )
-    )
+    amount = transfer.amount
+    posted = amount if transfer.kind is Kind.POST else 0
+    values = {"amount": amount, "posted": posted}
+    await conn.execute(_SETTLE_DEBIT, {"account": transfer.debit_account_id, **values})
+    await conn.execute(_SETTLE_CREDIT, {"account": transfer.credit_account_id, **values})
     return None
 
 

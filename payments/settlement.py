@@ -769,13 +769,15 @@ async def _credit(
 # --- storage --------------------------------------------------------------------------------
 
 
+_BY_URI = select(settlements).where(settlements.c.uri == bindparam("uri"))
+_BY_URI_LOCKED = _BY_URI.with_for_update()
+
+
 async def settlement_by_uri(
     conn: AsyncConnection, uri: str, lock: bool = False
 ) -> SettlementRecord | None:
-    query = select(settlements).where(settlements.c.uri == uri)
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = (await conn.execute(query)).first()
+    locked = lock and conn.dialect.name == "postgresql"
+    row = (await conn.execute(_BY_URI_LOCKED if locked else _BY_URI, {"uri": uri})).first()
     return settlement_from_row(row) if row else None
 
 

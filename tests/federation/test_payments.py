@@ -351,13 +351,19 @@ async def test_the_payee_node_answers_an_offer_in_its_response_without_a_second_
         "/api/kith/v1/transfers", to=pair.bob_handle, amount="3.00", currency="EUR"
     )
     assert (await settled(pair.alice, sent.body["id"]))["state"] == "completed"
+
+    async def offers() -> list:
+        async with pair.a.db.read() as conn:
+            query = select(deliveries.c.wants_answer, deliveries.c.state)
+            return (await conn.execute(query)).all()
+
+    # The answer is taken as it comes; the delivery's own outcome is recorded with its batch.
+    assert await eventually(offers, lambda rows: rows[0][1] != "queued") == [(True, "delivered")]
     async with pair.a.db.read() as conn:
-        offers = (await conn.execute(select(deliveries.c.wants_answer, deliveries.c.state))).all()
         taken_in = (await conn.execute(select(inbox_items.c.activity_type))).scalars().all()
     async with pair.b.db.read() as conn:
         b_inbox = (await conn.execute(select(inbox_items.c.activity_type))).scalars().all()
         b_sent = (await conn.execute(select(deliveries.c.activity_id))).scalars().all()
-    assert offers == [(True, "delivered")]
     assert "Offer" not in b_inbox  # decided while the payer's node waited
     assert b_sent == []  # the decision went back in the response
     assert "Accept" not in taken_in
