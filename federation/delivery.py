@@ -48,6 +48,7 @@ ED25519_SCHEME = "ed25519"
 TakeAnswers = Callable[[list[tuple[str, dict[str, Any]]]], Awaitable[None]]
 ANSWER_BYTES_MAX = 256 * 1024
 QUESTIONS_PER_HOST_FACTOR = 4
+BATCHES_IN_FLIGHT = 4
 
 
 _DELIVERY_KEY = ("activity_id", "inbox_url")
@@ -158,17 +159,52 @@ class DeliveryWorker:
         self._slots = asyncio.Semaphore(concurrency)
         self._per_host = per_host
         self._host_slots: dict[tuple[str, bool], asyncio.Semaphore] = {}
+        self._batches = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     async def deliver_due(self) -> int:
         """Claim a batch of due deliveries and attempt each; returns how many were attempted.
         The outcomes are written together, in one transaction."""
         jobs = await self._claim()
+        if jobs:
+            await self._process(jobs)
+        return len(jobs)
+
+    async def start_due(self) -> int:
+        """Claim a batch and start attempting it in the background; returns how many were
+        claimed. A batch still in flight (a slow host, answers being taken) does not hold up
+        the next: deliveries queued meanwhile go out at once, up to BATCHES_IN_FLIGHT."""
+        await self._batches.acquire()
+        try:
+            jobs = await self._claim()
+        except BaseException:
+            self._batches.release()
+            raise
         if not jobs:
+            self._batches.release()
             return 0
+        task = asyncio.create_task(self._process(jobs), name="delivery-batch")
+        self._in_flight.add(task)
+        task.add_done_callback(self._batch_done)
+        return len(jobs)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._batches.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a delivery batch failed", exc_info=task.exception())
+
+    async def stop(self) -> None:
+        """Cancel the batches in flight (their claims lapse; the deliveries stay queued)."""
+        for task in list(self._in_flight):
+            task.cancel()
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=10)
+
+    async def _process(self, jobs: list[_Job]) -> None:
         states = await self._host_states({job.host for job in jobs})
         outcomes = await asyncio.gather(*(self._deliver(job, states[job.host]) for job in jobs))
         await self._record(outcomes)
-        return len(jobs)
 
     async def _claim(self) -> list[_Job]:
         now = self.clock()

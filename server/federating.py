@@ -146,7 +146,7 @@ class Federation:
                 run_loop("inbox", self._process_inbox, self.inbox_wake), name="inbox"
             ),
             asyncio.create_task(
-                run_loop("delivery", self.delivery.deliver_due, self.delivery_wake),
+                run_loop("delivery", self.delivery.start_due, self.delivery_wake),
                 name="delivery",
             ),
             asyncio.create_task(
@@ -164,6 +164,7 @@ class Federation:
             for task in pending:
                 log.warning("a worker did not stop in time", extra={"task": task.get_name()})
         self._tasks = []
+        await self.delivery.stop()
         await self.session.close()
 
     async def _sweep(self) -> int:
