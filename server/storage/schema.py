@@ -86,6 +86,18 @@ def _is_known_revision(script: ScriptDirectory, revision: str) -> bool:
         return False
 
 
+def revision_is_known(revision: str) -> bool:
+    """Whether `revision` is one of this release's migrations (a newer release's is not)."""
+    return _is_known_revision(_script(), revision)
+
+
+def head_revision() -> str:
+    """The newest schema revision this release knows."""
+    head = _script().get_current_head()
+    assert head is not None, "the migrations have no head"
+    return head
+
+
 async def schema_state(db: Database) -> SchemaState:
     """Read the database's revision."""
     async with db.read() as conn:
