@@ -101,18 +101,34 @@ class Answers:
         if not ready:
             return
         queued = 0
-        async with self.db.transaction() as conn:
-            for item, handler, prefetched in ready:
-                try:
-                    async with self.db.savepoint(conn):
-                        for outbound in await handler.apply(conn, item, prefetched, now):
-                            queued += await enqueue(conn, outbound, self.new_id, now)
-                except Reject as exc:
-                    _log_rejected(item, str(exc))
-                except Exception as exc:
-                    _log_failed(item, exc)
+        if len(ready) == 1:  # the transaction alone undoes a failure: no savepoint needed
+            try:
+                async with self.db.transaction() as conn:
+                    queued += await self._apply(conn, *ready[0], now)
+            except Reject as exc:
+                _log_rejected(ready[0][0], str(exc))
+            except Exception as exc:
+                _log_failed(ready[0][0], exc)
+        else:
+            async with self.db.transaction() as conn:
+                for item, handler, prefetched in ready:
+                    try:
+                        async with self.db.savepoint(conn):
+                            queued += await self._apply(conn, item, handler, prefetched, now)
+                    except Reject as exc:
+                        _log_rejected(item, str(exc))
+                    except Exception as exc:
+                        _log_failed(item, exc)
         if queued:
             self.on_queued()
+
+    async def _apply(
+        self, conn: Any, item: InboundActivity, handler: Handler, prefetched: Any, now: datetime
+    ) -> int:
+        queued = 0
+        for outbound in await handler.apply(conn, item, prefetched, now):
+            queued += await enqueue(conn, outbound, self.new_id, now)
+        return queued
 
 
 def _answered_item(host: str, activity: dict[str, Any], now: datetime) -> InboundActivity | None:
