@@ -408,28 +408,10 @@ async def resolve_held(
     payer_here = current.role == "local"
     debit_owner = user_owner(current.payer_account_id) if payer_here else peer_owner(current.peer)  # type: ignore[arg-type]
     assert current.payee_account_id is not None
-    wallet = await ledger.account_of(conn, user_owner(current.payee_account_id), current.currency)
-    source = await ledger.account_of(conn, debit_owner, current.currency)
-    assert wallet is not None
-    assert source is not None
-    kind = Kind.POST if take else Kind.VOID
-    outcome = await ledger.apply(
-        conn,
-        Transfer(
-            id=_ledger_id("take" if take else "return", current.uri),
-            kind=kind,
-            debit_account_id=source.id,
-            credit_account_id=wallet.id,
-            amount=current.amount,
-            currency=current.currency,
-            memo=f"payment {current.uri}",
-            pending_id=_ledger_id("settle", current.uri),
-        ),
-        new_id,
-        now,
-    )
-    if not outcome.ok:
-        raise RuntimeError(f"the hold on {current.uri} could not be resolved: {outcome}")
+    await _conclude(
+        conn, current, Kind.POST if take else Kind.VOID, "take" if take else "return", "settle",
+        debit_owner, user_owner(current.payee_account_id), new_id, now,
+    )  # fmt: skip
     to = current.peer or node.actor
     decision_id = f"{node.base_url}/payments/decisions/{new_id(now)}"
     if take:
@@ -485,27 +467,45 @@ async def _resolve_reservation(
 ) -> None:
     assert record.payer_account_id is not None
     assert record.peer is not None
-    wallet = await ledger.account_of(conn, user_owner(record.payer_account_id), record.currency)
-    peer = await ledger.account_of(conn, peer_owner(record.peer), record.currency)
-    assert wallet is not None
-    assert peer is not None
+    await _conclude(
+        conn, record, kind, kind.value, "reserve", user_owner(record.payer_account_id),
+        peer_owner(record.peer), new_id, now,
+    )  # fmt: skip
+
+
+async def _conclude(
+    conn: AsyncConnection,
+    record: SettlementRecord,
+    kind: Kind,
+    prefix: str,
+    pending_prefix: str,
+    debit_owner: str,
+    credit_owner: str,
+    new_id: NewId,
+    now: datetime,
+) -> None:
+    """Post or void a payment's pending ledger transfer (a reservation, or a hold)."""
+    debit = await ledger.account_of(conn, debit_owner, record.currency)
+    credit = await ledger.account_of(conn, credit_owner, record.currency)
+    assert debit is not None
+    assert credit is not None
     outcome = await ledger.apply(
         conn,
         Transfer(
-            id=_ledger_id(kind.value, record.uri),
+            id=_ledger_id(prefix, record.uri),
             kind=kind,
-            debit_account_id=wallet.id,
-            credit_account_id=peer.id,
+            debit_account_id=debit.id,
+            credit_account_id=credit.id,
             amount=record.amount,
             currency=record.currency,
             memo=f"payment {record.uri}",
-            pending_id=_ledger_id("reserve", record.uri),
+            pending_id=_ledger_id(pending_prefix, record.uri),
         ),
         new_id,
         now,
     )
     if not outcome.ok:
-        raise RuntimeError(f"the reservation of {record.uri} could not be resolved: {outcome}")
+        raise RuntimeError(f"the pending transfer of {record.uri} was not concluded: {outcome}")
 
 
 _RESEND_DUE = settlements.c.state == SettlementState.PREPARED.value
