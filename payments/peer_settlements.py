@@ -215,7 +215,8 @@ async def confirm_settlement(
         now,
     )
     signed = sign_as_node(node, accept, now)
-    await _confirmed(conn, record.id, signed, now)
+    # As the Accept says it (statements compare the moment on both nodes).
+    await _confirmed(conn, record.id, signed, now.replace(microsecond=0))
     confirmed = await settlement_by_uri(conn, uri)
     assert confirmed is not None
     return confirmed, Message(record.peer_actor, signed)

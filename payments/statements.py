@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from payments.ledger import NewId
 from payments.parties import Message, NodeKey, SettlementRejected, utc, verify_proof
 from payments.settlement import SettlementState
-from payments.tables import peer_statements, settlements
+from payments.tables import peer_settlements, peer_statements, settlements
 from protocol import payments as wire
 from protocol.as2 import host_of, id_of
 from protocol.proofs import sign_object
@@ -41,11 +41,14 @@ class StatementError(Exception):
 
 @dataclass(frozen=True)
 class View:
-    """One node's records for a peer and currency: what the peer owes it up to `as_of`, and
-    the payments decided in (since, as_of], as (transfer id, amount, True if to this node)."""
+    """One node's records for a peer and currency: what the peer owes it up to `as_of`; the
+    payments decided in (since, as_of], as (transfer id, amount, True if to this node); and
+    the settlements between the operators confirmed in that window, as (settlement id,
+    amount, True if paid to this node)."""
 
     owed_to_us: int
     transfers: tuple[tuple[str, int, bool], ...]
+    settlements: tuple[tuple[str, int, bool], ...] = ()
 
     @property
     def digest(self) -> str:
@@ -81,7 +84,28 @@ async def view(
         decided_at = utc(row.decided_at)
         if since is None or decided_at > since:
             window.append((row.uri, row.amount, to_us))
-    return View(owed, tuple(sorted(window)))
+    # Real money between the operators, once the creditor confirmed it (both record that
+    # moment, to the second, from its signed Accept).
+    settled = await conn.execute(
+        select(
+            peer_settlements.c.uri,
+            peer_settlements.c.role,
+            peer_settlements.c.amount,
+            peer_settlements.c.confirmed_at,
+        ).where(
+            peer_settlements.c.peer == host_of(peer_actor),
+            peer_settlements.c.currency == currency,
+            peer_settlements.c.state == "confirmed",
+            peer_settlements.c.confirmed_at <= as_of,
+        )
+    )
+    paid = []
+    for row in settled:
+        to_us = row.role == "creditor"
+        owed += -row.amount if to_us else row.amount
+        if since is None or utc(row.confirmed_at) > since:
+            paid.append((row.uri, row.amount, to_us))
+    return View(owed, tuple(sorted(window)), tuple(sorted(paid)))
 
 
 async def propose(
@@ -121,6 +145,10 @@ async def propose(
             for uri, amount, to_us in ours.transfers
         ],
         "transfersDigest": ours.digest,
+        "settlements": [
+            {"id": uri, "amount": str(amount), "paidToIssuer": to_us}
+            for uri, amount, to_us in ours.settlements
+        ],
     }
     signed = sign_object(statement, node.seed, node.key_id, wire.format_time(now))
     await _store(conn, row_id, signed, peer_actor, "issuer", "proposed", now)
@@ -233,6 +261,10 @@ async def _disagreements(
             (str(t["id"]), int(str(t["amount"])), not bool(t["toIssuer"]))
             for t in statement.get("transfers", [])
         }
+        paid = {
+            (str(t["id"]), int(str(t["amount"])), not bool(t["paidToIssuer"]))
+            for t in statement.get("settlements", [])
+        }
     except (KeyError, TypeError, ValueError) as exc:
         return [f"the statement is malformed: {exc}"]
     problems = []
@@ -245,9 +277,10 @@ async def _disagreements(
     ours = await view(conn, sender, currency, since, as_of)
     if ours.owed_to_us != -owed_to_them:
         problems.append(f"we count {ours.owed_to_us} owed to us, not {-owed_to_them}")
-    mine = set(ours.transfers)
-    for uri, _, _ in sorted(mine ^ listed):
+    for uri, _, _ in sorted(set(ours.transfers) ^ listed):
         problems.append(f"transfer {uri} differs")
+    for uri, _, _ in sorted(set(ours.settlements) ^ paid):
+        problems.append(f"settlement {uri} differs")
     return problems
 
 

@@ -21,7 +21,13 @@ from protocol.payments import Amount
 from protocol.proofs import sign_object
 from server.peer_settling import PeerSettling, Settled
 from tests.federation import test_payments
-from tests.federation.test_payments import Pair, _seed_of, assert_money_conserved, settled
+from tests.federation.test_payments import (
+    Pair,
+    _seed_of,
+    _statements,
+    assert_money_conserved,
+    settled,
+)
 from tests.harness import Node, eventually
 
 pytestmark = pytest.mark.slow
@@ -135,6 +141,24 @@ async def test_a_settlement_is_booked_by_the_debtor_at_once_and_by_the_creditor_
         assert await _audits(node) == []
     await assert_money_conserved(pair.a, pair.b)
     assert await _settlements(pair.b, pair.a) == [("creditor", "confirmed", 500)]
+
+    # The next netting statement states it, and both nodes sign what their ledgers say.
+    issuer, other = sorted((pair.a, pair.b), key=_node_actor)
+    for node in (pair.a, pair.b):
+        node.clock.advance(minutes=11)
+
+    async def propose(conn, now):  # type: ignore[no-untyped-def]
+        return await issuer.federation.payments.propose_statement(
+            conn, other.config.domain, "EUR", now
+        )
+
+    statement = await issuer.perform(propose)
+    assert statement["settlements"] == [
+        {"id": uri, "amount": "500", "paidToIssuer": issuer is pair.b}
+    ]
+    assert int(statement["owedToIssuer"]) == await _owes_us(issuer, other)
+    await eventually(lambda: _statements(issuer), lambda found: found[-1][1] != "proposed")
+    assert await _statements(issuer) == [("issuer", "agreed", None)]
 
 
 async def _deliver(sender: Node, receiver: Node, signer: str, document: dict) -> str:
