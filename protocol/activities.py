@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from protocol.actors import format_datetime
 from protocol.addressing import Audience
+from protocol.as2 import as_list, text_of, url_of
 from protocol.vocab import AS2_CONTEXT
 
 ACTIVITY_CONTEXT: list[Any] = [
@@ -19,8 +21,91 @@ ACTIVITY_CONTEXT: list[Any] = [
         "Hashtag": "as:Hashtag",
         "toot": "http://joinmastodon.org/ns#",
         "context": {"@id": "as:context", "@type": "@id"},
+        "blurhash": "toot:blurhash",
+        "focalPoint": {"@container": "@list", "@id": "toot:focalPoint"},
     },
 ]
+
+
+@dataclass(frozen=True)
+class AttachmentDocument:
+    """A picture attached to a post, as Mastodon federates it (a `Document`)."""
+
+    media_type: str
+    url: str
+    name: str | None = None  # the description (alt text)
+    blurhash: str | None = None
+    width: int | None = None
+    height: int | None = None
+    focal_point: tuple[float, float] | None = None
+
+
+def render_attachment(attachment: AttachmentDocument) -> dict[str, Any]:
+    """The `Document` in a Note's `attachment` list (Mastodon's shape)."""
+    document: dict[str, Any] = {
+        "type": "Document",
+        "mediaType": attachment.media_type,
+        "url": attachment.url,
+        "name": attachment.name,
+    }
+    if attachment.blurhash:
+        document["blurhash"] = attachment.blurhash
+    if attachment.focal_point is not None:
+        document["focalPoint"] = list(attachment.focal_point)
+    if attachment.width and attachment.height:
+        document["width"] = attachment.width
+        document["height"] = attachment.height
+    return document
+
+
+ATTACHMENT_TYPES = frozenset({"Document", "Image", "Video", "Audio"})
+_DESCRIPTION_MAX = 1500
+_BLURHASH = re.compile(r"[0-9A-Za-z#$%*+,\-.:;=?@\[\]^_{|}~]{6,100}")
+_DIMENSION_MAX = 100_000
+
+
+def read_attachments(value: Any, limit: int) -> list[AttachmentDocument]:
+    """The attachments of a peer's Note; malformed ones are skipped, at most `limit` kept."""
+    found = []
+    for item in as_list(value):
+        if not isinstance(item, dict) or item.get("type") not in ATTACHMENT_TYPES:
+            continue
+        url = url_of(item.get("url")) or url_of(item.get("href"))
+        if url is None:
+            continue
+        media_type = item.get("mediaType")
+        blurhash = item.get("blurhash")
+        found.append(
+            AttachmentDocument(
+                media_type=media_type[:100] if isinstance(media_type, str) else "",
+                url=url,
+                name=text_of(item.get("name"), _DESCRIPTION_MAX) or None,
+                blurhash=blurhash
+                if isinstance(blurhash, str) and _BLURHASH.fullmatch(blurhash)
+                else None,
+                width=_dimension(item.get("width")),
+                height=_dimension(item.get("height")),
+                focal_point=_focal_point(item.get("focalPoint")),
+            )
+        )
+        if len(found) == limit:
+            break
+    return found
+
+
+def _dimension(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _DIMENSION_MAX:
+        return value
+    return None
+
+
+def _focal_point(value: Any) -> tuple[float, float] | None:
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    x, y = value
+    if all(isinstance(v, int | float) and not isinstance(v, bool) and -1 <= v <= 1 for v in value):
+        return (float(x), float(y))
+    return None
 
 
 @dataclass(frozen=True)
@@ -41,6 +126,7 @@ class NoteDocument:
     mentions: tuple[tuple[str, str], ...] = ()  # (actor id, "@user@host")
     hashtags: tuple[tuple[str, str], ...] = ()  # ("#tag", tag page URL)
     language: str | None = None
+    attachments: tuple[AttachmentDocument, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -68,6 +154,8 @@ def render_note(note: NoteDocument) -> dict[str, Any]:
         document["updated"] = format_datetime(note.updated)
     if note.language:
         document["contentMap"] = {note.language: note.content_html}
+    if note.attachments:
+        document["attachment"] = [render_attachment(a) for a in note.attachments]
     document.update(note.extra)
     return document
 

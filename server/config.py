@@ -270,6 +270,25 @@ class PaymentsConfig:
 
 
 @dataclass(frozen=True)
+class MediaConfig:
+    max_bytes: int = field(
+        default=16 * 1024 * 1024,
+        metadata=_doc(
+            "Largest picture a user may upload, in bytes (Mastodon: 16 MiB). Bigger uploads are\n"
+            "refused with 413 before they are decoded."
+        ),
+    )
+    max_pixels: int = field(
+        default=33_177_600,
+        metadata=_doc(
+            "Most pixels (width x height) an uploaded picture may have (Mastodon: 7680 x 4320).\n"
+            "Checked from the file's header before it is decoded, so a small file that would\n"
+            "unpack into a huge image (a decompression bomb) is refused with 422."
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = field(default="info", metadata=_doc("One of: debug, info, warning, error."))
     format: str = field(
@@ -289,6 +308,7 @@ class Config:
     federation: FederationConfig = field(default_factory=FederationConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
@@ -312,6 +332,7 @@ SECTION_DOCS = {
     "federation": "How it talks to other servers.",
     "api": "How apps sign in and use it.",
     "payments": "Money between people.",
+    "media": "Pictures people upload.",
     "logging": "What it tells the operator.",
 }
 
@@ -523,6 +544,9 @@ def _validate_plain_keys(config: Config) -> None:
     ):
         if getattr(config.api, key) < 1:
             raise ConfigError(f"api.{key}", "must be at least 1")
+    for key in ("max_bytes", "max_pixels"):
+        if getattr(config.media, key) < 1:
+            raise ConfigError(f"media.{key}", "must be at least 1")
     for network in config.api.trusted_proxies:
         try:
             ipaddress.ip_network(network.strip(), strict=False)

@@ -83,5 +83,9 @@ class Urls:
         """A thread's FEP-7888 context, named after its first post."""
         return f"{self.base_url}/contexts/{root_status_id}"
 
+    def media(self, file_name: str) -> str:
+        """An uploaded picture or its preview (never an ActivityPub document)."""
+        return f"{self.base_url}/media/{file_name}"
+
     def tag(self, name: str) -> str:
         return f"{self.base_url}/tags/{name}"

@@ -17,6 +17,7 @@ from protocol.errors import ProtocolError
 from protocol.sanitize import sanitize_html
 from server.identity.accounts import Account
 from server.social.distribution import announce_edit, distribute
+from server.social.media import store_remote
 from server.social.remote_accounts import account_for_actor
 from server.social.statuses import (
     NewStatus,
@@ -86,6 +87,8 @@ class NoteStore:
         )
         status = await insert_status(conn, new_id(now), new, mentioned, _hashtags(note))
         if status is not None:
+            if note.get("attachment"):
+                await store_remote(conn, author.id, status.id, note["attachment"], now)
             await distribute(conn, status, now)
 
     async def _local_recipients(
@@ -135,6 +138,7 @@ class NoteStore:
         sensitive = note.get("sensitive") is True or bool(summary)
         edited_at = _parse_time(note.get("updated")) or now
         await update_status_content(conn, status, _content(note), summary, sensitive, edited_at)
+        await store_remote(conn, author.id, status.id, note.get("attachment"), now)
         edited = await status_by_uri(conn, note_id)
         if edited is not None:
             await announce_edit(conn, edited, now)

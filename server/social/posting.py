@@ -12,6 +12,7 @@ from federation.dispatch import PRIORITY_BULK, PRIORITY_DIRECT, Outbound
 from protocol.activities import render_activity, render_note
 from protocol.addressing import DIRECT, VISIBILITIES
 from server.identity.accounts import Account
+from server.social import media
 from server.social.distribution import announce_edit, announce_removal, distribute
 from server.social.statuses import (
     NewStatus,
@@ -49,16 +50,18 @@ async def publish_status(
     spoiler_text: str = "",
     sensitive: bool = False,
     language: str | None = None,
+    media_ids: list[int] | None = None,
 ) -> tuple[Status, list[Outbound]]:
     """Store a local post and return its Create for every remote inbox it must reach.
 
     `mentions` are the accounts the text's handles resolved to (the caller resolves them,
-    fetching remote ones, before this transaction).
+    fetching remote ones, before this transaction). `media_ids` are the author's own
+    unattached uploads; with them the text may be empty, as on Mastodon.
     """
     if visibility not in VISIBILITIES:
         raise InvalidPost(f"visibility must be one of {', '.join(VISIBILITIES)}")
-    if not text.strip() or len(text) > TEXT_LENGTH_MAX:
-        raise InvalidPost(f"a post has 1 to {TEXT_LENGTH_MAX} characters")
+    if (not text.strip() and not media_ids) or len(text) > TEXT_LENGTH_MAX:
+        raise InvalidPost(f"a post has 1 to {TEXT_LENGTH_MAX} characters or an attachment")
     if in_reply_to is not None and not await can_see(conn, author, in_reply_to):
         raise InvalidPost("the status replied to is not visible to you")
     mentioned = list({a.id: a for a in mentions or []}.values())
@@ -82,6 +85,8 @@ async def publish_status(
         conn, status_id, new, {a.id: False for a in mentioned}, find_hashtags(text)
     )
     assert status is not None
+    if media_ids:
+        await media.attach(conn, author.id, status.id, media_ids)
     await distribute(conn, status, now)
     return status, [await _create_outbound(conn, urls, author, status, now)]
 

@@ -12,6 +12,7 @@ from federation.db import insert_ignoring_duplicates
 from protocol.activities import NoteDocument
 from protocol.addressing import Audience, audience_for
 from server.identity.accounts import Account, account_from_row, get_account, select_accounts
+from server.social.media import note_attachments
 from server.storage.ids import new_id
 from server.storage.tables import (
     accounts,
@@ -242,6 +243,7 @@ async def note_document(conn: AsyncConnection, status: Status, urls: Urls) -> No
         ),
         hashtags=tuple((f"#{name}", urls.tag(name)) for name in await tags_of(conn, status.id)),
         language=status.language,
+        attachments=await note_attachments(conn, status.id, urls),
     )
 
 

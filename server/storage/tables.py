@@ -464,3 +464,32 @@ account_stats = Table(
     Column("following_count", BigInteger, nullable=False),
     Column("last_status_id", BigInteger, nullable=True),
 )
+
+# Pictures: local uploads (stored under DATA_DIR/media/ by a random token, attached to at most
+# one status, by their uploader only) and remote posts' attachments (kept as references:
+# `remote_url` only, nothing fetched). `meta` is the Mastodon `meta` object as JSON.
+media_attachments = Table(
+    "media_attachments",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("account_id", BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "status_id",
+        BigInteger,
+        ForeignKey("statuses.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    ),
+    Column("position", Integer, nullable=False, default=0),
+    Column("type", String(16), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    # Local files: `<token>.<ext>` and `<token>-small.<ext>` (None for remote attachments).
+    Column("file_name", String(100), nullable=True, unique=True),
+    Column("preview_name", String(100), nullable=True),
+    Column("remote_url", String(2048), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("blurhash", String(100), nullable=True),
+    Column("meta", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_media_attachments_account_id_status_id", "account_id", "status_id"),
+)

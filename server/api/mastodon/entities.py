@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.identity.accounts import Account, account_from_selected_row, select_accounts
 from server.social.actors import field_html, profile_fields
+from server.social.media import Attachment, attachment_url, attachments_of, preview_url
 from server.social.statuses import Status, status_from_row
 from server.social.text import plain_text_to_html
 from server.storage.ids import time_of_id
@@ -238,7 +239,9 @@ class Presenter:
                 {"name": name, "url": self.urls.tag(name)} for name in facts.tags.get(status.id, [])
             ],
             "emojis": [],
-            "media_attachments": [],
+            "media_attachments": [
+                render_media(a, self.urls) for a in facts.media.get(status.id, [])
+            ],
             "card": None,
             "poll": None,
             "application": None,
@@ -269,6 +272,7 @@ class Presenter:
         for status in found:
             if status.in_reply_to_id in authors_of:
                 facts.parents[status.id] = authors_of[status.in_reply_to_id]
+        facts.media = await attachments_of(self.conn, parameters["ids"])
         return facts
 
     # --- relationships ----------------------------------------------------------------
@@ -360,6 +364,7 @@ class _StatusFacts:
         self.reblogged: set[int] = set()
         self.bookmarked: set[int] = set()
         self.parents: dict[int, int] = {}  # status id → author of the status it replies to
+        self.media: dict[int, list[Attachment]] = {}
 
     def add(self, kind: str, status_id: int, number: int | None, name: str | None) -> None:
         """One row of `_status_facts`."""
@@ -479,3 +484,19 @@ def render_account(account: Account, urls: Urls, stats: _AccountStats = _NO_STAT
     if account.is_deleted:
         entity["suspended"] = True
     return entity
+
+
+def render_media(attachment: Attachment, urls: Urls) -> dict[str, Any]:
+    """A MediaAttachment entity; a peer's attachment points at its own server's URL."""
+    return {
+        "id": str(attachment.id),
+        "type": attachment.type,
+        "url": attachment_url(attachment, urls),
+        "preview_url": preview_url(attachment, urls),
+        "remote_url": attachment.remote_url,
+        "preview_remote_url": None,
+        "text_url": None,
+        "meta": attachment.meta,
+        "description": attachment.description,
+        "blurhash": attachment.blurhash,
+    }

@@ -26,6 +26,7 @@ from server.appkeys import DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account, account_from_row, select_accounts
 from server.social import interactions, posting
 from server.social.graph import InvalidAction
+from server.social.media import InvalidMedia, checked_media_ids
 from server.social.posting import TEXT_LENGTH_MAX, InvalidPost
 from server.social.statuses import Status, status_by_id
 from server.social.text import find_mentions
@@ -72,14 +73,16 @@ async def create_status(request: web.Request) -> web.Response:
     """Publish a status; a repeated `Idempotency-Key` returns the first one's status."""
     account = await require_account(request, "write:statuses")
     params = await request_params(request)
-    if params.get("media_ids"):
-        raise ApiError(422, "Media attachments are not supported by this server yet")
+    try:
+        media_ids = checked_media_ids(params["media_ids"]) if params.get("media_ids") else []
+    except InvalidMedia as exc:
+        raise ApiError(422, f"Validation failed: {exc}") from None
     if params.get("poll"):
         raise ApiError(422, "Polls are not supported by this server yet")
     if params.get("scheduled_at"):
         raise ApiError(422, "Scheduled statuses are not supported by this server yet")
     text = string(params, "status", "", max_length=TEXT_LENGTH_MAX) or ""
-    if not text.strip():
+    if not text.strip() and not media_ids:
         raise ApiError(422, "Validation failed: Text can't be blank")
     visibility = string(params, "visibility", "public", max_length=16) or "public"
     if visibility not in VISIBILITIES:
@@ -111,6 +114,7 @@ async def create_status(request: web.Request) -> web.Response:
             spoiler_text,
             sensitive,
             language,
+            media_ids,
         )
         if key is not None:
             await posting.remember_idempotency_key(conn, account, key, status, now)
@@ -118,7 +122,7 @@ async def create_status(request: web.Request) -> web.Response:
 
     try:
         status = await request.app[FEDERATION].perform(publish)
-    except InvalidPost as exc:
+    except (InvalidPost, InvalidMedia) as exc:
         raise ApiError(422, f"Validation failed: {exc}") from None
     except IntegrityError:
         # The same key raced another request: that one's status is the answer.

@@ -1,0 +1,284 @@
+"""Media attachments as rows: uploads, attaching them to posts, and peers' attachments.
+
+An upload belongs to its uploader until it is attached to one of their posts; nobody else
+can attach it. Peers' attachments are stored as references to their URLs (nothing is
+fetched: caching through the SSRF-guarded fetcher is a later step).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from protocol.activities import AttachmentDocument, read_attachments
+from server.media import ProcessedImage
+from server.storage.ids import new_id
+from server.storage.tables import media_attachments
+from server.urls import Urls
+
+ATTACHMENTS_PER_STATUS_MAX = 4  # Mastodon's limit for local posts
+REMOTE_ATTACHMENTS_MAX = 16  # Mastodon keeps up to 16 of a peer's attachments
+DESCRIPTION_LENGTH_MAX = 1500  # Mastodon's limit for alt text
+
+
+class InvalidMedia(ValueError):
+    """Media that cannot be used as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One picture (local upload or a peer's reference)."""
+
+    id: int
+    account_id: int
+    status_id: int | None
+    position: int
+    type: str
+    content_type: str
+    file_name: str | None
+    preview_name: str | None
+    remote_url: str | None
+    description: str | None
+    blurhash: str | None
+    meta: dict[str, Any]
+
+
+def _from_row(row: Any) -> Attachment:
+    return Attachment(
+        id=row.id,
+        account_id=row.account_id,
+        status_id=row.status_id,
+        position=row.position,
+        type=row.type,
+        content_type=row.content_type,
+        file_name=row.file_name,
+        preview_name=row.preview_name,
+        remote_url=row.remote_url,
+        description=row.description,
+        blurhash=row.blurhash,
+        meta=json.loads(row.meta),
+    )
+
+
+def parse_focus(text: str) -> dict[str, float]:
+    """Mastodon's `focus` parameter, "x,y" with each in -1.0..1.0."""
+    try:
+        x, y = (float(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidMedia('focus must be "x,y" with two numbers from -1.0 to 1.0') from None
+    if not (-1 <= x <= 1 and -1 <= y <= 1):
+        raise InvalidMedia("focus coordinates must be from -1.0 to 1.0")
+    return {"x": round(x, 2), "y": round(y, 2)}
+
+
+async def store_upload(
+    conn: AsyncConnection,
+    account_id: int,
+    image: ProcessedImage,
+    names: tuple[str, str],
+    description: str | None,
+    focus: dict[str, float] | None,
+    now: datetime,
+) -> Attachment:
+    """Record a processed upload (its files are already written), unattached."""
+    meta: dict[str, Any] = {"original": image.size.meta(), "small": image.preview_size.meta()}
+    if focus is not None:
+        meta["focus"] = focus
+    media_id = new_id(now)
+    await conn.execute(
+        insert(media_attachments).values(
+            id=media_id,
+            account_id=account_id,
+            status_id=None,
+            position=0,
+            type="image",
+            content_type=image.content_type,
+            file_name=names[0],
+            preview_name=names[1],
+            remote_url=None,
+            description=description or None,
+            blurhash=image.blurhash,
+            meta=json.dumps(meta),
+            created_at=now,
+        )
+    )
+    found = await media_by_id(conn, media_id)
+    assert found is not None
+    return found
+
+
+async def media_by_id(conn: AsyncConnection, media_id: int) -> Attachment | None:
+    row = (
+        await conn.execute(select(media_attachments).where(media_attachments.c.id == media_id))
+    ).first()
+    return _from_row(row) if row else None
+
+
+async def own_unattached(conn: AsyncConnection, account_id: int, media_id: int) -> Attachment:
+    """An upload of this account not yet in a post; LookupError otherwise (others' included)."""
+    found = await media_by_id(conn, media_id)
+    if found is None or found.account_id != account_id or found.status_id is not None:
+        raise LookupError(media_id)
+    return found
+
+
+async def describe(
+    conn: AsyncConnection,
+    attachment: Attachment,
+    description: str | None,
+    focus: dict[str, float] | None,
+) -> Attachment:
+    """Change an upload's description and/or focus (None: unchanged)."""
+    values: dict[str, Any] = {}
+    if description is not None:
+        values["description"] = description or None
+    if focus is not None:
+        values["meta"] = json.dumps({**attachment.meta, "focus": focus})
+    if values:
+        await conn.execute(
+            update(media_attachments)
+            .where(media_attachments.c.id == attachment.id)
+            .values(**values)
+        )
+    found = await media_by_id(conn, attachment.id)
+    assert found is not None
+    return found
+
+
+def checked_media_ids(raw: Any) -> list[int]:
+    """The `media_ids` of a new post: at most four decimal ids, no repeats."""
+    values = raw if isinstance(raw, list) else [raw]
+    ids: list[int] = []
+    for value in values:
+        text = str(value).strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 19):
+            raise InvalidMedia(f"media id {text[:30]!r} is not an id")
+        ids.append(int(text))
+    ids = list(dict.fromkeys(ids))
+    if len(ids) > ATTACHMENTS_PER_STATUS_MAX:
+        raise InvalidMedia(f"a post can have at most {ATTACHMENTS_PER_STATUS_MAX} attachments")
+    return ids
+
+
+async def attach(
+    conn: AsyncConnection, account_id: int, status_id: int, media_ids: list[int]
+) -> None:
+    """Attach the uploader's own unattached uploads to their new post, in the order given."""
+    for position, media_id in enumerate(media_ids):
+        result = await conn.execute(
+            update(media_attachments)
+            .where(
+                media_attachments.c.id == media_id,
+                media_attachments.c.account_id == account_id,
+                media_attachments.c.status_id.is_(None),
+            )
+            .values(status_id=status_id, position=position)
+        )
+        # Someone else's, attached already (maybe by a concurrent post), or unknown: refused
+        # the same way, so another user's upload ids reveal nothing.
+        if result.rowcount != 1:
+            raise InvalidMedia(f"media {media_id} is not an unattached upload of yours")
+
+
+_OF_STATUSES = (
+    select(media_attachments)
+    .where(media_attachments.c.status_id.in_(bindparam("ids", expanding=True)))
+    .order_by(media_attachments.c.status_id, media_attachments.c.position)
+)
+
+
+async def attachments_of(
+    conn: AsyncConnection, status_ids: Iterable[int]
+) -> dict[int, list[Attachment]]:
+    """Each status's attachments in order, for a page of statuses in one query."""
+    ids = list(set(status_ids))
+    if not ids:
+        return {}
+    found: dict[int, list[Attachment]] = {}
+    for row in await conn.execute(_OF_STATUSES, {"ids": ids}):
+        found.setdefault(row.status_id, []).append(_from_row(row))
+    return found
+
+
+def attachment_url(attachment: Attachment, urls: Urls) -> str:
+    if attachment.file_name:
+        return urls.media(attachment.file_name)
+    return attachment.remote_url or ""
+
+
+def preview_url(attachment: Attachment, urls: Urls) -> str:
+    if attachment.preview_name:
+        return urls.media(attachment.preview_name)
+    return attachment.remote_url or ""
+
+
+def as_document(attachment: Attachment, urls: Urls) -> AttachmentDocument:
+    """A local attachment as the `Document` its post federates with."""
+    original = attachment.meta.get("original") or {}
+    focus = attachment.meta.get("focus")
+    return AttachmentDocument(
+        media_type=attachment.content_type,
+        url=attachment_url(attachment, urls),
+        name=attachment.description,
+        blurhash=attachment.blurhash,
+        width=original.get("width"),
+        height=original.get("height"),
+        focal_point=(focus["x"], focus["y"]) if focus else None,
+    )
+
+
+async def note_attachments(
+    conn: AsyncConnection, status_id: int, urls: Urls
+) -> tuple[AttachmentDocument, ...]:
+    found = (await attachments_of(conn, [status_id])).get(status_id, [])
+    return tuple(as_document(a, urls) for a in found)
+
+
+def _remote_type(media_type: str) -> str:
+    kind = media_type.partition("/")[0].lower()
+    return {"image": "image", "video": "video", "audio": "audio"}.get(kind, "unknown")
+
+
+async def store_remote(
+    conn: AsyncConnection,
+    account_id: int,
+    status_id: int,
+    attachment_value: Any,
+    now: datetime,
+) -> None:
+    """Record a peer's Note attachments as references (replacing any stored before)."""
+    await conn.execute(delete(media_attachments).where(media_attachments.c.status_id == status_id))
+    for position, document in enumerate(read_attachments(attachment_value, REMOTE_ATTACHMENTS_MAX)):
+        meta: dict[str, Any] = {}
+        if document.width and document.height:
+            size = {"width": document.width, "height": document.height}
+            meta["original"] = {
+                **size,
+                "size": f"{document.width}x{document.height}",
+                "aspect": round(document.width / document.height, 6),
+            }
+        if document.focal_point is not None:
+            meta["focus"] = {"x": document.focal_point[0], "y": document.focal_point[1]}
+        await conn.execute(
+            insert(media_attachments).values(
+                id=new_id(now),
+                account_id=account_id,
+                status_id=status_id,
+                position=position,
+                type=_remote_type(document.media_type),
+                content_type=document.media_type or "application/octet-stream",
+                file_name=None,
+                preview_name=None,
+                remote_url=document.url,
+                description=document.name,
+                blurhash=document.blurhash,
+                meta=json.dumps(meta),
+                created_at=now,
+            )
+        )

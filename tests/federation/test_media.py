@@ -1,0 +1,69 @@
+"""Pictures between two Kith nodes: a post's attachment arrives as a reference to its origin."""
+
+from __future__ import annotations
+
+from tests.api.client import client_for
+from tests.api.test_media import fetch, picture, upload
+from tests.federation.social import follow, follow_state, known, stored
+from tests.harness import Node, NodeFactory, eventually
+
+
+async def _following(nodes: NodeFactory) -> tuple[Node, Node]:
+    """Node A where alice follows bob, who is on node B."""
+    a, b = await nodes.start(), await nodes.start()
+    await a.create_user("alice")
+    await b.create_user("bob")
+    bob_on_a = await known(a, b, "bob")
+    await follow(a, "alice", bob_on_a)
+    alice = await a.account("alice")
+    await eventually(lambda: follow_state(a, alice, bob_on_a), until="accepted".__eq__)
+    return a, b
+
+
+async def test_a_picture_posted_on_one_node_is_shown_on_the_other(nodes: NodeFactory) -> None:
+    a, b = await _following(nodes)
+    bob = await client_for(b, "bob")
+    alice = await client_for(a, "alice")
+    media = (await upload(bob, picture("PNG", (120, 60)), description="two colours")).body
+    posted = await bob.post("/api/v1/statuses", status="look", media_ids=[media["id"]])
+    assert posted.status == 200, posted.body
+    await eventually(lambda: stored(a, posted.body["uri"]))
+
+    timeline = await alice.get("/api/v1/timelines/home")
+    (status,) = [s for s in timeline.body if s["uri"] == posted.body["uri"]]
+    (attachment,) = status["media_attachments"]
+    assert attachment["remote_url"] == media["url"]
+    assert attachment["url"] == attachment["preview_url"] == media["url"]
+    assert attachment["type"] == "image"
+    assert attachment["description"] == "two colours"
+    assert attachment["blurhash"] == media["blurhash"]
+    assert attachment["meta"]["original"]["size"] == "120x60"
+    code, body, headers = await fetch(a, attachment["remote_url"])
+    assert code == 200
+    assert headers["Content-Type"] == "image/png"
+    assert body.startswith(b"\x89PNG")
+
+
+async def test_a_direct_message_carries_its_picture_to_the_recipient_only(
+    nodes: NodeFactory,
+) -> None:
+    a, b = await nodes.start(), await nodes.start()
+    bob = await client_for(b, "bob")
+    alice = await client_for(a, "alice")
+    eve = await client_for(a, "eve")
+    media = (await upload(bob, picture("JPEG"))).body
+    handle = f"@alice@{a.domain}"
+    sent = await bob.post(
+        "/api/v1/statuses", status=f"{handle} for you", visibility="direct", media_ids=[media["id"]]
+    )
+    assert sent.status == 200, sent.body
+    assert sent.body["media_attachments"][0]["id"] == media["id"]
+
+    async def conversation() -> list:
+        return (await alice.get("/api/v1/conversations")).body
+
+    (thread,) = await eventually(conversation)
+    (attachment,) = thread["last_status"]["media_attachments"]
+    assert attachment["remote_url"] == media["url"]
+    assert (await eve.get("/api/v1/conversations")).body == []
+    assert (await eve.get("/api/v1/timelines/public")).body == []
