@@ -293,7 +293,15 @@ def _list(name: str) -> dict[str, Any]:
 
 
 _PAGE = ("max_id", "since_id", "min_id", "limit")
-_STATUS_FIELDS = ("status", "in_reply_to_id", "visibility", "spoiler_text", "sensitive", "language")
+_STATUS_FIELDS = (
+    "status",
+    "in_reply_to_id",
+    "visibility",
+    "spoiler_text",
+    "sensitive",
+    "language",
+    "media_ids",
+)
 
 OPERATIONS: tuple[Operation, ...] = (
     # OAuth and apps
@@ -763,11 +771,33 @@ OPERATIONS: tuple[Operation, ...] = (
         )
     ),
     Operation("GET", "/api/v1/streaming/health", "Streaming is up (text OK)", None, {}),
-    # media (arrives with messaging: 422 until then)
-    Operation("POST", "/api/v1/media", "Upload media (not yet: 422)", "write:media", {}),
-    Operation("POST", "/api/v2/media", "Upload media (not yet: 422)", "write:media", {}),
-    Operation("GET", "/api/v1/media/{id}", "A media attachment (none yet)", "write:media", {}),
-    Operation("PUT", "/api/v1/media/{id}", "Describe media (none yet)", "write:media", {}),
+    # media: pictures (JPEG, PNG, WebP, GIF), processed at once (200, never 202)
+    *(
+        Operation(
+            "POST",
+            path,
+            "Upload a picture (multipart: file, description, focus); 413/422 with the reason",
+            "write:media",
+            {"type": "object"},
+            ("file", "description", "focus"),
+        )
+        for path in ("/api/v1/media", "/api/v2/media")
+    ),
+    Operation(
+        "GET",
+        "/api/v1/media/{id}",
+        "One's own unattached upload",
+        "write:media",
+        {"type": "object"},
+    ),
+    Operation(
+        "PUT",
+        "/api/v1/media/{id}",
+        "Describe one's own unattached upload",
+        "write:media",
+        {"type": "object"},
+        ("description", "focus"),
+    ),
     # ActivityPub C2S helpers (the outbox and inbox themselves are ActivityPub, not REST)
     Operation(
         "POST",

@@ -206,6 +206,12 @@ async def attachments_of(
     return found
 
 
+async def file_names_of(conn: AsyncConnection, status_id: int) -> list[str]:
+    """The stored files of a local status's pictures (to delete them with the status)."""
+    found = (await attachments_of(conn, [status_id])).get(status_id, [])
+    return [name for a in found for name in (a.file_name, a.preview_name) if name]
+
+
 def attachment_url(attachment: Attachment, urls: Urls) -> str:
     if attachment.file_name:
         return urls.media(attachment.file_name)

@@ -260,3 +260,24 @@ async def test_files_are_served_with_safe_headers_and_only_by_their_names(node: 
         "/media/" + "A" * 32 + ".webp",
     ):
         assert (await fetch(node, node.url(path)))[0] == 404, path
+
+
+async def test_deleting_a_status_deletes_its_pictures(node: Node) -> None:
+    alice = await client_for(node, "alice")
+    media = (await upload(alice, picture("PNG"))).body
+    status = (await alice.post("/api/v1/statuses", status="", media_ids=[media["id"]])).body
+    assert (await alice.delete(f"/api/v1/statuses/{status['id']}")).status == 200
+    assert (await fetch(node, media["url"]))[0] == 404
+    assert (await fetch(node, media["preview_url"]))[0] == 404
+    assert stored_files(node) == []
+
+
+async def test_the_instance_tells_apps_what_they_may_upload(nodes) -> None:
+    node = await nodes.start(media__max_bytes=1_000_000)
+    v2 = (await ApiClient(node, None).get("/api/v2/instance")).body
+    limits = v2["configuration"]["media_attachments"]
+    assert limits["supported_mime_types"] == ["image/gif", "image/jpeg", "image/png", "image/webp"]
+    assert limits["image_size_limit"] == 1_000_000
+    assert limits["image_matrix_limit"] == 33_177_600
+    v1 = (await ApiClient(node, None).get("/api/v1/instance")).body
+    assert v1["configuration"]["media_attachments"] == limits

@@ -11,8 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server import __version__
 from server.api.responses import json_body
 from server.appkeys import CLOCK, CONFIG, DATABASE, URLS
+from server.config import MediaConfig
 from server.identity.accounts import count_users
+from server.media import CONTENT_TYPES
 from server.social.collections import count_local_posts
+from server.social.media import DESCRIPTION_LENGTH_MAX
 from server.social.posting import TEXT_LENGTH_MAX
 from server.storage.tables import accounts
 
@@ -27,7 +30,7 @@ def version_string() -> str:
     return f"{MASTODON_COMPATIBLE} (compatible; Kith {__version__})"
 
 
-def _configuration(streaming_url: str) -> dict:
+def _configuration(streaming_url: str, media: MediaConfig) -> dict:
     return {
         "urls": {"streaming": streaming_url},
         "vapid": {"public_key": ""},
@@ -38,9 +41,11 @@ def _configuration(streaming_url: str) -> dict:
             "characters_reserved_per_url": 23,
         },
         "media_attachments": {
-            "supported_mime_types": [],
-            "image_size_limit": 0,
-            "image_matrix_limit": 0,
+            # Apps offer uploads only of these types, within these limits (pictures only).
+            "supported_mime_types": sorted(CONTENT_TYPES.values()),
+            "description_limit": DESCRIPTION_LENGTH_MAX,
+            "image_size_limit": media.max_bytes,
+            "image_matrix_limit": media.max_pixels,
             "video_size_limit": 0,
             "video_frame_rate_limit": 0,
             "video_matrix_limit": 0,
@@ -76,7 +81,7 @@ async def instance_v2(request: web.Request) -> web.Response:
             "thumbnail": {"url": urls.static("header-missing.png")},
             "icon": [],
             "languages": ["en"],
-            "configuration": _configuration(_streaming_url(urls.base_url)),
+            "configuration": _configuration(_streaming_url(urls.base_url), config.media),
             "registrations": {
                 "enabled": config.instance.open_registrations,
                 "approval_required": False,
@@ -113,7 +118,7 @@ async def instance_v1(request: web.Request) -> web.Response:
             "registrations": config.instance.open_registrations,
             "approval_required": False,
             "invites_enabled": False,
-            "configuration": _configuration(_streaming_url(urls.base_url)),
+            "configuration": _configuration(_streaming_url(urls.base_url), config.media),
             "contact_account": None,
             "rules": [],
         }

@@ -22,11 +22,12 @@ from server.api.mastodon.entities import Presenter, mastodon_time
 from server.api.pagination import page_request, paginated
 from server.api.params import boolean, integer, path_id, request_params, string
 from server.api.responses import json_body
-from server.appkeys import DATABASE, FEDERATION, URLS
+from server.appkeys import CONFIG, DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account, account_from_row, select_accounts
+from server.media import remove_files
 from server.social import interactions, posting
 from server.social.graph import InvalidAction
-from server.social.media import InvalidMedia, checked_media_ids
+from server.social.media import InvalidMedia, checked_media_ids, file_names_of
 from server.social.posting import TEXT_LENGTH_MAX, InvalidPost
 from server.social.statuses import Status, status_by_id
 from server.social.text import find_mentions
@@ -187,10 +188,13 @@ async def delete_status(request: web.Request) -> web.Response:
     async with db.read() as conn:
         status = await _own_status(conn, account, status_id)
         entity = await Presenter(conn, urls, account).status(status)
+        files = await file_names_of(conn, status.id)
     entity["text"] = status.text
     await request.app[FEDERATION].perform(
         lambda conn, now: posting.delete_status(conn, urls, account, status, now)
     )
+    # The rows went with the status; its pictures' URLs must stop working too.
+    await asyncio.to_thread(remove_files, request.app[CONFIG].data_dir, *files)
     return json_body(entity)
 
 
