@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from federation.actors import inboxes_for
 from federation.db import UnitOfWork, insert_ignoring_duplicates, upsert
 from federation.dispatch import Outbound
+from federation.domains import DomainRules
 from federation.fetch import FetchError, FetchPolicy, check_url, is_as2_media_type
 from federation.tables import deliveries, hosts, utc
 from protocol.as2 import host_of
@@ -147,8 +148,10 @@ class DeliveryWorker:
         batch: int = 256,
         lock_for: timedelta = timedelta(minutes=2),
         take_answers: TakeAnswers | None = None,
+        domains: DomainRules | None = None,
     ) -> None:
         self.db = db
+        self.domains = domains or DomainRules()
         self.session = session
         self.take_answers = take_answers
         self.policy = policy
@@ -255,6 +258,8 @@ class DeliveryWorker:
         scheme, unavailable = host_state
         if unavailable:
             return _Outcome(job, Attempt(None, "the host is marked unavailable"), final=True)
+        if self.domains.refuses_host(job.host):  # suspended (or not allowed) since it was queued
+            return _Outcome(job, Attempt(None, "the domain is blocked"), final=True)
         # Questions to Kith nodes are small and answered at once: more of them may be in
         # flight to one host than bulk deliveries (the peer's group commit takes them together).
         per_host = (

@@ -19,6 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from federation.domains import DomainRules, host_of_url
 from protocol.errors import ProtocolError
 from protocol.jsonsafe import parse_json_document
 from protocol.vocab import AS2_CONTEXT, AS2_MEDIA_TYPE, AS2_PROFILE_MEDIA_TYPE, JRD_MEDIA_TYPE
@@ -162,11 +163,16 @@ class Fetcher:
     """GETs remote JSON documents under a FetchPolicy, signing them when a signer is given."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, policy: FetchPolicy, signer: Signer | None
+        self,
+        session: aiohttp.ClientSession,
+        policy: FetchPolicy,
+        signer: Signer | None,
+        domains: DomainRules | None = None,
     ) -> None:
         self.session = session
         self.policy = policy
         self.signer = signer
+        self.domains = domains or DomainRules()
 
     async def get_object(self, url: str) -> Fetched:
         """An AS2 object whose `id` is the URL it was finally served from, on the same host."""
@@ -190,6 +196,8 @@ class Fetcher:
     async def _follow(self, url: str, accept: str, media_types: Callable[[str], bool]) -> Fetched:
         for _ in range(self.policy.redirects_max + 1):
             check_url(url, self.policy)
+            if self.domains.refuses(url):
+                raise FetchError(f"{host_of_url(url)} is a domain this node does not federate with")
             headers = {"Accept": accept}
             if self.signer is not None:
                 headers.update(await self.signer("GET", url, headers, b""))

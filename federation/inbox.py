@@ -20,6 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from federation.db import UnitOfWork
+from federation.domains import DomainRules
 from federation.keys import KeyStore, KeyUnavailable, ResolvedKey
 from federation.tables import hosts, inbox_items
 from protocol.as2 import host_of, id_of, is_http_url
@@ -86,8 +87,10 @@ class Inbox:
         new_id: Callable[[datetime], int],
         on_stored: Callable[[], None] = lambda: None,
         answer_now: AnswerNow | None = None,
+        domains: DomainRules | None = None,
     ) -> None:
         self.db = db
+        self.domains = domains or DomainRules()
         self.keys = keys
         self.policy = policy
         self.supports = supports
@@ -120,7 +123,9 @@ class Inbox:
         signature = _parse_signature(request, now)
         activity = _parse_activity(request.body)
         activity_id, activity_type, actor_uri = _identify(activity)
-        if _is_blocked(actor_uri, signature.key_id, self.policy.blocked_domains):
+        if _is_blocked(
+            actor_uri, signature.key_id, self.policy.blocked_domains
+        ) or self.domains.refuses(actor_uri, signature.key_id):
             log.info("dropped an activity from a blocked domain", extra={"actor": actor_uri})
             return ACCEPTED
         if not self.supports(activity_type):

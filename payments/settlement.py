@@ -586,8 +586,12 @@ async def offer_received(
     policy: Policy,
     now: datetime,
     new_id: NewId,
+    payee_refused: Callable[[str], Awaitable[str | None]] | None = None,
 ) -> list[Message]:
-    """Decide a peer node's Offer once, durably; a repeat gets the stored decision."""
+    """Decide a peer node's Offer once, durably; a repeat gets the stored decision.
+
+    `payee_refused` says why a payee may not be paid at all (moderation: a suspended
+    account), which is rejected as not payable (F99)."""
     if activity.get("actor") != sender:
         raise SettlementRejected("the Offer's actor is not the node that sent it")
     transfer = activity.get("object")
@@ -605,9 +609,10 @@ async def offer_received(
         )  # fmt: skip
         return [Message(sender, sign_as_node(node, reject, now))]
     payee = Party(offer.payee, await payee_account(offer.payee))
+    refused = await payee_refused(offer.payee) if payee_refused is not None else None
     record = await _decide(
         conn, node, offer, transfer, peer_owner(sender), Party(offer.payer), sender, policy,
-        now, new_id, payee.account_id,
+        now, new_id, payee.account_id, refused,
     )  # fmt: skip
     assert record.decision is not None
     return [Message(sender, record.decision)]
@@ -625,6 +630,7 @@ async def _decide(
     now: datetime,
     new_id: NewId,
     payee_here: RequestRecord | int | None,
+    refused: str | None = None,
 ) -> SettlementRecord:
     """Check, then credit and accept or record the rejection: one decision, stored."""
     request, fulfillment = None, None
@@ -634,6 +640,8 @@ async def _decide(
     else:
         payee_account_id = payee_here if isinstance(payee_here, int) else None
     problem = _problem(offer, request, payee_account_id, policy, now)
+    if problem is None and refused is not None:
+        problem = Code.NOT_PAYABLE.value, refused
     if problem is None and peer is not None:
         problem = await _over_credit_limit(conn, peer, offer, policy)
     # A direct transfer may wait for its payee to take it (a request was asked for already).

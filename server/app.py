@@ -27,6 +27,7 @@ from server.api import web as web_pages
 from server.api.cors import cors_middleware
 from server.api.errors import error_middleware, request_context_middleware
 from server.api.mastodon import accounts as mastodon_accounts
+from server.api.mastodon import admin as mastodon_admin
 from server.api.mastodon import conversations as mastodon_conversations
 from server.api.mastodon import instance as mastodon_instance
 from server.api.mastodon import lists as mastodon_lists
@@ -34,6 +35,7 @@ from server.api.mastodon import markers as mastodon_markers
 from server.api.mastodon import media as mastodon_media
 from server.api.mastodon import notifications as mastodon_notifications
 from server.api.mastodon import pins as mastodon_pins
+from server.api.mastodon import reports as mastodon_reports
 from server.api.mastodon import search as mastodon_search
 from server.api.mastodon import statuses as mastodon_statuses
 from server.api.mastodon import timelines as mastodon_timelines
@@ -91,6 +93,7 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         oauth.routes,
         static.routes,
         mastodon_accounts.routes,
+        mastodon_admin.routes,
         mastodon_conversations.routes,
         mastodon_instance.routes,
         mastodon_lists.routes,
@@ -98,6 +101,7 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         mastodon_media.routes,
         mastodon_notifications.routes,
         mastodon_pins.routes,
+        mastodon_reports.routes,
         mastodon_search.routes,
         mastodon_statuses.routes,
         mastodon_timelines.routes,

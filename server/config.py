@@ -134,6 +134,17 @@ class FederationConfig:
             'fetch. Example: ["spam.example", "bad.example"].'
         ),
     )
+    mode: str = field(
+        default="open",
+        metadata=_doc(
+            '"open": federate with every domain not suspended; "allowlist" (limited\n'
+            "federation): only with the domains in allowed_domains (and their subdomains)."
+        ),
+    )
+    allowed_domains: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("In allowlist mode, the only domains this node federates with."),
+    )
     inbox_body_bytes_max: int = field(
         default=1024 * 1024,
         metadata=_doc("Largest activity the inbox accepts, in bytes (Mastodon's limit: 1 MiB)."),
@@ -499,10 +510,13 @@ def _resolve(config: Config, anchor: Path) -> Config:
     base_url = _resolve_base_url(config.instance.base_url, domain)
     database_url = _resolve_database_url(config.database.url, data_dir)
     blocked = tuple(d.strip().lower().rstrip(".") for d in config.federation.blocked_domains)
+    allowed = tuple(d.strip().lower().rstrip(".") for d in config.federation.allowed_domains)
     return dataclasses.replace(
         config,
         instance=dataclasses.replace(config.instance, domain=domain, base_url=base_url),
-        federation=dataclasses.replace(config.federation, blocked_domains=blocked),
+        federation=dataclasses.replace(
+            config.federation, blocked_domains=blocked, allowed_domains=allowed
+        ),
         storage=dataclasses.replace(config.storage, data_dir=str(data_dir)),
         database=dataclasses.replace(config.database, url=database_url),
     )
@@ -569,9 +583,12 @@ def _validate_plain_keys(config: Config) -> None:
         raise ConfigError("payments.in_doubt_hours", "must be at least 1")
     if not 0 <= config.payments.transfer_acceptance_hours <= 168:
         raise ConfigError("payments.transfer_acceptance_hours", "must be 0 to 168")
-    for domain in config.federation.blocked_domains:
-        if not domain.strip() or "/" in domain or " " in domain.strip():
-            raise ConfigError("federation.blocked_domains", f"{domain!r} is not a domain name")
+    for key in ("blocked_domains", "allowed_domains"):
+        for domain in getattr(config.federation, key):
+            if not domain.strip() or "/" in domain or " " in domain.strip():
+                raise ConfigError(f"federation.{key}", f"{domain!r} is not a domain name")
+    if config.federation.mode not in ("open", "allowlist"):
+        raise ConfigError("federation.mode", 'must be "open" or "allowlist"')
 
 
 def _resolve_domain(config: Config) -> str:

@@ -22,6 +22,7 @@ from federation.actors import ActorDirectory
 from federation.answers import Answers
 from federation.delivery import DeliveryWorker, enqueue
 from federation.dispatch import Dispatcher, Reject
+from federation.domains import DomainRules
 from federation.fetch import (
     AS2_ACCEPT,
     Fetcher,
@@ -44,6 +45,7 @@ from server import __version__
 from server.clock import Clock
 from server.config import Config
 from server.identity.accounts import Account, find_account, instance_actor
+from server.moderation import refused_domains
 from server.paying import Payments
 from server.peer_settling import PeerSettling
 from server.social.inbound import SocialInbox
@@ -82,7 +84,11 @@ class Federation:
             user_agent=f"Kith/{__version__} (+{urls.base_url})",
         )
         self.session = create_session(self.policy)
-        self.fetcher = Fetcher(self.session, self.policy, signer=self._sign_get)
+        self.config = config
+        self.domains = DomainRules(*self._configured_rules())
+        self.fetcher = Fetcher(
+            self.session, self.policy, signer=self._sign_get, domains=self.domains
+        )
         self.directory = ActorDirectory(db, self.fetcher, clock, new_id)
         self.keys = KeyStore(db, self.fetcher, self.directory)
         self.dispatcher = Dispatcher()
@@ -104,6 +110,7 @@ class Federation:
             new_id,
             on_stored=self.inbox_wake.set,
             answer_now=answers.answer_now,
+            domains=self.domains,
         )
         self.inbox_worker = InboxWorker(
             db, self.dispatcher, clock, new_id, inbox_is_busy=self.inbox.is_busy
@@ -117,6 +124,7 @@ class Federation:
             concurrency=config.federation.delivery_concurrency,
             per_host=config.federation.delivery_per_host,
             take_answers=answers.take_answers,
+            domains=self.domains,
         )
         self._private_keys: dict[tuple[str, str], tuple[str, PrivateKey]] = {}
         self._key_lock = asyncio.Lock()
@@ -138,6 +146,10 @@ class Federation:
         self._tasks = [
             asyncio.create_task(
                 run_loop("sweep", self._sweep, asyncio.Event(), idle_s=3600), name="sweep"
+            ),
+            asyncio.create_task(
+                run_loop("moderation", self._refresh_rules, asyncio.Event(), idle_s=30),
+                name="moderation",
             ),
             asyncio.create_task(
                 run_loop("expiry", self._expire, asyncio.Event(), idle_s=60), name="expiry"
@@ -166,6 +178,38 @@ class Federation:
         self._tasks = []
         await self.delivery.stop()
         await self.session.close()
+
+    def _configured_rules(self) -> tuple[set[str], set[str] | None]:
+        """Suspended domains from config; the allowlist (with this node) in allowlist mode."""
+        federation = self.config.federation
+        allowed = None
+        if federation.mode == "allowlist":
+            allowed = {*federation.allowed_domains, self.urls.domain}
+        return set(federation.blocked_domains), allowed
+
+    async def refresh_rules(self) -> None:
+        """Reload the domain blocks and suspended actors the inbox, fetcher and delivery
+        refuse (after a moderation action here; every 30 s for other processes' actions)."""
+        async with self.db.read() as conn:
+            domains, actors = await refused_domains(conn)
+        suspended, allowed = self._configured_rules()
+        self.domains.update(suspended | domains, allowed, actors)
+
+    async def _refresh_rules(self) -> int:
+        await self.refresh_rules()
+        return 0  # then sleep 30 s
+
+    async def moderate(self, action: Action) -> Any:
+        """`perform` a moderation action (returning deliveries, or a result, or both), then
+        apply its effect on federation at once."""
+
+        async def run(conn: AsyncConnection, now: datetime) -> Any:
+            returned = await action(conn, now)
+            return returned if isinstance(returned, list | tuple) else (returned, [])
+
+        result = await self.perform(run)
+        await self.refresh_rules()
+        return result
 
     async def _sweep(self) -> int:
         before = self.clock() - timedelta(days=self.retention_days)

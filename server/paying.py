@@ -191,10 +191,15 @@ class Payments:
             usable = account is not None and account.is_local and account.deleted_at is None
             return account.id if usable else None  # type: ignore[union-attr]
 
+        async def payee_refused(uri: str) -> str | None:
+            account = await account_for_actor(conn, uri, self.urls.base_url)
+            suspended = account is not None and account.is_local and account.is_suspended
+            return "the payee's account is suspended" if suspended else None
+
         try:
             messages = await settlement.offer_received(
                 conn, node, item.activity, item.actor_uri, keys, payee_account, self.policy,
-                now, new_id,
+                now, new_id, payee_refused,
             )  # fmt: skip
         except (SettlementRejected, ProtocolError) as exc:
             raise Reject(str(exc)) from None

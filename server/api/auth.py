@@ -76,6 +76,9 @@ class TokenUseLog:
 TOKEN_USE = web.AppKey("kith_token_use", TokenUseLog)
 
 
+SUSPENDED = "Your login is currently disabled"  # Mastodon's words for a suspended account
+
+
 def install(app: web.Application) -> None:
     """Give the app its token-use log, written out when the app stops."""
     app[TOKEN_USE] = TokenUseLog(app[DATABASE])
@@ -145,6 +148,8 @@ async def _authenticate(request: web.Request, conn: AsyncConnection) -> Grant:
     grant = None if token is None else await authenticate(conn, token, request.app[CLOCK]())
     if grant is None:
         raise ApiError(401, "The access token is invalid", headers=_challenge())
+    if grant.account is not None and grant.account.is_suspended:
+        raise ApiError(403, SUSPENDED, "the account is suspended by the operators")
     request[_GRANT] = grant
     return grant
 

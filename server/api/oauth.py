@@ -14,7 +14,7 @@ from aiohttp import web
 
 from federation.fetch import FetchError
 from protocol.as2 import ids_of
-from server.api.auth import require_grant
+from server.api.auth import SUSPENDED, require_grant
 from server.api.errors import ApiError
 from server.api.params import request_params, string
 from server.api.ratelimit import API_LIMITS, RateLimiter, client_address
@@ -295,6 +295,8 @@ async def _sign_in(request: web.Request, username: str, password: str) -> Accoun
         for key in keys:
             limiter.hit(key, now)
         return None
+    if account.is_suspended:  # the right password, so the reason may be told (Mastodon does)
+        raise ApiError(403, SUSPENDED, "the account is suspended by the operators")
     return account
 
 

@@ -181,6 +181,60 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "Marker": _object({"last_read_id": _ID, "version": _INT, "updated_at": _TIME}),
+    "AdminAccount": _object(
+        {
+            "id": _ID,
+            "username": _string(),
+            "domain": _string(True),
+            "created_at": _TIME,
+            "email": _string(),
+            "role": _object({"id": _string(), "name": _string()}),
+            "confirmed": _BOOL,
+            "approved": _BOOL,
+            "disabled": _BOOL,
+            "silenced": _BOOL,
+            "suspended": _BOOL,
+            "account": _ref("Account"),
+        }
+    ),
+    "AdminReport": _object(
+        {
+            "id": _ID,
+            "action_taken": _BOOL,
+            "action_taken_at": _string(True, format="date-time"),
+            "category": _string(),
+            "comment": _string(),
+            "forwarded": _BOOL,
+            "created_at": _TIME,
+            "account": _ref("AdminAccount"),
+            "target_account": _ref("AdminAccount"),
+            "status_uris": _array(_URL),
+        }
+    ),
+    "AdminDomainBlock": _object(
+        {
+            "id": _ID,
+            "domain": _string(),
+            "created_at": _TIME,
+            "severity": {"enum": ["silence", "suspend", "noop"]},
+            "reject_media": _BOOL,
+            "private_comment": _string(True),
+        }
+    ),
+    "Report": _object(
+        {
+            "id": _ID,
+            "action_taken": _BOOL,
+            "action_taken_at": _string(True, format="date-time"),
+            "category": _string(),
+            "comment": _string(),
+            "forwarded": _BOOL,
+            "created_at": _TIME,
+            "status_ids": _array(_ID),
+            "rule_ids": _array(_ID),
+            "target_account": _ref("Account"),
+        }
+    ),
     "Application": _object(
         {
             "name": _string(),
@@ -609,6 +663,82 @@ OPERATIONS: tuple[Operation, ...] = (
         "write:statuses",
         {"type": "object", "additionalProperties": _ref("Marker")},
         ("home", "notifications"),
+    ),
+    # the admin API (accounts granted the admin role)
+    Operation(
+        "GET",
+        "/api/v1/admin/accounts",
+        "Accounts (remote, suspended, silenced filters)",
+        "admin:read:accounts",
+        _list("AdminAccount"),
+        ("remote", "suspended", "silenced"),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/admin/accounts/{id}/action",
+        "Suspend or silence an account (type = suspend, silence, none; text; report_id)",
+        "admin:write:accounts",
+        _object({}),
+        ("type", "text", "report_id"),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/admin/accounts/{id}/unsuspend",
+        "Lift a suspension",
+        "admin:write:accounts",
+        _ref("AdminAccount"),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/admin/accounts/{id}/unsilence",
+        "Lift a silence",
+        "admin:write:accounts",
+        _ref("AdminAccount"),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/admin/reports",
+        "Open (or resolved) reports",
+        "admin:read:reports",
+        _list("AdminReport"),
+        ("resolved",),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/admin/reports/{id}/resolve",
+        "Resolve a report",
+        "admin:write:reports",
+        _ref("AdminReport"),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/admin/domain_blocks",
+        "Domain blocks",
+        "admin:read:domain_blocks",
+        _list("AdminDomainBlock"),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/admin/domain_blocks",
+        "Block a domain (severity = silence, suspend, noop; reject_media; private_comment)",
+        "admin:write:domain_blocks",
+        _ref("AdminDomainBlock"),
+        ("domain", "severity", "reject_media", "private_comment"),
+    ),
+    Operation(
+        "DELETE",
+        "/api/v1/admin/domain_blocks/{id}",
+        "Lift a domain block",
+        "admin:write:domain_blocks",
+        _object({}),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/reports",
+        "Report an account (and statuses) to the operators; forward: tell its server",
+        "write:reports",
+        _ref("Report"),
+        ("account_id", "status_ids", "comment", "category", "forward"),
     ),
     # statuses
     Operation(

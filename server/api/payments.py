@@ -33,6 +33,7 @@ from server.api.responses import json_body
 from server.appkeys import CLOCK, DATABASE, FEDERATION
 from server.identity.accounts import Account
 from server.paying import PayeeNode, Payments
+from server.social.remote_accounts import account_for_actor
 from server.wallets import balances
 
 routes = web.RouteTableDef()
@@ -193,6 +194,7 @@ async def pay_payment_request(request: web.Request) -> web.Response:
     me = await require_account(request, "write:payments")
     record = await _my_request(request, me)
     payments = _payments(request)
+    await _check_payable(request, record.payee_uri)
     transfer_uri = payments.transfer_uri(me, _idempotency_key(request))
     if not record.is_ours:
         await _know_node(request, record.settlement_node)
@@ -258,6 +260,7 @@ async def send_transfer(request: web.Request) -> web.Response:
     payee = await _resolve(request, required(params, "to", 2048))
     if payee.id == me.id:
         raise ApiError(422, "you cannot send money to yourself")
+    await _check_payable(request, payee.uri or request.app[FEDERATION].urls.actor(payee))
     transfer_uri = payments.transfer_uri(me, _idempotency_key(request))
     try:
         node = await payments.payee_node(payee)
@@ -382,6 +385,17 @@ async def _resolve(request: web.Request, handle: str) -> Account:
         return await federation.resolve_account(handle)
     except (LookupError, ActorUnavailable, FetchError):
         raise ApiError(422, f"no account {handle} could be found") from None
+
+
+async def _check_payable(request: web.Request, payee_uri: str) -> None:
+    """Moderation stops payments to suspended accounts and to suspended domains (422)."""
+    federation = request.app[FEDERATION]
+    if federation.domains.refuses(payee_uri):
+        raise ApiError(422, "payments to that server are stopped by this server's moderators")
+    async with request.app[DATABASE].read() as conn:
+        payee = await account_for_actor(conn, payee_uri, federation.urls.base_url)
+    if payee is not None and payee.is_suspended:
+        raise ApiError(422, "that account is suspended and cannot be paid")
 
 
 async def _know_node(request: web.Request, node_uri: str) -> None:

@@ -57,6 +57,8 @@ class Account:
     moved_to_uri: str | None = None
     fetched_at: datetime | None = None
     profile_fields: str | None = None  # JSON list of [name, value] pairs
+    suspended_at: datetime | None = None  # moderation: see server/moderation.py
+    silenced_at: datetime | None = None
 
     @property
     def is_local(self) -> bool:
@@ -70,6 +72,10 @@ class Account:
     @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
 
     @property
     def is_bot(self) -> bool:

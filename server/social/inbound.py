@@ -28,6 +28,7 @@ from protocol.activities import render_activity
 from protocol.actors import RemoteActor
 from protocol.as2 import host_of, id_of, ids_of, is_http_url, text_of
 from server.identity.accounts import Account, get_account
+from server.moderation import is_limited
 from server.social import graph
 from server.social.distribution import announce_removal, distribute, notify
 from server.social.interactions import add_favourite, remove_favourite
@@ -155,7 +156,9 @@ class SocialInbox:
                 if existing.state == graph.ACCEPTED
                 else []
             )
-        state = graph.REQUESTED if target.is_locked else graph.ACCEPTED
+        # A silenced follower (or domain) needs approval, as on Mastodon.
+        needs_approval = target.is_locked or await is_limited(conn, follower)
+        state = graph.REQUESTED if needs_approval else graph.ACCEPTED
         await graph.insert_follow(conn, follower.id, target.id, item.activity_id, state, now)
         kind = "follow_request" if state == graph.REQUESTED else "follow"
         await notify(conn, target.id, kind, follower.id, None, now)

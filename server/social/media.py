@@ -186,6 +186,35 @@ async def attach(
             raise InvalidMedia(f"media {media_id} is not an unattached upload of yours")
 
 
+async def replace_attachments(
+    conn: AsyncConnection, account_id: int, status_id: int, media_ids: list[int]
+) -> None:
+    """An edit's new list: kept pictures are reordered, new ones must be the author's own
+    unattached uploads, dropped ones become unattached uploads again (as on Mastodon, whose
+    edit history keeps them, their URLs stay valid)."""
+    current = {a.id for a in (await attachments_of(conn, [status_id])).get(status_id, [])}
+    dropped = current - set(media_ids)
+    if dropped:
+        await conn.execute(
+            update(media_attachments)
+            .where(media_attachments.c.id.in_(dropped))
+            .values(status_id=None, position=0)
+        )
+    new = [media_id for media_id in media_ids if media_id not in current]
+    await attach(conn, account_id, status_id, new)
+    for position, media_id in enumerate(media_ids):
+        await conn.execute(
+            update(media_attachments)
+            .where(media_attachments.c.id == media_id)
+            .values(position=position)
+        )
+
+
+async def has_attachments(conn: AsyncConnection, status_id: int) -> bool:
+    query = select(media_attachments.c.id).where(media_attachments.c.status_id == status_id)
+    return (await conn.execute(query.limit(1))).first() is not None
+
+
 _OF_STATUSES = (
     select(media_attachments)
     .where(media_attachments.c.status_id.in_(bindparam("ids", expanding=True)))

@@ -149,12 +149,17 @@ async def edit_status(
     now: datetime,
     spoiler_text: str = "",
     sensitive: bool = False,
+    media_ids: list[int] | None = None,
 ) -> list[Outbound]:
-    """Change a local post's text; peers get an Update with `updated` set."""
+    """Change a local post's text (and its pictures, unless `media_ids` is None); peers get
+    an Update with `updated` set."""
     if status.account_id != author.id:
         raise InvalidPost("only the author can edit a post")
-    if not text.strip() or len(text) > TEXT_LENGTH_MAX:
-        raise InvalidPost(f"a post has 1 to {TEXT_LENGTH_MAX} characters")
+    if media_ids is not None:
+        await media.replace_attachments(conn, author.id, status.id, media_ids)
+    has_media = await media.has_attachments(conn, status.id)
+    if (not text.strip() and not has_media) or len(text) > TEXT_LENGTH_MAX:
+        raise InvalidPost(f"a post has 1 to {TEXT_LENGTH_MAX} characters or an attachment")
     mentioned = [a for a, _ in await mentioned_accounts(conn, status.id)]
     content = render_post(text, _profiles(mentioned, urls), urls.tag)
     sensitive = sensitive or bool(spoiler_text)

@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, exists, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.identity.accounts import Account
+from server.moderation import not_limited_for
 from server.social.statuses import Status, status_from_row
 from server.storage.tables import (
     accounts,
@@ -118,12 +119,17 @@ async def home_feed_size(conn: AsyncConnection, account: Account) -> int:
     return int((await conn.execute(query)).scalar_one())
 
 
-def _public_query(local: bool, remote: bool) -> Select:
-    query = select(statuses).where(
-        statuses.c.visibility == "public", statuses.c.reblog_of_id.is_(None)
+def _public_query(local: bool, remote: bool, viewer: Account | None = None) -> Select:
+    query = (
+        select(statuses)
+        .join(accounts, accounts.c.id == statuses.c.account_id)
+        .where(
+            statuses.c.visibility == "public",
+            statuses.c.reblog_of_id.is_(None),
+            not_limited_for(viewer),  # silenced authors: only their followers see them
+        )
     )
     if local or remote:
-        query = query.join(accounts, accounts.c.id == statuses.c.account_id)
         query = query.where(accounts.c.domain == "" if local else accounts.c.domain != "")
     return query
 
@@ -136,7 +142,7 @@ async def public_timeline(
     remote: bool = False,
 ) -> list[Status]:
     """Public posts known to this node (not boosts), newest first."""
-    query = _public_query(local, remote).where(*_not_silenced_for(viewer))
+    query = _public_query(local, remote, viewer).where(*_not_silenced_for(viewer))
     return await _statuses(conn, query, page)
 
 
@@ -150,7 +156,7 @@ async def tag_timeline(
 ) -> list[Status]:
     """Public posts carrying a hashtag (compared without case)."""
     query = (
-        _public_query(local, remote)
+        _public_query(local, remote, viewer)
         .join(status_tags, status_tags.c.status_id == statuses.c.id)
         .where(status_tags.c.name == tag.lower(), *_not_silenced_for(viewer))
     )

@@ -64,6 +64,11 @@ accounts = Table(
     Column("deleted_at", UTCDateTime, nullable=True),
     # Profile metadata ("fields"): a JSON list of [name, value] pairs as the user typed them.
     Column("profile_fields", Text, nullable=True),
+    # Moderation (server/moderation.py): a suspended account cannot sign in, use its tokens,
+    # pay or be paid, and a remote one's activities are dropped; a silenced one is kept off
+    # public timelines and its follows need approval.
+    Column("suspended_at", UTCDateTime, nullable=True),
+    Column("silenced_at", UTCDateTime, nullable=True),
     # Local names are unique ignoring case; remote accounts are unique by `uri`.
     Index(
         "uq_accounts_local_username",
@@ -73,6 +78,31 @@ accounts = Table(
         postgresql_where=text("domain = ''"),
     ),
     Index("ix_accounts_username_key_domain", "username_key", "domain"),
+)
+
+# Domain blocks as Mastodon has them: severity "silence", "suspend" or "noop" (only the
+# flags); `reject_media` is kept for media handling. Config's blocked_domains add suspensions.
+domain_blocks = Table(
+    "domain_blocks",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("domain", String(255), nullable=False, unique=True),
+    Column("severity", String(16), nullable=False),
+    Column("reject_media", Boolean, nullable=False, default=False),
+    Column("reason", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Every moderation action: who ("cli" or "admin:<username>"), what, on what, why, when.
+moderation_log = Table(
+    "moderation_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("actor", String(300), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("target", String(2048), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 # Local accounts' keys, kept apart from `accounts` so reading a profile never loads a private
@@ -293,6 +323,11 @@ reports = _edge(
     _target_account(),
     Column("status_uris", Text, nullable=False),  # JSON list
     Column("comment", Text, nullable=False),
+    # Moderation (server/social/reports.py): Mastodon's category; when an operator forwarded it as a
+    # Flag to the reported account's server, and when it was resolved.
+    Column("category", String(16), nullable=False, server_default="other"),
+    Column("forwarded_at", UTCDateTime, nullable=True),
+    Column("resolved_at", UTCDateTime, nullable=True),
 )
 
 # Objects deleted before we saw them created (or after): a later Create must not revive them.

@@ -281,3 +281,32 @@ async def test_the_instance_tells_apps_what_they_may_upload(nodes) -> None:
     assert limits["image_matrix_limit"] == 33_177_600
     v1 = (await ApiClient(node, None).get("/api/v1/instance")).body
     assert v1["configuration"]["media_attachments"] == limits
+
+
+async def test_an_edit_keeps_reorders_adds_and_drops_pictures(node: Node) -> None:
+    alice = await client_for(node, "alice")
+    bob = await client_for(node, "bob")
+    first, second, third = [(await upload(alice, picture("PNG"))).body for _ in range(3)]
+    status = (await alice.post("/api/v1/statuses", status="", media_ids=[first["id"]])).body
+    path = f"/api/v1/statuses/{status['id']}"
+    # Apps resend the current ids with a text edit; a media-only post may stay text-less.
+    resent = await alice.put(path, status="", media_ids=[first["id"]])
+    assert resent.status == 200, resent.body
+    assert [m["id"] for m in resent.body["media_attachments"]] == [first["id"]]
+    kept = await alice.put(path, status="now with words")
+    assert [m["id"] for m in kept.body["media_attachments"]] == [first["id"]]
+    changed = await alice.put(path, status="two", media_ids=[second["id"], first["id"]])
+    assert changed.status == 200, changed.body
+    assert [m["id"] for m in changed.body["media_attachments"]] == [second["id"], first["id"]]
+    dropped = await alice.put(path, status="one", media_ids=[first["id"]])
+    assert [m["id"] for m in dropped.body["media_attachments"]] == [first["id"]]
+    assert (await alice.get(f"/api/v1/media/{second['id']}")).status == 200  # unattached again
+    bobs = (await upload(bob, picture("PNG"))).body
+    stolen = await alice.put(path, status="one", media_ids=[first["id"], bobs["id"]])
+    assert stolen.status == 422
+    five = [first["id"], second["id"], third["id"], bobs["id"], "1"]
+    assert (await alice.put(path, status="x", media_ids=five)).status == 422
+    assert (await alice.put(path, status="", media_ids=[])).status == 422
+    after = (await alice.get(path)).body
+    assert after["content"] == "<p>one</p>"
+    assert [m["id"] for m in after["media_attachments"]] == [first["id"]]

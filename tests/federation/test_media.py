@@ -43,6 +43,20 @@ async def test_a_picture_posted_on_one_node_is_shown_on_the_other(nodes: NodeFac
     assert headers["Content-Type"] == "image/png"
     assert body.startswith(b"\x89PNG")
 
+    added = (await upload(bob, picture("JPEG"), description="added")).body
+    edit = await bob.put(
+        f"/api/v1/statuses/{posted.body['id']}",
+        status="look again",
+        media_ids=[media["id"], added["id"]],
+    )
+    assert edit.status == 200, edit.body
+
+    async def descriptions() -> list:
+        shown = (await alice.get(f"/api/v1/statuses/{status['id']}")).body
+        return [m["description"] for m in shown["media_attachments"]]
+
+    await eventually(descriptions, until=["two colours", "added"].__eq__)
+
 
 async def test_a_direct_message_carries_its_picture_to_the_recipient_only(
     nodes: NodeFactory,

@@ -215,8 +215,9 @@ async def edit_status(request: web.Request) -> web.Response:
     account = await require_account(request, "write:statuses")
     status_id = path_id(request)
     params = await request_params(request)
-    if params.get("media_ids") or params.get("poll"):
-        raise ApiError(422, "Media attachments and polls are not supported by this server yet")
+    if params.get("poll"):
+        raise ApiError(422, "Polls are not supported by this server yet")
+    media_ids = _edited_media_ids(params)
     db, urls = request.app[DATABASE], request.app[URLS]
     async with db.read() as conn:
         status = await _own_status(conn, account, status_id)
@@ -227,14 +228,25 @@ async def edit_status(request: web.Request) -> web.Response:
     async def edit(conn: AsyncConnection, now: datetime) -> list:
         current = await _own_status(conn, account, status_id)
         return await posting.edit_status(
-            conn, urls, account, current, text, now, spoiler_text, sensitive
+            conn, urls, account, current, text, now, spoiler_text, sensitive, media_ids
         )
 
     try:
         await request.app[FEDERATION].perform(edit)
-    except InvalidPost as exc:
+    except (InvalidPost, InvalidMedia) as exc:
         raise ApiError(422, f"Validation failed: {exc}") from None
     return json_body(await _entity(request, account, status_id))
+
+
+def _edited_media_ids(params: dict[str, Any]) -> list[int] | None:
+    """An edit's `media_ids`: absent means unchanged (apps resend the current ones)."""
+    if "media_ids" not in params:
+        return None
+    raw = params["media_ids"]
+    try:
+        return checked_media_ids(raw) if raw not in ("", [], None) else []
+    except InvalidMedia as exc:
+        raise ApiError(422, f"Validation failed: {exc}") from None
 
 
 @routes.get("/api/v1/statuses/{id}/source")

@@ -1,0 +1,323 @@
+"""Moderation across two real nodes: domain blocks, account suspension, reports as Flags,
+suspended users and payments, and the audit log behind every action."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from federation.dispatch import Outbound
+from federation.fetch import FetchError
+from federation.tables import deliveries
+from server import moderation
+from server.moderation import SILENCE, SUSPEND
+from server.storage.tables import reports
+from tests.api.client import client_for
+from tests.federation import test_payments
+from tests.federation.social import follow, follow_state, known, post, remote, stored
+from tests.federation.test_payments import Pair, assert_money_conserved, balance, settled
+from tests.harness import Node, NodeFactory, eventually
+
+pair = test_payments.pair  # the payment tests' fixture: alice@a with 100.00 EUR, bob@b
+
+
+@pytest.fixture
+async def two(nodes: NodeFactory) -> tuple[Node, Node]:
+    a, b = await nodes.start(), await nodes.start()
+    await a.create_user("alice")
+    await b.create_user("bob")
+    return a, b
+
+
+async def _mutual(a: Node, b: Node) -> None:
+    """alice@a and bob@b follow each other."""
+    bob = await known(a, b, "bob")
+    alice = await known(b, a, "alice")
+    await follow(a, "alice", bob)
+    await follow(b, "bob", alice)
+    await eventually(lambda: follow_state(a, a.users["alice"], bob), "accepted".__eq__)
+    await eventually(lambda: follow_state(b, b.users["bob"], alice), "accepted".__eq__)
+
+
+async def _actions(node: Node) -> list[tuple[str, str, str]]:
+    async with node.db.read() as conn:
+        entries = await moderation.audit_log(conn)
+    return [(e.actor, e.action, e.target) for e in reversed(entries)]
+
+
+async def _delivered(node: Node, activity_id: str) -> list[str]:
+    async with node.db.read() as conn:
+        rows = await conn.execute(
+            select(deliveries.c.state).where(deliveries.c.activity_id == activity_id)
+        )
+        return [row.state for row in rows]
+
+
+def _done(states: list[str]) -> bool:
+    return bool(states) and all(state != "queued" for state in states)
+
+
+async def test_a_suspended_domains_content_is_purged_and_its_activities_and_fetches_stop(
+    two: tuple[Node, Node],
+) -> None:
+    a, b = two
+    await _mutual(a, b)
+    before = await post(b, "bob", "hello from b")
+    await eventually(lambda: stored(a, before.uri))
+
+    await a.federation.moderate(
+        lambda conn, now: moderation.block_domain(conn, b.domain, SUSPEND, "cli", now)
+    )
+    bob_on_a = await remote(a, b.url("/users/bob"))
+    assert bob_on_a is not None
+    assert bob_on_a.is_suspended
+    assert await stored(a, before.uri) is None
+    assert await follow_state(a, a.users["alice"], bob_on_a) is None
+    assert await follow_state(a, bob_on_a, a.users["alice"]) is None
+
+    # New activities are taken at the door (202) and dropped unread.
+    after = await post(b, "bob", "still there?", mentions=[await known(b, a, "alice")])
+    await eventually(lambda: _delivered_any(b), _done)
+    assert await stored(a, after.uri) is None
+    # Nothing is fetched from it, nothing is delivered to it.
+    with pytest.raises(FetchError, match="does not federate"):
+        await a.federation.fetcher.get_object(b.url("/users/bob"))
+    note = {"id": a.url("/activities/probe"), "type": "Like", "actor": a.url("/users/alice")}
+    outbound = Outbound(note, a.url("/users/alice"), (b.url("/users/bob"),))
+    await a.perform(lambda conn, now: _return([outbound]))
+    states = await eventually(lambda: _delivered(a, note["id"]), _done)
+    assert states == ["failed"]
+    assert ("cli", "domain_block:suspend", b.domain) in await _actions(a)
+
+    # Lifted, the domain federates again (its purged content does not come back).
+    await a.federation.moderate(
+        lambda conn, now: moderation.unblock_domain(conn, b.domain, "cli", now)
+    )
+    await a.federation.fetcher.get_object(b.url("/users/bob"))
+    assert [x[1] for x in await _actions(a)] == ["domain_block:suspend", "domain_unblock"]
+
+
+async def _delivered_any(node: Node) -> list[str]:
+    async with node.db.read() as conn:
+        return [row.state for row in await conn.execute(select(deliveries.c.state))]
+
+
+async def _return(value):
+    return value
+
+
+async def _public(client, **params) -> list[str]:
+    return [s["uri"] for s in (await client.get("/api/v1/timelines/public", **params)).body]
+
+
+async def test_a_silenced_domains_posts_leave_the_public_timeline_but_not_its_followers(
+    two: tuple[Node, Node],
+) -> None:
+    a, b = two
+    await _mutual(a, b)
+    alice, carol = await client_for(a, "alice"), await client_for(a, "carol")
+    loud = await post(b, "bob", "look at me")
+    await eventually(lambda: stored(a, loud.uri))
+    assert loud.uri in await _public(carol)
+
+    await a.federation.moderate(
+        lambda conn, now: moderation.block_domain(conn, b.domain, SILENCE, "cli", now)
+    )
+    assert loud.uri not in await _public(carol)
+    assert loud.uri not in await _public(carol, remote="true")
+    assert loud.uri in await _public(alice)  # alice follows bob
+    assert await stored(a, loud.uri) is not None  # silenced, not purged
+    # A new follow from the silenced domain waits for approval.
+    await b.create_user("dave")
+    await follow(b, "dave", await known(b, a, "carol"))
+    dave_on_a = await eventually(lambda: remote(a, b.url("/users/dave")))
+    state = await eventually(lambda: follow_state(a, dave_on_a, a.users["carol"]))
+    assert state == "requested"
+    assert ("cli", "domain_block:silence", b.domain) in await _actions(a)
+
+
+async def test_a_suspended_remote_accounts_content_disappears_and_its_activities_are_dropped(
+    two: tuple[Node, Node],
+) -> None:
+    a, b = two
+    await _mutual(a, b)
+    first = await post(b, "bob", "first")
+    await eventually(lambda: stored(a, first.uri))
+    bob_on_a = await known(a, b, "bob")
+
+    await a.federation.moderate(
+        lambda conn, now: moderation.suspend_account(conn, bob_on_a, "cli", now, "spam")
+    )
+    assert await stored(a, first.uri) is None
+    assert await follow_state(a, a.users["alice"], bob_on_a) is None
+    second = await post(b, "bob", "second", mentions=[await known(b, a, "alice")])
+    await eventually(lambda: _delivered_any(b), _done)
+    assert await stored(a, second.uri) is None
+    # Others on the same server still federate.
+    await b.create_user("erin")
+    other = await post(b, "erin", "hi alice", mentions=[await known(b, a, "alice")])
+    await eventually(lambda: stored(a, other.uri))
+    assert ("cli", "suspend", bob_on_a.uri) in await _actions(a)
+
+
+async def test_a_forwarded_report_arrives_as_a_flag_and_is_stored_there(
+    two: tuple[Node, Node],
+) -> None:
+    a, b = two
+    alice = await client_for(a, "alice")
+    bad = await post(b, "bob", "something objectionable")
+    bob_on_a = await known(a, b, "bob")
+    found = await a.federation.resolve_url(bad.uri)
+    assert found is not None
+
+    filed = await alice.post(
+        "/api/v1/reports",
+        account_id=str(bob_on_a.id),
+        status_ids=[str(found.id)],
+        comment="spam, clearly",
+        category="spam",
+        forward=True,
+    )
+    assert filed.status == 200, filed.body
+    assert filed.body["forwarded"] is True
+    assert filed.body["status_ids"] == [str(found.id)]
+    assert filed.body["target_account"]["acct"] == b.handle("bob")
+
+    async def received() -> list:
+        async with b.db.read() as conn:
+            return (await conn.execute(select(reports))).all()
+
+    (report,) = await eventually(received)
+    assert report.comment == "spam, clearly"
+    assert json.loads(report.status_uris) == [bad.uri]
+    assert report.target_account_id == (await b.account("bob")).id
+    assert ("user:alice", "report_forward", f"report:{filed.body['id']}") in await _actions(a)
+
+
+async def test_a_suspended_user_cannot_use_the_api_nor_pay_nor_be_paid(pair: Pair) -> None:
+    bob = await pair.b.account("bob")
+    await pair.b.federation.moderate(
+        lambda conn, now: moderation.suspend_account(conn, bob, "cli", now, "fraud")
+    )
+    refused = await pair.bob.get("/api/kith/v1/wallet")
+    assert refused.status == 403
+    assert refused.body["error"] == "Your login is currently disabled"
+    assert (await pair.bob.get("/api/v1/accounts/verify_credentials")).status == 403
+
+    # Money sent to bob is rejected by his node (F99) and goes back to alice.
+    sent = await pair.alice.request(
+        "POST",
+        "/api/kith/v1/transfers",
+        json={"to": pair.bob_handle, "amount": "5.00", "currency": "EUR"},
+        headers={"Idempotency-Key": "to-suspended"},
+    )
+    assert sent.status == 202, sent.body
+    done = await settled(pair.alice, sent.body["id"])
+    assert done["state"] == "rejected"
+    assert done["error"]["code"] == "F99"
+    assert await balance(pair.alice) == "100.00"
+    await assert_money_conserved(pair.a, pair.b)
+
+    # Suspended on alice's own node, she cannot pay either.
+    alice = await pair.a.account("alice")
+    await pair.a.federation.moderate(
+        lambda conn, now: moderation.suspend_account(conn, alice, "cli", now)
+    )
+    again = await pair.alice.request(
+        "POST",
+        "/api/kith/v1/transfers",
+        json={"to": pair.bob_handle, "amount": "1.00", "currency": "EUR"},
+        headers={"Idempotency-Key": "while-suspended"},
+    )
+    assert again.status == 403
+    assert [a[1] for a in await _actions(pair.a)] == ["suspend"]
+    assert [a[1] for a in await _actions(pair.b)] == ["suspend"]
+
+
+async def test_payments_to_a_suspended_domain_are_refused_and_its_account_is_kept(
+    pair: Pair,
+) -> None:
+    sent = await pair.alice.request(
+        "POST",
+        "/api/kith/v1/transfers",
+        json={"to": pair.bob_handle, "amount": "2.00", "currency": "EUR"},
+        headers={"Idempotency-Key": "before"},
+    )
+    assert (await settled(pair.alice, sent.body["id"]))["state"] == "completed"
+    await pair.a.federation.moderate(
+        lambda conn, now: moderation.block_domain(conn, pair.b.domain, SUSPEND, "cli", now)
+    )
+    refused = await pair.alice.request(
+        "POST",
+        "/api/kith/v1/transfers",
+        json={"to": pair.b.url("/users/bob"), "amount": "1.00", "currency": "EUR"},
+        headers={"Idempotency-Key": "after"},
+    )
+    assert refused.status == 422
+    assert "stopped" in refused.body["error"]
+    # The peer's ledger account stays: what was paid before is still owed.
+    await assert_money_conserved(pair.a, pair.b)
+
+
+async def test_the_admin_api_blocks_domains_acts_on_accounts_and_reports_and_is_audited(
+    two: tuple[Node, Node],
+) -> None:
+    a, b = two
+    await a.create_user("root", is_admin=True)
+    root = await client_for(a, "root", "read write admin:read admin:write")
+    alice = await client_for(a, "alice", "read write admin:read admin:write")
+    assert (await alice.get("/api/v1/admin/accounts")).status == 403  # not an admin
+    plain = await client_for(a, "carol")
+    assert (await plain.get("/api/v1/admin/reports")).status == 403  # no admin scope
+
+    bob_on_a = await known(a, b, "bob")
+    await alice.post("/api/v1/reports", account_id=str(bob_on_a.id), comment="rude")
+    (report,) = (await root.get("/api/v1/admin/reports")).body
+    assert report["target_account"]["username"] == "bob"
+    assert report["comment"] == "rude"
+    silenced = await root.post(
+        f"/api/v1/admin/accounts/{bob_on_a.id}/action",
+        type="silence",
+        text="rude",
+        report_id=report["id"],
+    )
+    assert silenced.status == 200, silenced.body
+    assert (await root.get("/api/v1/admin/reports")).body == []
+    (resolved,) = (await root.get("/api/v1/admin/reports", resolved="true")).body
+    assert resolved["action_taken"] is True
+    remote = (await root.get("/api/v1/admin/accounts", remote="true", silenced="true")).body
+    assert [x["username"] for x in remote] == ["bob"]
+    lifted = await root.post(f"/api/v1/admin/accounts/{bob_on_a.id}/unsilence")
+    assert lifted.body["silenced"] is False
+
+    blocked = await root.post("/api/v1/admin/domain_blocks", domain=b.domain, severity="suspend")
+    assert blocked.status == 200, blocked.body
+    assert blocked.body["severity"] == "suspend"
+    with pytest.raises(FetchError):
+        await a.federation.fetcher.get_object(b.url("/users/bob"))
+    listed = (await root.get("/api/v1/admin/domain_blocks")).body
+    assert [x["domain"] for x in listed] == [b.domain]
+    assert (await root.delete(f"/api/v1/admin/domain_blocks/{blocked.body['id']}")).status == 200
+    await a.federation.fetcher.get_object(b.url("/users/bob"))
+
+    local = (await root.get("/api/v1/admin/accounts")).body
+    assert {x["username"] for x in local} == {"alice", "carol", "root"}
+    alice_id = str((await a.account("alice")).id)
+    assert (
+        await root.post(f"/api/v1/admin/accounts/{alice_id}/action", type="suspend")
+    ).status == 200
+    assert (await alice.get("/api/v1/accounts/verify_credentials")).status == 403
+    back = await root.post(f"/api/v1/admin/accounts/{alice_id}/unsuspend")
+    assert back.body["suspended"] is False
+    assert (await alice.get("/api/v1/accounts/verify_credentials")).status == 200
+    assert await _actions(a) == [
+        ("admin:root", "silence", bob_on_a.uri),
+        ("admin:root", "report_resolve", f"report:{report['id']}"),
+        ("admin:root", "unsilence", bob_on_a.uri),
+        ("admin:root", "domain_block:suspend", b.domain),
+        ("admin:root", "domain_unblock", b.domain),
+        ("admin:root", "suspend", "alice"),
+        ("admin:root", "unsuspend", "alice"),
+    ]
