@@ -108,6 +108,14 @@ def process_image(data: bytes, max_bytes: int, max_pixels: int) -> ProcessedImag
                 422,
                 f"the picture has {width}x{height} pixels, more than the limit of {max_pixels}",
             )
+        frames = getattr(image, "n_frames", 1) if image.format == "GIF" else 1
+        if frames > 1 and width * height * frames > max_pixels:
+            # Every frame is decoded: many small frames are as heavy as one huge picture.
+            raise MediaRejected(
+                422,
+                f"the animation has {frames} frames of {width}x{height} pixels, more than the "
+                f"limit of {max_pixels} pixels in all",
+            )
         try:
             return _reencode(image)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):

@@ -141,6 +141,12 @@ async def test_oversized_overlarge_and_unsupported_files_are_refused_and_nothing
     answer = await upload(alice, picture("PNG", (400, 300)) + b"\0" * 30_000)
     assert answer.status == 413
     assert "20000 bytes" in answer.body["error"]
+    long_gif = io.BytesIO()
+    frames = [Image.new("L", (40, 40), shade) for shade in range(0, 250, 2)]
+    frames[0].save(long_gif, "GIF", save_all=True, append_images=frames[1:])
+    answer = await upload(alice, long_gif.getvalue())
+    assert answer.status == 422
+    assert "125 frames of 40x40" in answer.body["error"]
     bomb = picture("PNG", (1000, 1000))  # small file, a million pixels
     assert len(bomb) < 20_000
     answer = await upload(alice, bomb)
