@@ -21,6 +21,7 @@ from server.storage.tables import (
     blocks,
     follows,
     home_feed,
+    media_attachments,
     mentions,
     mutes,
     status_tags,
@@ -171,6 +172,7 @@ async def account_timeline(
     exclude_replies: bool = False,
     exclude_reblogs: bool = False,
     tagged: str | None = None,
+    only_media: bool = False,
 ) -> list[Status]:
     """An account's statuses the viewer may see: public and unlisted to all, followers-only
     to accepted followers, direct only where the viewer is mentioned."""
@@ -198,6 +200,8 @@ async def account_timeline(
                 status_tags.c.status_id == statuses.c.id, status_tags.c.name == tagged.lower()
             )
         )
+    if only_media:
+        query = query.where(exists().where(media_attachments.c.status_id == statuses.c.id))
     return await _statuses(conn, query, page)
 
 

@@ -316,3 +316,13 @@ async def test_an_edit_keeps_reorders_adds_and_drops_pictures(node: Node) -> Non
     after = (await alice.get(path)).body
     assert after["content"] == "<p>one</p>"
     assert [m["id"] for m in after["media_attachments"]] == [first["id"]]
+
+
+async def test_only_media_lists_the_posts_with_pictures(node: Node) -> None:
+    alice = await client_for(node, "alice")
+    media = (await upload(alice, picture("PNG"))).body
+    with_picture = (await alice.post("/api/v1/statuses", status="p", media_ids=[media["id"]])).body
+    await alice.post("/api/v1/statuses", status="words only")
+    me = (await alice.get("/api/v1/accounts/verify_credentials")).body
+    listed = await alice.get(f"/api/v1/accounts/{me['id']}/statuses", only_media="true")
+    assert [s["id"] for s in listed.body] == [with_picture["id"]]

@@ -307,19 +307,18 @@ async def account_statuses(request: web.Request) -> web.Response:
     page = page_request(params)
     exclude_replies = boolean(params, "exclude_replies")
     exclude_reblogs = boolean(params, "exclude_reblogs")
-    # No media exist yet: `only_media` matches nothing, as it would on Mastodon.
     only_media = boolean(params, "only_media")
     pinned = boolean(params, "pinned")
     tagged = string(params, "tagged", max_length=100)
     async with request.app[DATABASE].read() as conn:
         author = await _account(conn, path_id(request))
-        if only_media or (viewer and await is_blocked_by(conn, author, viewer)):
+        if viewer and await is_blocked_by(conn, author, viewer):
             found = []
         elif pinned:
             found = await pins.pinned_statuses(conn, author, page, tagged)
         else:
             found = await account_timeline(
-                conn, viewer, author, page, exclude_replies, exclude_reblogs, tagged
+                conn, viewer, author, page, exclude_replies, exclude_reblogs, tagged, only_media
             )
         body = await Presenter(conn, request.app[URLS], viewer).statuses(found)
         if viewer is not None and viewer.id == author.id:
