@@ -321,3 +321,20 @@ async def test_the_admin_api_blocks_domains_acts_on_accounts_and_reports_and_is_
         ("admin:root", "suspend", "alice"),
         ("admin:root", "unsuspend", "alice"),
     ]
+
+
+async def test_an_operators_delete_federates_as_delete_person(two: tuple[Node, Node]) -> None:
+    a, b = two
+    await _mutual(a, b)
+    alice = await a.account("alice")
+    await a.federation.moderate(
+        lambda conn, now: moderation.delete_local_account(conn, a.urls, alice, "cli", now, "spam")
+    )
+    assert (await a.account("alice")).is_deleted
+
+    async def alice_on_b() -> bool:
+        found = await remote(b, a.url("/users/alice"))
+        return found is not None and found.is_deleted
+
+    assert await eventually(alice_on_b)
+    assert ("cli", "delete", "alice") in await _actions(a)
