@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.db import insert_ignoring_duplicates
 from server.identity.accounts import Account, get_account
+from server.social.media import has_attachments
 from server.social.statuses import Status, mentioned_accounts, status_by_id, tags_of
 from server.storage.engine import record_event
 from server.storage.ids import new_id
@@ -157,6 +158,8 @@ async def _public_streams(conn: AsyncConnection, status: Status, author: Account
         return
     scope = "local" if author.is_local else "remote"
     streams = ["public", f"public:{scope}"]
+    if await has_attachments(conn, status.id):
+        streams += ["public:media", f"public:{scope}:media"]
     for tag in await tags_of(conn, status.id):
         streams.append(f"hashtag:{tag}")
         if author.is_local:
@@ -295,6 +298,7 @@ async def announce_removal(conn: AsyncConnection, status: Status) -> None:
     streams = [f"user:{reader}" for reader in await readers_of(conn, status.id)]
     if status.visibility == "public":
         streams += ["public", "public:local", "public:remote"]
+        streams += ["public:media", "public:local:media", "public:remote:media"]
     emit(conn, streams, "delete", status.id)
 
 

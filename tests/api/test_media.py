@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import random
 from pathlib import Path
 
@@ -326,3 +328,18 @@ async def test_only_media_lists_the_posts_with_pictures(node: Node) -> None:
     me = (await alice.get("/api/v1/accounts/verify_credentials")).body
     listed = await alice.get(f"/api/v1/accounts/{me['id']}/statuses", only_media="true")
     assert [s["id"] for s in listed.body] == [with_picture["id"]]
+
+
+async def test_the_public_media_stream_hears_only_posts_with_pictures(node: Node) -> None:
+    alice = await client_for(node, "alice")
+    bob = await client_for(node, "bob")
+    media = (await upload(bob, picture("PNG"))).body
+    url = node.url(f"/api/v1/streaming?access_token={alice.token}&stream=public:media")
+    async with node.http.ws_connect(url) as socket:
+        await asyncio.sleep(0.05)
+        await bob.post("/api/v1/statuses", status="no picture")
+        posted = (await bob.post("/api/v1/statuses", status="", media_ids=[media["id"]])).body
+        message = await asyncio.wait_for(socket.receive(), 5.0)
+        event = json.loads(message.data)
+        assert event["event"] == "update"
+        assert json.loads(event["payload"])["id"] == posted["id"]
