@@ -338,3 +338,22 @@ async def test_an_operators_delete_federates_as_delete_person(two: tuple[Node, N
 
     assert await eventually(alice_on_b)
     assert ("cli", "delete", "alice") in await _actions(a)
+
+
+async def test_in_allowlist_mode_only_the_listed_domains_federate(nodes: NodeFactory) -> None:
+    friend, stranger = await nodes.start(), await nodes.start()
+    a = await nodes.start(federation__mode="allowlist", federation__allowed_domains=[friend.domain])
+    await a.create_user("alice")
+    await friend.create_user("fran")
+    await stranger.create_user("sam")
+    assert (await known(a, friend, "fran")).username == "fran"
+    with pytest.raises(FetchError, match="does not federate"):
+        await a.federation.fetcher.get_object(stranger.url("/users/sam"))
+
+    alice_for_friend = await known(friend, a, "alice")
+    alice_for_stranger = await known(stranger, a, "alice")
+    welcome = await post(friend, "fran", "hi alice", mentions=[alice_for_friend])
+    unwelcome = await post(stranger, "sam", "hi alice", mentions=[alice_for_stranger])
+    await eventually(lambda: stored(a, welcome.uri))
+    await eventually(lambda: _delivered_any(stranger), _done)
+    assert await stored(a, unwelcome.uri) is None
