@@ -7,17 +7,20 @@ fetched: caching through the SSRF-guarded fetcher is a later step).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from protocol.activities import AttachmentDocument, read_attachments
-from server.media import ProcessedImage
+from server.media import ProcessedImage, remove_files
+from server.storage.engine import Database
 from server.storage.ids import new_id
 from server.storage.tables import media_attachments
 from server.urls import Urls
@@ -25,6 +28,9 @@ from server.urls import Urls
 ATTACHMENTS_PER_STATUS_MAX = 4  # Mastodon's limit for local posts
 REMOTE_ATTACHMENTS_MAX = 16  # Mastodon keeps up to 16 of a peer's attachments
 DESCRIPTION_LENGTH_MAX = 1500  # Mastodon's limit for alt text
+# Uploads never attached are deleted after this long (Mastodon: one day).
+UNATTACHED_KEEP = timedelta(days=1)
+_PRUNE_BATCH = 500
 
 
 class InvalidMedia(ValueError):
@@ -317,3 +323,32 @@ async def store_remote(
                 created_at=now,
             )
         )
+
+
+async def prune_unattached(
+    db: Database, data_dir: Path, before: datetime, batches: int | None = None
+) -> int:
+    """Delete uploads made before `before` and never attached, rows then files, in batches
+    (at most `batches` of them, if given); how many were deleted."""
+    pruned = 0
+    while batches is None or batches > 0:
+        batches = None if batches is None else batches - 1
+        async with db.transaction() as conn:
+            stale = select(media_attachments.c.id).where(
+                media_attachments.c.status_id.is_(None),
+                media_attachments.c.file_name.is_not(None),
+                media_attachments.c.created_at < before,
+            )
+            ids = [row.id for row in await conn.execute(stale.limit(_PRUNE_BATCH))]
+            # `status_id IS NULL` again: an upload attached meanwhile is kept.
+            gone = await conn.execute(
+                delete(media_attachments)
+                .where(media_attachments.c.id.in_(ids), media_attachments.c.status_id.is_(None))
+                .returning(media_attachments.c.file_name, media_attachments.c.preview_name)
+            )
+            names = [name for row in gone for name in row if name]
+        await asyncio.to_thread(remove_files, data_dir, *names)
+        pruned += len(ids)
+        if len(ids) < _PRUNE_BATCH:
+            break
+    return pruned

@@ -343,3 +343,16 @@ async def test_the_public_media_stream_hears_only_posts_with_pictures(node: Node
         event = json.loads(message.data)
         assert event["event"] == "update"
         assert json.loads(event["payload"])["id"] == posted["id"]
+
+
+async def test_uploads_left_unattached_for_a_day_are_deleted(node: Node) -> None:
+    alice = await client_for(node, "alice")
+    old = (await upload(alice, picture("PNG"))).body
+    posted = (await upload(alice, picture("JPEG"))).body
+    await alice.post("/api/v1/statuses", status="kept", media_ids=[posted["id"]])
+    node.clock.advance(hours=25)
+    fresh = (await upload(alice, picture("GIF"))).body  # a new upload sweeps the old ones
+    assert (await alice.get(f"/api/v1/media/{old['id']}")).status == 404
+    assert (await fetch(node, old["url"]))[0] == 404
+    assert (await fetch(node, posted["url"]))[0] == 200
+    assert (await alice.get(f"/api/v1/media/{fresh['id']}")).status == 200

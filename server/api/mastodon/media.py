@@ -51,6 +51,10 @@ async def upload(request: web.Request) -> web.Response:
     except BaseException:
         remove_files(data_dir, *names)
         raise
+    # Uploads left unattached for a day go (Mastodon's rule), a batch at each new upload:
+    # storage is only ever claimed here, so this keeps up with it.
+    before = request.app[CLOCK]() - media.UNATTACHED_KEEP
+    await media.prune_unattached(request.app[DATABASE], data_dir, before, batches=1)
     return json_body(render_media(attachment, request.app[URLS]))
 
 
