@@ -45,7 +45,7 @@ from server import __version__
 from server.clock import Clock
 from server.config import Config
 from server.identity.accounts import Account, find_account, instance_actor
-from server.moderation import refused_domains
+from server.moderation import guard_inbox, refused_domains
 from server.paying import Payments
 from server.peer_settling import PeerSettling
 from server.social.inbound import SocialInbox
@@ -96,6 +96,7 @@ class Federation:
         self.payments = Payments(config, db, urls, clock, self.directory)
         self.payments.register(self.dispatcher)
         PeerSettling(self.payments).register(self.dispatcher)
+        guard_inbox(self.dispatcher, self.domains)
         self.inbox_wake = asyncio.Event()
         self.delivery_wake = asyncio.Event()
         answers = Answers(db, self.dispatcher, clock, new_id, on_queued=self.delivery_wake.set)

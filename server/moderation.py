@@ -14,20 +14,24 @@ Every action is recorded in `moderation_log` in the same transaction (who: "cli"
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from federation.dispatch import Outbound
-from federation.domains import matches
+from federation.dispatch import Dispatcher, InboundActivity, Outbound
+from federation.domains import DomainRules, matches
+from protocol.as2 import id_of
 from server.identity.accounts import Account
 from server.social.profiles import delete_account
 from server.storage.ids import new_id
 from server.storage.tables import accounts, domain_blocks, follows, moderation_log, statuses
 from server.urls import Urls
 
+log = logging.getLogger("kith.moderation")
 SILENCE, SUSPEND, NOOP = "silence", "suspend", "noop"
 SEVERITIES = (SILENCE, SUSPEND, NOOP)
 
@@ -198,6 +202,31 @@ async def is_domain_suspended(conn: AsyncConnection, host: str) -> bool:
     """Whether host[:port] is on a suspended domain (payments with it stop)."""
     suspended, _ = await refused_domains(conn)
     return matches(host, frozenset(suspended))
+
+
+# Social activity types: one queued in the inbox log before its sender was suspended is
+# dropped when its turn comes (payment answers stay routed to payments: settling what was in
+# flight before a suspension is wanted).
+GUARDED_TYPES = (
+    "Follow", "Accept", "Reject", "Undo", "Create", "Update", "Delete", "Like", "Announce",
+    "Block", "Flag", "Move",
+)  # fmt: skip
+
+
+def guard_inbox(dispatcher: Dispatcher, rules: DomainRules) -> None:
+    """Route activities from refused actors and domains to nothing, ahead of the handlers."""
+
+    def refused(activity: dict[str, Any]) -> bool:
+        return rules.refuses(id_of(activity.get("actor")) or "")
+
+    async def drop(
+        conn: AsyncConnection, item: InboundActivity, prefetched: Any, now: datetime
+    ) -> list[Outbound]:
+        log.info("dropped an activity from a suspended actor", extra={"id": item.activity_id})
+        return []
+
+    for kind in GUARDED_TYPES:
+        dispatcher.route(kind, refused, drop)
 
 
 # --- accounts ------------------------------------------------------------------------------

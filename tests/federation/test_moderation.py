@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from federation.dispatch import Outbound
+from federation.dispatch import InboundActivity, Outbound
 from federation.fetch import FetchError
 from federation.tables import deliveries
 from server import moderation
@@ -155,6 +155,15 @@ async def test_a_suspended_remote_accounts_content_disappears_and_its_activities
     second = await post(b, "bob", "second", mentions=[await known(b, a, "alice")])
     await eventually(lambda: _delivered_any(b), _done)
     assert await stored(a, second.uri) is None
+    # An activity already queued in the inbox log when the suspension came is dropped too.
+    queued = {"type": "Create", "actor": bob_on_a.uri, "object": {"id": b.url("/objects/x")}}
+    routed = a.federation.dispatcher.handler_for("Create", queued)
+    social = a.federation.dispatcher.handler_for("Create", {**queued, "actor": b.url("/users/x")})
+    assert routed is not None
+    assert routed is not social
+    item = InboundActivity(1, b.url("/activities/x"), "Create", bob_on_a.uri, queued, a.clock())
+    async with a.db.transaction() as conn:
+        assert await routed.apply(conn, item, None, a.clock()) == []
     # Others on the same server still federate.
     await b.create_user("erin")
     other = await post(b, "erin", "hi alice", mentions=[await known(b, a, "alice")])
