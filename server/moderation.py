@@ -114,6 +114,11 @@ async def block_domain(
         raise ModerationError(f"the severity is one of {', '.join(SEVERITIES)}")
     domain = normalize_domain(domain)
     values = {"severity": severity, "reject_media": reject_media, "reason": reason}
+    before = await conn.scalar(
+        select(domain_blocks.c.severity).where(domain_blocks.c.domain == domain)
+    )
+    if before == SUSPEND and severity != SUSPEND:  # eased: its accounts may act again
+        await conn.execute(update(accounts).where(_on_domain(domain)).values(suspended_at=None))
     changed = await conn.execute(
         update(domain_blocks).where(domain_blocks.c.domain == domain).values(**values)
     )

@@ -91,12 +91,24 @@ async def test_a_suspended_domains_content_is_purged_and_its_activities_and_fetc
     assert states == ["failed"]
     assert ("cli", "domain_block:suspend", b.domain) in await _actions(a)
 
+    # Eased to a silence, its accounts are no longer suspended (their content stays purged).
+    await a.federation.moderate(
+        lambda conn, now: moderation.block_domain(conn, b.domain, SILENCE, "cli", now)
+    )
+    eased = await remote(a, b.url("/users/bob"))
+    assert eased is not None
+    assert not eased.is_suspended
+    assert await stored(a, before.uri) is None
     # Lifted, the domain federates again (its purged content does not come back).
     await a.federation.moderate(
         lambda conn, now: moderation.unblock_domain(conn, b.domain, "cli", now)
     )
     await a.federation.fetcher.get_object(b.url("/users/bob"))
-    assert [x[1] for x in await _actions(a)] == ["domain_block:suspend", "domain_unblock"]
+    assert [x[1] for x in await _actions(a)] == [
+        "domain_block:suspend",
+        "domain_block:silence",
+        "domain_unblock",
+    ]
 
 
 async def _delivered_any(node: Node) -> list[str]:
