@@ -165,15 +165,15 @@ async def act_on_account(
     now: datetime,
     who: str = CLI,
 ) -> list:
-    """One account action by name (the CLI's and the admin API's)."""
+    """One account action by name, as `kith admin ACTION ACCOUNT` takes it."""
+    urls = Urls(config.base_url, config.domain)
     if action == "suspend":
-        await moderation.suspend_account(conn, account, who, now, reason)
-    elif action == "unsuspend":
-        await moderation.unsuspend_account(conn, account, who, now, reason)
-    elif action in ("silence", "unsilence"):
+        return await moderation.suspend_account(conn, account, who, now, reason, urls)
+    if action == "unsuspend":
+        return await moderation.unsuspend_account(conn, account, who, now, reason, urls)
+    if action in ("silence", "unsilence"):
         await moderation.silence_account(conn, account, who, now, reason, action == "silence")
     elif action == "delete":
-        urls = Urls(config.base_url, config.domain)
         return await moderation.delete_local_account(conn, urls, account, who, now, reason)
     elif action == "grant":
         if not account.is_local:

@@ -26,7 +26,7 @@ from federation.dispatch import Dispatcher, InboundActivity, Outbound
 from federation.domains import DomainRules, matches
 from protocol.as2 import id_of
 from server.identity.accounts import Account
-from server.social.profiles import delete_account
+from server.social.profiles import delete_account, update_profile
 from server.storage.ids import new_id
 from server.storage.tables import accounts, domain_blocks, follows, moderation_log, statuses
 from server.urls import Urls
@@ -259,29 +259,48 @@ async def _suspend_remote(conn: AsyncConnection, which: ColumnElement[bool], now
 
 
 async def suspend_account(
-    conn: AsyncConnection, account: Account, who: str, now: datetime, reason: str | None = None
-) -> None:
-    """Suspend an account: a local one is locked out (its content stays, for an unsuspend);
-    a remote one is purged and its activities dropped from now on."""
+    conn: AsyncConnection,
+    account: Account,
+    who: str,
+    now: datetime,
+    reason: str | None = None,
+    urls: Urls | None = None,
+) -> list[Outbound]:
+    """Suspend an account: a local one is locked out (its content stays, for an unsuspend)
+    and, given `urls`, its followers' servers get its minimal actor document (Update); a
+    remote one is purged and its activities dropped from now on."""
     if account.is_instance_actor:
         raise ModerationError("the instance actor cannot be suspended")
+    outbound: list[Outbound] = []
     if account.is_local:
         await conn.execute(
             update(accounts).where(accounts.c.id == account.id).values(suspended_at=now)
         )
+        if urls is not None:
+            outbound = (await update_profile(conn, urls, account, now))[1]
     else:
         await _suspend_remote(conn, accounts.c.id == account.id, now)
     await record(conn, who, "suspend", _target(account), reason, now)
+    return outbound
 
 
 async def unsuspend_account(
-    conn: AsyncConnection, account: Account, who: str, now: datetime, reason: str | None = None
-) -> None:
-    """Lift a suspension (purged remote content does not come back)."""
+    conn: AsyncConnection,
+    account: Account,
+    who: str,
+    now: datetime,
+    reason: str | None = None,
+    urls: Urls | None = None,
+) -> list[Outbound]:
+    """Lift a suspension (purged remote content does not come back); a local account's
+    full document goes to its followers' servers again, given `urls`."""
     await conn.execute(
         update(accounts).where(accounts.c.id == account.id).values(suspended_at=None)
     )
     await record(conn, who, "unsuspend", _target(account), reason, now)
+    if account.is_local and urls is not None:
+        return (await update_profile(conn, urls, account, now))[1]
+    return []
 
 
 async def silence_account(

@@ -18,13 +18,20 @@ from server.urls import Urls
 async def local_actor_document(conn: AsyncConnection, urls: Urls, account: Account) -> dict:
     """The AS2 document of a local actor (user or instance actor), with its public keys."""
     keys = await public_keys(conn, account.id)
-    return render_actor(actor_document(account, keys.rsa_public_pem, keys.ed25519_public, urls))
+    document = render_actor(actor_document(account, keys.rsa_public_pem, keys.ed25519_public, urls))
+    if account.is_suspended:
+        # Mastodon's minimal document for a suspended account: no profile, the keys kept (so
+        # what it signed before still verifies), and `suspended` for servers that show it.
+        document["suspended"] = True
+    return document
 
 
 def actor_document(
     account: Account, rsa_public_pem: str, ed25519_public: bytes, urls: Urls
 ) -> ActorDocument:
-    """The facts of an actor document for a local account."""
+    """The facts of an actor document for a local account (a suspended one's without its
+    profile)."""
+    blank = account.is_suspended
     return ActorDocument(
         actor_id=urls.actor(account),
         actor_type=account.actor_type,
@@ -41,12 +48,14 @@ def actor_document(
         rsa_public_pem=rsa_public_pem,
         ed25519_public=ed25519_public,
         published=account.created_at,
-        name=account.display_name,
-        summary_html=plain_text_to_html(account.note),
+        name="" if blank else account.display_name,
+        summary_html="" if blank else plain_text_to_html(account.note),
         manually_approves_followers=account.is_locked,
-        discoverable=account.is_discoverable,
-        indexable=account.is_indexable,
-        fields=tuple((name, field_html(value)) for name, value in profile_fields(account)),
+        discoverable=account.is_discoverable and not blank,
+        indexable=account.is_indexable and not blank,
+        fields=()
+        if blank
+        else tuple((name, field_html(value)) for name, value in profile_fields(account)),
         also_known_as=tuple(json.loads(account.also_known_as or "[]")),
         moved_to=account.moved_to_uri,
         client_endpoints=()

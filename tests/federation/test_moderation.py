@@ -220,8 +220,16 @@ async def test_a_forwarded_report_arrives_as_a_flag_and_is_stored_there(
 async def test_a_suspended_user_cannot_use_the_api_nor_pay_nor_be_paid(pair: Pair) -> None:
     bob = await pair.b.account("bob")
     await pair.b.federation.moderate(
-        lambda conn, now: moderation.suspend_account(conn, bob, "cli", now, "fraud")
+        lambda conn, now: moderation.suspend_account(conn, bob, "cli", now, "fraud", pair.b.urls)
     )
+    # Its actor is served as Mastodon serves a suspended one: keys, no profile.
+    async with pair.a.http.get(
+        pair.b.url("/users/bob"), headers={"Accept": "application/activity+json"}
+    ) as response:
+        actor = await response.json(content_type=None)
+    assert actor["suspended"] is True
+    assert actor["name"] == ""
+    assert actor["publicKey"]["publicKeyPem"]
     refused = await pair.bob.get("/api/kith/v1/wallet")
     assert refused.status == 403
     assert refused.body["error"] == "Your login is currently disabled"

@@ -104,16 +104,19 @@ async def act_on_account(request: web.Request) -> web.Response:
     report_id = string(params, "report_id", max_length=20)
     target = await _account(request)
 
-    async def act(conn: AsyncConnection, now: datetime) -> None:
-        action = _ACCOUNT_ACTIONS[kind]
+    urls = request.app[URLS]
+
+    async def act(conn: AsyncConnection, now: datetime) -> list:
+        action, outbound = _ACCOUNT_ACTIONS[kind], []
         if action == "suspend":
-            await moderation.suspend_account(conn, target, _who(me), now, reason)
+            outbound = await moderation.suspend_account(conn, target, _who(me), now, reason, urls)
         elif action == "silence":
             await moderation.silence_account(conn, target, _who(me), now, reason)
         if report_id and report_id.isdigit():
             report = await reports.report_by_id(conn, int(report_id))
             if report is not None and report.resolved_at is None:
                 await reports.resolve_report(conn, report, _who(me), now, reason)
+        return outbound
 
     await _moderate(request, act)
     return json_body({})
@@ -124,7 +127,10 @@ async def unsuspend(request: web.Request) -> web.Response:
     me = await _admin(request, "admin:write:accounts")
     target = await _account(request)
     await _moderate(
-        request, lambda conn, now: moderation.unsuspend_account(conn, target, _who(me), now)
+        request,
+        lambda conn, now: moderation.unsuspend_account(
+            conn, target, _who(me), now, urls=request.app[URLS]
+        ),
     )
     async with request.app[DATABASE].read() as conn:
         return json_body(await admin_account(conn, request, await _reloaded(conn, target)))
