@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from server.cli_support import load
+from server.clock import utcnow
+from server.identity.accounts import find_account
+from server.node import open_database
+from server.social.reports import create_report
+from server.urls import Urls
 from tests.integration.conftest import Cli
+
+
+class _Args:
+    config = None
 
 
 def _user(cli: Cli, name: str) -> None:
@@ -63,3 +75,42 @@ def test_reports_are_listed_and_an_unknown_one_is_refused(cli: Cli) -> None:
     missing = cli("admin", "report", "42", "--resolve")
     assert missing.code == 1
     assert "no report 42" in missing.err
+
+
+def _report(cli: Cli, reporter: str, target: str, comment: str) -> int:
+    """A user's report, filed as the API files it."""
+
+    async def file() -> int:
+        cli.monkeypatch.setenv("KITH_DATABASE__URL", cli.database_url)
+        config = load(_Args())
+        db = await open_database(config, initialize_empty=False)
+        try:
+            async with db.transaction() as conn:
+                urls = Urls(base_url=config.base_url, domain=config.domain)
+                by, about = await find_account(conn, reporter), await find_account(conn, target)
+                assert by is not None
+                assert about is not None
+                report, _ = await create_report(
+                    conn, urls, by, about, [], comment, "spam", False, utcnow()
+                )
+            return report.id
+        finally:
+            await db.dispose()
+
+    return asyncio.run(file())
+
+
+def test_a_report_is_listed_resolved_and_a_local_one_cannot_be_forwarded(cli: Cli) -> None:
+    _user(cli, "alice")
+    _user(cli, "bob")
+    report_id = _report(cli, "alice", "bob", "buy my stuff")
+    listed = cli("admin", "reports").out
+    assert f"#{report_id}" in listed
+    assert "about bob by alice: 'buy my stuff'" in listed
+    local = cli("admin", "report", str(report_id), "--forward")
+    assert local.code == 1
+    assert "only a report about a remote account" in local.err
+    assert cli("admin", "report", str(report_id), "--resolve").code == 0
+    assert "no open reports" in cli("admin", "reports").out
+    assert f"#{report_id}" in cli("admin", "reports", "--resolved").out
+    assert "report_resolve" in cli("admin", "log").out
