@@ -1,8 +1,12 @@
-"""The aiohttp application of one node, built from its config and database (no globals)."""
+"""The aiohttp application of one node, built from its config and database (no globals).
+
+`create_app` serves everything (and, unless told otherwise, runs the background workers);
+`create_worker_app` is a worker process's: the workers, and /healthz alone to serve.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import jinja2
 from aiohttp import web
@@ -43,15 +47,19 @@ from server.appkeys import CLOCK, CONFIG, DATABASE, FEDERATION, TEMPLATES, URLS
 from server.clock import Clock, utcnow
 from server.config import Config
 from server.federating import Federation
-from server.storage.engine import Database
+from server.storage.engine import Database, EventChannel
+from server.streaming import CHANNEL, encode_events
 from server.urls import Urls
 
 # Bodies above this are refused before they are read; the inbox sets its own, smaller cap.
 CLIENT_BODY_BYTES_MAX = 8 * 1024 * 1024
 
 
-def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Application:
-    """Wire routes, middlewares and dependencies for one node."""
+def create_app(
+    config: Config, db: Database, clock: Clock = utcnow, workers: bool = True
+) -> web.Application:
+    """Wire routes, middlewares and dependencies for one node; without `workers` (a web
+    process) the inbox items and deliveries it queues are left to the worker processes."""
     app = web.Application(
         middlewares=[
             request_context_middleware,
@@ -75,7 +83,7 @@ def create_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Appli
         config.api.posts_window_seconds,
         config.api.trusted_proxies,
     )
-    app.cleanup_ctx.append(_run_federation)
+    app.cleanup_ctx.append(_run_federation(workers))
     auth.install(app)
     streaming.install(app)
     app[TEMPLATES] = jinja2.Environment(
@@ -128,9 +136,30 @@ def _accept_trailing_slashes(router: web.UrlDispatcher) -> None:
             router.add_route(route.method, path + "/", route.handler)
 
 
-async def _run_federation(app: web.Application) -> AsyncIterator[None]:
-    """Start the inbox and delivery workers with the app, stop them with it."""
-    federation = app[FEDERATION]
-    await federation.start()
-    yield
-    await federation.stop()
+def create_worker_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Application:
+    """A worker process (`kith serve --role worker`): the inbox and delivery workers, the
+    settlement and expiry loops, and only /healthz to serve."""
+    app = web.Application()
+    app[CONFIG] = config
+    app[DATABASE] = db
+    app[CLOCK] = clock
+    app[URLS] = urls = Urls(base_url=config.base_url, domain=config.domain)
+    app[FEDERATION] = Federation(config, db, urls, clock)
+    if not db.is_sqlite:
+        # What the workers commit (a follow applied, a payment received) reaches the clients
+        # streaming from the web processes, as a NOTIFY in the committing transaction.
+        db.event_channel = EventChannel(CHANNEL, encode_events)
+    app.cleanup_ctx.append(_run_federation(workers=True))
+    app.router.add_routes(health.routes)
+    return app
+
+
+def _run_federation(workers: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        """Start the inbox and delivery workers with the app, stop them with it."""
+        federation = app[FEDERATION]
+        await federation.start(workers)
+        yield
+        await federation.stop()
+
+    return run

@@ -37,7 +37,7 @@ from server.identity.keys import generate_actor_keys
 from server.identity.passwords import WeakPassword, check_password_rules, generate_password
 from server.identity.tokens import DEFAULT_SCOPES, InvalidScope, create_token, parse_scopes
 from server.logs import configure_logging
-from server.node import ensure_data_dir, open_database, serve
+from server.node import ROLES, RoleError, check_role, ensure_data_dir, open_database, serve
 from server.storage.engine import Database, create_database
 from server.storage.schema import SchemaError, schema_state, upgrade
 from server.urls import Urls
@@ -111,10 +111,28 @@ def _add_serve(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         parents=[common],
         help="run the node",
         description="Run the node. With no config and no data directory it creates ./kith-data "
-        "and serves a development node at http://localhost:8080.",
+        "and serves a development node at http://localhost:8080. On PostgreSQL the node can "
+        "be split into processes sharing the database: web processes (behind a reverse "
+        "proxy) and worker processes; see README.md, Running several processes.",
     )
     serve_cmd.add_argument("--host", help="address to listen on (server.host)")
     serve_cmd.add_argument("--port", type=int, help="port to listen on (server.port)")
+    serve_cmd.add_argument(
+        "--role",
+        choices=ROLES,
+        default="all",
+        help="all (default): HTTP and the background workers in one process; web: HTTP only "
+        "(client API, inboxes, ActivityPub documents, streaming), no background work; "
+        "worker: inbox processing, deliveries, payment resends, expiry and sweeps, no HTTP. "
+        "web and worker need PostgreSQL",
+    )
+    serve_cmd.add_argument(
+        "--health-port",
+        type=int,
+        metavar="PORT",
+        help="worker only: serve GET /healthz on this port (on server.host); by default a "
+        "worker serves no HTTP",
+    )
     serve_cmd.set_defaults(run=cmd_serve)
 
 
@@ -220,11 +238,21 @@ async def cmd_init(args: argparse.Namespace) -> int:
 async def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {"server.host": args.host, "server.port": args.port}
     config = load(args, overrides)
-    configure_logging(config.logging.level, config.logging.format)
-    db = await open_database(config, initialize_empty=True, progress=say)
+    role, health_port = args.role, args.health_port
     try:
-        say(f"Kith {__version__}: {config.base_url} (data in {config.data_dir})")
-        await serve(config, db)
+        check_role(role, config.database.url)
+    except RoleError as exc:
+        raise CommandError(str(exc)) from None
+    if health_port is not None and role != "worker":
+        raise CommandError("--health-port is for --role worker (web processes serve /healthz)")
+    configure_logging(config.logging.level, config.logging.format)
+    # Processes of a split start together: an empty database is set up by `kith db upgrade`
+    # beforehand rather than by whichever process wins the race.
+    db = await open_database(config, initialize_empty=role == "all", progress=say)
+    try:
+        shown = "" if role == "all" else f" ({role})"
+        say(f"Kith {__version__}{shown}: {config.base_url} (data in {config.data_dir})")
+        await serve(config, db, role=role, health_port=health_port)
     finally:
         await db.dispose()
     return 0

@@ -1,7 +1,7 @@
 """The node's server-to-server machinery, wired from its config: fetches, keys, inbox, workers.
 
 Local actions run through `perform`, which commits the domain change and its deliveries in one
-transaction and then wakes the delivery worker.
+transaction and then wakes the delivery workers (of every process, server/wakeups.py).
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ from server.storage.engine import Database
 from server.storage.ids import new_id
 from server.storage.tables import account_keys
 from server.urls import Urls
+from server.wakeups import Wakeups
 
 log = logging.getLogger("kith.federation")
 _LOCAL_STATUS_PAGE = re.compile(r"/@\w+/([0-9]{1,18})")
@@ -99,7 +100,10 @@ class Federation:
         guard_inbox(self.dispatcher, self.domains)
         self.inbox_wake = asyncio.Event()
         self.delivery_wake = asyncio.Event()
-        answers = Answers(db, self.dispatcher, clock, new_id, on_queued=self.delivery_wake.set)
+        self.wakeups = Wakeups(db, self.inbox_wake, self.delivery_wake)
+        answers = Answers(
+            db, self.dispatcher, clock, new_id, on_queued=self.wakeups.delivery_queued
+        )
         self.inbox = Inbox(
             db,
             self.keys,
@@ -109,7 +113,7 @@ class Federation:
             ),
             self.dispatcher.supports,
             new_id,
-            on_stored=self.inbox_wake.set,
+            on_stored=self.wakeups.inbox_stored,
             answer_now=answers.answer_now,
             domains=self.domains,
         )
@@ -131,8 +135,21 @@ class Federation:
         self._key_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
 
-    async def start(self) -> None:
-        """Start the inbox and delivery workers (they wait out a database outage)."""
+    async def start(self, workers: bool = True) -> None:
+        """Start the inbox and delivery workers (they wait out a database outage); without
+        `workers` (`kith serve --role web`) only tell the worker processes of queued work."""
+        self._tasks = [
+            asyncio.create_task(self.wakeups.run(listen=workers), name="wakeups"),
+            asyncio.create_task(  # every process: web ones run the inbox
+                run_loop("moderation", self._refresh_rules, asyncio.Event(), idle_s=30),
+                name="moderation",
+            ),
+        ]
+        if workers:
+            await self._resume_interrupted()
+            self._tasks += self._start_workers()
+
+    async def _resume_interrupted(self) -> None:
         try:
             if self.db.is_sqlite:  # this process owns the queues: claims left are a dead one's
                 freed = await release_claims(self.db)
@@ -144,13 +161,11 @@ class Federation:
                 log.info("asking again about unanswered payments", extra={"payments": waiting})
         except Exception:
             log.exception("could not resume interrupted work; the workers will")
-        self._tasks = [
+
+    def _start_workers(self) -> list[asyncio.Task]:
+        return [
             asyncio.create_task(
                 run_loop("sweep", self._sweep, asyncio.Event(), idle_s=3600), name="sweep"
-            ),
-            asyncio.create_task(
-                run_loop("moderation", self._refresh_rules, asyncio.Event(), idle_s=30),
-                name="moderation",
             ),
             asyncio.create_task(
                 run_loop("expiry", self._expire, asyncio.Event(), idle_s=60), name="expiry"
@@ -242,7 +257,7 @@ class Federation:
 
     async def _process_inbox(self) -> int:
         processed = await self.inbox_worker.process_due()
-        if processed:
+        if processed:  # this process's delivery worker takes what they queued
             self.delivery_wake.set()
         return processed
 
@@ -257,7 +272,7 @@ class Federation:
             result, outbound = (None, returned) if isinstance(returned, list) else returned
             for item in outbound:
                 await enqueue(conn, item, new_id, now)
-        self.delivery_wake.set()
+        self.wakeups.delivery_queued()
         return result
 
     async def resolve_account(self, handle: str) -> Account:

@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from server import __version__
-from server.app import create_app
+from server.app import create_app, create_worker_app
 from server.clock import Clock, utcnow
 from server.config import Config, redacted_database_url
 from server.identity.accounts import ensure_instance_actor, instance_actor
@@ -21,6 +21,26 @@ from server.storage.engine import Database, create_database
 from server.storage.schema import check_usable, schema_state, upgrade
 
 log = logging.getLogger("kith.node")
+
+# What one `kith serve` process does: everything, HTTP alone, or the background workers alone.
+ROLES = ("all", "web", "worker")
+
+
+class RoleError(ValueError):
+    """A role this deployment cannot run; the message says why and what to do."""
+
+
+def check_role(role: str, database_url: str) -> None:
+    """Refuse a split (web or worker) on SQLite: one process owns a SQLite database."""
+    if role not in ROLES:
+        raise RoleError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    if role != "all" and database_url.startswith("sqlite"):
+        raise RoleError(
+            f"--role {role} needs PostgreSQL: one process owns a SQLite database (at start it "
+            "takes back every claimed inbox item and delivery, which would be another "
+            "process's work). Run `kith serve` (--role all), or move to PostgreSQL "
+            "(database.url) to run web and worker processes."
+        )
 
 
 def ensure_data_dir(config: Config) -> Path:
@@ -77,19 +97,35 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-async def serve(config: Config, db: Database, clock: Clock = utcnow) -> None:
-    """Serve HTTP until SIGINT or SIGTERM, then shut down cleanly."""
-    app = create_app(config, db, clock)
+async def serve(
+    config: Config,
+    db: Database,
+    clock: Clock = utcnow,
+    role: str = "all",
+    health_port: int | None = None,
+) -> None:
+    """Run until SIGINT or SIGTERM, then shut down cleanly: HTTP and the background workers
+    (`all`), HTTP alone (`web`), or the workers alone (`worker`, serving only /healthz, and
+    only on `health_port` if one is given)."""
+    check_role(role, config.database.url)
+    if role == "worker":
+        app = create_worker_app(config, db, clock)
+        port = health_port
+    else:
+        app = create_app(config, db, clock, workers=role == "all")
+        port = config.server.port
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port, shutdown_timeout=10)
-    await site.start()
+    await runner.setup()  # starts the workers (all, worker)
+    if port is not None:
+        site = web.TCPSite(runner, config.server.host, port, shutdown_timeout=10)
+        await site.start()
     freeze_startup_objects()
     log.info(
         "serving",
         extra={
             "version": __version__,
-            "listen": f"{config.server.host}:{config.server.port}",
+            "role": role,
+            "listen": f"{config.server.host}:{port}" if port is not None else "-",
             "base_url": config.base_url,
             "domain": config.domain,
             "database": redacted_database_url(config.database.url),
