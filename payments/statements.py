@@ -13,12 +13,13 @@ lost data: it is kept and raised to the operator, never corrected automatically.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments.ledger import NewId
@@ -119,6 +120,7 @@ async def propose(
     """A new statement for the peer (signed, stored as proposed) and the Create to send."""
     if proposer_of(node.actor, peer_actor) != node.actor:
         raise StatementError(f"statements with {host_of(peer_actor)} are proposed by that node")
+    await _one_proposer_at_a_time(conn, peer_actor, currency)
     if await _pending(conn, peer_actor, currency):
         raise StatementError("the previous statement has not been answered yet")
     previous = await _last_agreed(conn, peer_actor, currency)
@@ -318,6 +320,16 @@ async def _pending(conn: AsyncConnection, peer_actor: str, currency: str) -> boo
         )
     )
     return row.first() is not None
+
+
+async def _one_proposer_at_a_time(conn: AsyncConnection, peer_actor: str, currency: str) -> None:
+    """Until this transaction ends, no other proposes to the same peer in the same currency:
+    two worker processes whose periodic proposals meet would otherwise both find none
+    pending and send two statements with one sequence number. (SQLite has one writer.)"""
+    if conn.dialect.name == "postgresql":
+        name = f"statement {peer_actor} {currency}".encode()
+        key = int.from_bytes(hashlib.sha256(name).digest()[:8], "big", signed=True)
+        await conn.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 async def due(

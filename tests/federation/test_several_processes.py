@@ -35,6 +35,7 @@ from server.storage.engine import create_database
 from server.wakeups import Wakeups
 from tests.databases import DatabaseFactory, postgres_url
 from tests.federation.fake_peer import Peer, RemoteUser, _start_peer, new_rsa_key, sign_cavage
+from tests.federation.test_payments import Pair, _statements, pair, settled  # noqa: F401
 from tests.integration.test_serve_process import _free_port, _wait_healthy
 
 KITH = str(Path(sys.executable).parent / "kith")
@@ -340,3 +341,17 @@ async def _terminate_other_connections(url: str) -> None:
         )
     finally:
         await connection.close()
+
+
+async def test_workers_proposing_statements_at_once_send_one(pair: Pair) -> None:  # noqa: F811
+    """Two worker processes' expiry loops meet: one statement is proposed, not two."""
+    issuer, _ = sorted((pair.a, pair.b), key=lambda n: n.config.base_url + "/actor")
+    sent = await pair.alice.post(
+        "/api/kith/v1/transfers", to=pair.bob_handle, amount="3.00", currency="EUR"
+    )
+    assert (await settled(pair.alice, sent.body["id"]))["state"] == "completed"
+    for node in (pair.a, pair.b):
+        node.clock.advance(minutes=11)
+    propose = issuer.federation.payments.propose_due
+    await asyncio.gather(*(issuer.perform(propose) for _ in range(4)))
+    assert [role for role, _, _ in await _statements(issuer)] == ["issuer"]
