@@ -318,6 +318,7 @@ async def test_the_admin_api_blocks_domains_acts_on_accounts_and_reports_and_is_
     assert resolved["action_taken"] is True
     remote = (await root.get("/api/v1/admin/accounts", remote="true", silenced="true")).body
     assert [x["username"] for x in remote] == ["bob"]
+    assert remote[0]["account"]["limited"] is True  # as Mastodon's Account entity says it
     lifted = await root.post(f"/api/v1/admin/accounts/{bob_on_a.id}/unsilence")
     assert lifted.body["silenced"] is False
 
@@ -338,6 +339,8 @@ async def test_the_admin_api_blocks_domains_acts_on_accounts_and_reports_and_is_
         await root.post(f"/api/v1/admin/accounts/{alice_id}/action", type="suspend")
     ).status == 200
     assert (await alice.get("/api/v1/accounts/verify_credentials")).status == 403
+    shown = await root.get(f"/api/v1/accounts/{alice_id}")
+    assert shown.body["suspended"] is True
     back = await root.post(f"/api/v1/admin/accounts/{alice_id}/unsuspend")
     assert back.body["suspended"] is False
     assert (await alice.get("/api/v1/accounts/verify_credentials")).status == 200

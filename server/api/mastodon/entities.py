@@ -481,8 +481,10 @@ def render_account(account: Account, urls: Urls, stats: _AccountStats = _NO_STAT
         if account.profile_fields
         else [],
     }
-    if account.is_deleted:
+    if account.is_deleted or account.is_suspended:
         entity["suspended"] = True
+    if account.silenced_at is not None:
+        entity["limited"] = True  # Mastodon's word for a silenced account
     return entity
 
 
