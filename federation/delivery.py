@@ -27,6 +27,7 @@ from federation.db import UnitOfWork, insert_ignoring_duplicates, upsert
 from federation.dispatch import Outbound
 from federation.domains import DomainRules
 from federation.fetch import FetchError, FetchPolicy, check_url, is_as2_media_type
+from federation.observe import DELIVERY, Observe, ignore
 from federation.tables import deliveries, hosts, utc
 from protocol.as2 import host_of
 from protocol.errors import ProtocolError
@@ -148,11 +149,13 @@ class DeliveryWorker:
         batch: int = 256,
         lock_for: timedelta = timedelta(minutes=2),
         take_answers: TakeAnswers | None = None,
+        observe: Observe = ignore,
         domains: DomainRules | None = None,
     ) -> None:
         self.db = db
         self.domains = domains or DomainRules()
         self.session = session
+        self.observe = observe
         self.take_answers = take_answers
         self.policy = policy
         self.signing_keys = signing_keys
@@ -330,17 +333,22 @@ class DeliveryWorker:
     async def _record(self, outcomes: list[_Outcome]) -> None:
         now = self.clock()
         succeeded, failed = set(), set()
+        counted: list[str] = []  # reported once the transaction commits
         async with self.db.transaction() as conn:
             for job, attempt, final in outcomes:
                 if attempt.delivered:
                     await _finish(conn, job, DELIVERED, attempt, now)
                     succeeded.add(job.host)
+                    counted.append(DELIVERED)
                 elif final:
                     await _finish(conn, job, FAILED, attempt, now)
+                    counted.append("skipped")
                 elif attempt.permanent or job.attempts + 1 >= ATTEMPTS_MAX:
                     await _finish(conn, job, FAILED, attempt, now)
                     failed.add(job.host)
+                    counted.append(FAILED)
                 else:
+                    counted.append("retry")
                     delay = attempt.retry_after or backoff(job.attempts + 1)
                     await conn.execute(
                         update(deliveries)
@@ -359,6 +367,8 @@ class DeliveryWorker:
                 await record_host_success(conn, host, now)
             for host in sorted(failed - succeeded):
                 await _record_host_failure(conn, host, now)
+        for outcome in counted:
+            self.observe(DELIVERY, (outcome,))
         for job, attempt, _ in outcomes:
             if not attempt.delivered:
                 log.info(

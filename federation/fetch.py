@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from federation.domains import DomainRules, host_of_url
+from federation.observe import FETCH, Observe, ignore
 from protocol.errors import ProtocolError
 from protocol.jsonsafe import parse_json_document
 from protocol.vocab import AS2_CONTEXT, AS2_MEDIA_TYPE, AS2_PROFILE_MEDIA_TYPE, JRD_MEDIA_TYPE
@@ -168,10 +169,12 @@ class Fetcher:
         policy: FetchPolicy,
         signer: Signer | None,
         domains: DomainRules | None = None,
+        observe: Observe = ignore,
     ) -> None:
         self.session = session
         self.policy = policy
         self.signer = signer
+        self.observe = observe
         self.domains = domains or DomainRules()
 
     async def get_object(self, url: str) -> Fetched:
@@ -187,11 +190,18 @@ class Fetcher:
         """Follow up to `redirects_max` redirects, then read a bounded JSON body."""
         try:
             async with asyncio.timeout(self.policy.total_timeout_s):
-                return await self._follow(url, accept, media_types)
+                fetched = await self._follow(url, accept, media_types)
         except TimeoutError:
+            self.observe(FETCH, ("timeout",))
             raise FetchError(f"fetching {url} took too long") from None
         except aiohttp.ClientError as exc:
+            self.observe(FETCH, ("network",))
             raise FetchError(f"fetching {url} failed: {type(exc).__name__}") from None
+        except FetchError as exc:
+            self.observe(FETCH, (_fetch_outcome(exc),))
+            raise
+        self.observe(FETCH, ("ok",))
+        return fetched
 
     async def _follow(self, url: str, accept: str, media_types: Callable[[str], bool]) -> Fetched:
         for _ in range(self.policy.redirects_max + 1):
@@ -232,6 +242,15 @@ class Fetcher:
                 if isinstance(href, str):
                     return href
         raise FetchError(f"{username}@{host} has no ActivityPub actor")
+
+
+def _fetch_outcome(exc: FetchError) -> str:
+    """A failed fetch's class for the metrics (federation.observe.FETCH)."""
+    if isinstance(exc, ForbiddenAddress):
+        return "refused"
+    if exc.status is None:
+        return "invalid"
+    return "http_5xx" if exc.status >= 500 else "http_4xx"
 
 
 async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:

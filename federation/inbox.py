@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from federation.db import UnitOfWork
 from federation.domains import DomainRules
 from federation.keys import KeyStore, KeyUnavailable, ResolvedKey
+from federation.observe import INBOX_ACTIVITY, SIGNATURE_FAILURE, Observe, ignore
 from federation.tables import hosts, inbox_items
 from protocol.as2 import host_of, id_of, is_http_url
 from protocol.errors import ProtocolError
@@ -62,11 +63,42 @@ class Receipt:
 
 
 class Refused(Exception):
-    """A request the inbox turns down, with the status to answer."""
+    """A request the inbox turns down, with the status to answer (and, for a signature it
+    could not accept, which kind of failure: see federation.observe.SIGNATURE_FAILURE)."""
 
-    def __init__(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: tuple[tuple[str, str], ...] = (),
+        signature_failure: str = "",
+    ) -> None:
         super().__init__(reason)
         self.receipt = Receipt(status, reason, headers)
+        self.signature_failure = signature_failure
+
+
+class _Seen:
+    """What became of one POSTed activity, for the metrics (federation.observe)."""
+
+    __slots__ = ("kind", "outcome", "reason")
+
+    def __init__(self) -> None:
+        self.kind, self.outcome, self.reason = "unknown", "stored", ""
+
+    def labels(self) -> tuple[str, str, str]:
+        return self.kind, self.outcome, self.reason
+
+
+# Refusals by status, as the metrics name them.
+_REFUSAL_CLASSES = {
+    400: "invalid",
+    401: "signature",
+    403: "origin",
+    413: "envelope",
+    415: "envelope",
+    503: "key_unreachable",
+}
 
 
 ACCEPTED = Receipt(202)
@@ -87,6 +119,7 @@ class Inbox:
         new_id: Callable[[datetime], int],
         on_stored: Callable[[], None] = lambda: None,
         answer_now: AnswerNow | None = None,
+        observe: Observe = ignore,
         domains: DomainRules | None = None,
     ) -> None:
         self.db = db
@@ -97,6 +130,7 @@ class Inbox:
         self.new_id = new_id
         self.on_stored = on_stored
         self.answer_now = answer_now
+        self.observe = observe
         self._unsupported_seen: set[str] = set()
         self._recent: OrderedDict[str, None] = OrderedDict()
         self.log = InboxLog(db)
@@ -109,29 +143,40 @@ class Inbox:
     async def receive(self, request: HttpRequest, now: datetime) -> Receipt:
         """Check, verify and store one POSTed activity."""
         self._last_request_at = time.monotonic()
+        seen = _Seen()
         try:
-            return await self._receive(request, now)
+            receipt = await self._receive(request, now, seen)
         except Refused as refused:
             log.info(
                 "inbox refused an activity",
                 extra={"status": refused.receipt.status, "reason": refused.receipt.reason},
             )
-            return refused.receipt
+            seen.outcome = "refused"
+            seen.reason = _REFUSAL_CLASSES.get(refused.receipt.status, "invalid")
+            if refused.signature_failure:
+                self.observe(SIGNATURE_FAILURE, (refused.signature_failure,))
+            receipt = refused.receipt
+        self.observe(INBOX_ACTIVITY, seen.labels())
+        return receipt
 
-    async def _receive(self, request: HttpRequest, now: datetime) -> Receipt:
+    async def _receive(self, request: HttpRequest, now: datetime, seen: _Seen) -> Receipt:
         _check_envelope(request, self.policy)
         signature = _parse_signature(request, now)
         activity = _parse_activity(request.body)
         activity_id, activity_type, actor_uri = _identify(activity)
+        seen.kind = activity_type if self.supports(activity_type) else "other"
         if _is_blocked(
             actor_uri, signature.key_id, self.policy.blocked_domains
         ) or self.domains.refuses(actor_uri, signature.key_id):
             log.info("dropped an activity from a blocked domain", extra={"actor": actor_uri})
+            seen.outcome, seen.reason = "dropped", "blocked"
             return ACCEPTED
         if not self.supports(activity_type):
             self._log_unsupported_once(activity_type)
+            seen.outcome, seen.reason = "dropped", "unsupported"
             return ACCEPTED
         if self._already_stored(activity_id):
+            seen.outcome = "duplicate"
             return ACCEPTED
         try:
             key = await self._verified_key(signature, activity, now)
@@ -140,15 +185,23 @@ class Inbox:
             # that answer confirms it, so apply it; anything else from it is dropped.
             if id_of(activity.get("object")) == actor_uri and activity_type == "Delete":
                 await self._store(activity, activity_id, activity_type, actor_uri, "gone", now)
+            else:
+                seen.outcome, seen.reason = "dropped", "unverifiable"
             return ACCEPTED
         if key is None:
+            seen.outcome, seen.reason = "dropped", "unverifiable"
             return ACCEPTED
         if key.owner_uri != actor_uri:
-            raise Refused(401, "the request is signed by another actor than the activity's")
+            raise Refused(
+                401,
+                "the request is signed by another actor than the activity's",
+                signature_failure="signer",
+            )
         _check_origins(activity, activity_id, activity_type, actor_uri)
         if self.answer_now is not None and _wants_answer(request):
             answered = await self.answer_now(activity, actor_uri, now)
             if answered is not None:
+                seen.outcome, seen.reason = "answered", "rejected" if answered.status >= 400 else ""
                 return answered
         await self._store(activity, activity_id, activity_type, actor_uri, key.key_id, now)
         return ACCEPTED
@@ -178,7 +231,7 @@ class Inbox:
                 verify(signature, key.public_key, now)
             except SignatureError as exc:
                 if refresh:
-                    raise Refused(401, f"signature: {exc}") from None
+                    raise Refused(401, f"signature: {exc}", signature_failure="mismatch") from None
                 continue
             return key
         raise AssertionError("unreachable")
@@ -292,7 +345,7 @@ def _parse_signature(request: HttpRequest, now: datetime) -> ParsedSignature:
         signature = parse_signature(request)
         check_policy(signature, now)
     except SignatureError as exc:
-        raise Refused(401, f"signature: {exc}") from None
+        raise Refused(401, f"signature: {exc}", signature_failure="malformed") from None
     return signature
 
 
@@ -340,9 +393,12 @@ def _unavailable_key(
         return None
     if exc.temporary:
         raise Refused(
-            503, f"the signing key is unreachable: {exc.reason}", (("Retry-After", "60"),)
+            503,
+            f"the signing key is unreachable: {exc.reason}",
+            (("Retry-After", "60"),),
+            signature_failure="key",
         )
-    raise Refused(401, f"the signing key cannot be used: {exc.reason}")
+    raise Refused(401, f"the signing key cannot be used: {exc.reason}", signature_failure="key")
 
 
 def _check_origins(

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from federation.db import UnitOfWork
 from federation.delivery import enqueue
 from federation.dispatch import Dispatcher, Handler, InboundActivity, Reject
+from federation.observe import INBOX_ITEM, Observe, ignore
 from federation.tables import deliveries, inbox_items, utc
 
 log = logging.getLogger("kith.federation.worker")
@@ -59,8 +60,10 @@ class InboxWorker:
         batch: int = 64,
         lock_for: timedelta = timedelta(minutes=2),
         inbox_is_busy: Callable[[], bool] = lambda: False,
+        observe: Observe = ignore,
     ) -> None:
         self.db = db
+        self.observe = observe
         self.inbox_is_busy = inbox_is_busy
         self.dispatcher = dispatcher
         self.clock = clock
@@ -107,11 +110,13 @@ class InboxWorker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + TRANSACTION_BUDGET_S
         taken = 0
+        outcomes: list[tuple[str, str]] = []  # counted once the transaction commits
         async with self.db.transaction() as conn:
             for item, attempts, prefetched in waiting:
                 if taken and loop.time() > deadline:
                     break
                 taken += 1
+                outcomes.append((item.activity_type, DONE))
                 try:
                     async with self.db.savepoint(conn):
                         if prefetched.failure is not None:
@@ -133,8 +138,13 @@ class InboxWorker:
                         },
                     )
                     await self._finish(conn, item.item_id, REJECTED, str(exc), now)
+                    outcomes[-1] = (item.activity_type, REJECTED)
                 except Exception as exc:
                     await self._retry_later(conn, item, attempts, exc, now)
+                    gave_up = attempts + 1 >= ATTEMPTS_MAX
+                    outcomes[-1] = (item.activity_type, FAILED if gave_up else "retry")
+        for outcome in outcomes:
+            self.observe(INBOX_ITEM, outcome)
         return taken
 
     async def _claim(self) -> list[tuple[InboundActivity, int]]:

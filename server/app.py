@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import jinja2
 from aiohttp import web
 
+from federation.observe import ignore
 from server.api import (
     activitypub,
     auth,
@@ -26,6 +27,7 @@ from server.api import (
     streaming,
     wellknown,
 )
+from server.api import metrics as metrics_api
 from server.api import payments as payments_api
 from server.api import web as web_pages
 from server.api.cors import cors_middleware
@@ -73,7 +75,11 @@ def create_app(
     app[DATABASE] = db
     app[CLOCK] = clock
     app[URLS] = urls = Urls(base_url=config.base_url, domain=config.domain)
-    app[FEDERATION] = Federation(config, db, urls, clock)
+    metrics = metrics_api.install(app, config.metrics)
+    if metrics is not None:
+        db.timing = metrics.unit_of_work
+    observe = metrics.observe if metrics is not None else ignore
+    app[FEDERATION] = Federation(config, db, urls, clock, observe=observe)
     app[oauth.LOGIN_LIMITER] = oauth.login_limiter(config.api.login_attempts_per_window)
     app[ratelimit.API_LIMITS] = ratelimit.api_limits(
         config.api.requests_per_window,

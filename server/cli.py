@@ -420,6 +420,8 @@ async def cmd_config_check(args: argparse.Namespace) -> int:
     config = load(args)
     shown = asdict(config)
     shown["database"]["url"] = redacted_database_url(config.database.url)
+    if config.metrics.token:
+        shown["metrics"]["token"] = "(set, not shown)"  # noqa: S105 - a mask, not a secret
     for section, values in shown.items():
         say(f"[{section}]")
         for key, value in values.items():

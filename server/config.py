@@ -309,6 +309,33 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = field(
+        default=True,
+        metadata=_doc(
+            "Serve /metrics (Prometheus text format) and count what it reports. Off: no\n"
+            "endpoint (404) and nothing counted."
+        ),
+    )
+    allowed: tuple[str, ...] = field(
+        default=("127.0.0.1/32", "::1/128"),
+        metadata=_doc(
+            "Client addresses (CIDR) that may read /metrics; others get 403. Behind a reverse\n"
+            "proxy listed in api.trusted_proxies the client is the one its X-Forwarded-For\n"
+            "names, so public requests it passes on are refused; keep /metrics off the public\n"
+            'internet anyway. To scrape from anywhere with a token: ["0.0.0.0/0", "::/0"].'
+        ),
+    )
+    token: str = field(
+        default="",
+        metadata=_doc(
+            "If set, /metrics also requires `Authorization: Bearer TOKEN` (set it with\n"
+            "KITH_METRICS__TOKEN to keep it out of this file)."
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole, validated configuration of one node."""
 
@@ -321,6 +348,7 @@ class Config:
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -345,6 +373,7 @@ SECTION_DOCS = {
     "payments": "Money between people.",
     "media": "Pictures people upload.",
     "logging": "What it tells the operator.",
+    "metrics": "What it shows a monitoring system (Prometheus).",
 }
 
 
@@ -568,6 +597,11 @@ def _validate_plain_keys(config: Config) -> None:
             raise ConfigError(
                 "api.trusted_proxies", f"{network!r} is not an address or CIDR"
             ) from None
+    for network in config.metrics.allowed:
+        try:
+            ipaddress.ip_network(network.strip(), strict=False)
+        except ValueError:
+            raise ConfigError("metrics.allowed", f"{network!r} is not an address or CIDR") from None
     try:
         community_currencies(config)
     except ValueError as exc:

@@ -33,6 +33,7 @@ from federation.fetch import (
 )
 from federation.inbox import Inbox, InboxPolicy
 from federation.keys import KeyStore
+from federation.observe import Observe, ignore
 from federation.tables import utc
 from federation.worker import InboxWorker, release_claims, run_loop, sweep_finished
 from payments.settlement import ask_again_now
@@ -74,7 +75,9 @@ Action = Callable[[AsyncConnection, datetime], Awaitable[Any]]
 class Federation:
     """Everything that talks to other servers, for one node."""
 
-    def __init__(self, config: Config, db: Database, urls: Urls, clock: Clock) -> None:
+    def __init__(
+        self, config: Config, db: Database, urls: Urls, clock: Clock, observe: Observe = ignore
+    ) -> None:
         self.db = db
         self.urls = urls
         self.clock = clock
@@ -88,7 +91,7 @@ class Federation:
         self.config = config
         self.domains = DomainRules(*self._configured_rules())
         self.fetcher = Fetcher(
-            self.session, self.policy, signer=self._sign_get, domains=self.domains
+            self.session, self.policy, signer=self._sign_get, domains=self.domains, observe=observe
         )
         self.directory = ActorDirectory(db, self.fetcher, clock, new_id)
         self.keys = KeyStore(db, self.fetcher, self.directory)
@@ -114,11 +117,12 @@ class Federation:
             self.dispatcher.supports,
             new_id,
             on_stored=self.wakeups.inbox_stored,
+            observe=observe,
             answer_now=answers.answer_now,
             domains=self.domains,
         )
         self.inbox_worker = InboxWorker(
-            db, self.dispatcher, clock, new_id, inbox_is_busy=self.inbox.is_busy
+            db, self.dispatcher, clock, new_id, inbox_is_busy=self.inbox.is_busy, observe=observe
         )
         self.delivery = DeliveryWorker(
             db,
@@ -130,6 +134,7 @@ class Federation:
             per_host=config.federation.delivery_per_host,
             take_answers=answers.take_answers,
             domains=self.domains,
+            observe=observe,
         )
         self._private_keys: dict[tuple[str, str], tuple[str, PrivateKey]] = {}
         self._key_lock = asyncio.Lock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -90,6 +91,8 @@ class Database:
         self.event_sink: Callable[[list[Any]], None] | None = None
         # Set on PostgreSQL by whoever listens (streaming): events then travel by NOTIFY.
         self.event_channel: EventChannel | None = None
+        # Told how long each unit of work took, ("write" or "read", seconds): the metrics.
+        self.timing: Callable[[str, float], None] | None = None
         # SQLite has one writer at a time. Queueing writers here, rather than in SQLite's busy
         # handler (which sleeps in steps of up to 100 ms), keeps the lock busy instead of idle;
         # `_grouped` then lets the queue share commits.
@@ -104,6 +107,7 @@ class Database:
             raise RuntimeError("a write transaction cannot open another one (it would deadlock)")
         events: list[Any] = []
         token = _in_transaction.set(True)
+        started = time.perf_counter()
         try:
             async with self._unit_of_work() as conn:
                 conn.info[_EVENTS] = events
@@ -120,6 +124,8 @@ class Database:
                     conn.info.pop(_EVENTS, None)
         finally:
             _in_transaction.reset(token)
+            if self.timing is not None:
+                self.timing("write", time.perf_counter() - started)
         if events and self.event_sink is not None and self.event_channel is None:
             self.event_sink(events)
 
@@ -248,20 +254,25 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only unit of work."""
-        if not self.is_sqlite:
-            async with self.engine.connect() as conn:
-                yield conn
-            return
-        # SQLAlchemy's `async with` closes the connection in a new task it shields from
-        # cancellation: a suspension of every read while it still holds its pooled connection,
-        # so sixteen concurrent requests held up to sixteen connections and the pool kept
-        # opening and closing overflow ones. On SQLite closing runs inline and cannot be
-        # interrupted, so it is awaited directly.
-        conn = await self.engine.connect()
+        started = time.perf_counter()
         try:
-            yield conn
+            if not self.is_sqlite:
+                async with self.engine.connect() as conn:
+                    yield conn
+                return
+            # SQLAlchemy's `async with` closes the connection in a new task it shields from
+            # cancellation: a suspension of every read while it still holds its pooled
+            # connection, so sixteen concurrent requests held up to sixteen connections and the
+            # pool kept opening and closing overflow ones. On SQLite closing runs inline and
+            # cannot be interrupted, so it is awaited directly.
+            conn = await self.engine.connect()
+            try:
+                yield conn
+            finally:
+                await conn.close()
         finally:
-            await conn.close()
+            if self.timing is not None:
+                self.timing("read", time.perf_counter() - started)
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
