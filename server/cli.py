@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.engine import make_url
 
 from protocol.multibase import encode_ed25519_multikey
-from server import __version__, cli_admin, cli_backup, cli_payments
+from server import __version__, cli_admin, cli_backup, cli_payments, cli_status
 from server.cli_support import CommandError, load, say, with_database
 from server.clock import utcnow
 from server.config import (
@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(commands, common)
     cli_payments.add_commands(commands, common)
     cli_backup.add_commands(commands, common)
+    cli_status.add_commands(commands, common)
     cli_admin.add_commands(commands, common)
     return parser
 
