@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 
 from server.storage.types import UTCDateTime
@@ -69,6 +70,11 @@ accounts = Table(
     # public timelines and its follows need approval.
     Column("suspended_at", UTCDateTime, nullable=True),
     Column("silenced_at", UTCDateTime, nullable=True),
+    # Registration (server/identity/registration.py): an optional email address, stored in
+    # lower case and unique when present; `approved` is false while a sign-up awaits an
+    # administrator (it cannot sign in or use its tokens until then).
+    Column("email", String(320), nullable=True),
+    Column("approved", Boolean, nullable=False, default=True, server_default=true()),
     # Local names are unique ignoring case; remote accounts are unique by `uri`.
     Index(
         "uq_accounts_local_username",
@@ -78,6 +84,7 @@ accounts = Table(
         postgresql_where=text("domain = ''"),
     ),
     Index("ix_accounts_username_key_domain", "username_key", "domain"),
+    Index("uq_accounts_email", "email", unique=True),
 )
 
 # Domain blocks as Mastodon has them: severity "silence", "suspend" or "noop" (only the
@@ -425,8 +432,46 @@ conversations = Table(
     ),
     Column("unread", Boolean, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The account's read marker in this thread: the newest message it has read.
+    Column("last_read_id", BigInteger, nullable=True),
     UniqueConstraint("account_id", "context_uri"),
     Index("ix_conversations_account_id_updated_at", "account_id", "updated_at"),
+)
+
+# Chats (server/social/chats.py): every direct-message thread this node holds, keyed by its
+# FEP-7888 context, with its members (local and remote) and, for groups, a name. The owner
+# (the creator) alone may rename it or remove members.
+chats = Table(
+    "chats",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("context_uri", String(2048), nullable=False, unique=True),
+    Column("owner_account_id", BigInteger, ForeignKey("accounts.id", ondelete="SET NULL")),
+    Column("name", String(100), nullable=True),
+    Column("is_group", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+chat_members = Table(
+    "chat_members",
+    metadata,
+    Column(
+        "chat_id", BigInteger, ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column(
+        "account_id",
+        BigInteger,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+    Column("joined_at", UTCDateTime, nullable=False),
+    # Set when the member left or was removed; cleared when added again.
+    Column("left_at", UTCDateTime, nullable=True),
+    # The newest message the member has read, as its node told us (read receipts, when both
+    # the reader and the viewer share them).
+    Column("read_up_to_id", BigInteger, nullable=True),
 )
 
 markers = Table(
@@ -527,4 +572,68 @@ media_attachments = Table(
     Column("meta", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_media_attachments_account_id_status_id", "account_id", "status_id"),
+)
+
+# Invitations to sign up (`kith invite create`): the code is random and unguessable; an invite
+# admits up to `max_uses` sign-ups (None: no limit) until `expires_at` (None: never) unless
+# revoked. `created_by_id` is None for the operator's own (CLI) invites.
+invites = Table(
+    "invites",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("code", String(64), nullable=False, unique=True),
+    Column(
+        "created_by_id", BigInteger, ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True
+    ),
+    Column("comment", Text, nullable=True),
+    Column("max_uses", Integer, nullable=True),
+    Column("uses", Integer, nullable=False, default=0),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# How an account signed up through POST /api/v1/accounts: the invite used, the application,
+# the reason given for approval, the locale and the address it came from (for moderators, as
+# Mastodon's admin account shows them).
+sign_ups = Table(
+    "sign_ups",
+    metadata,
+    Column(
+        "account_id", BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column(
+        "invite_id",
+        BigInteger,
+        ForeignKey("invites.id", ondelete="SET NULL"),
+        nullable=True,
+        index=True,
+    ),
+    Column(
+        "application_id",
+        BigInteger,
+        ForeignKey("oauth_applications.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column("reason", Text, nullable=True),
+    Column("locale", String(16), nullable=True),
+    Column("ip", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Password reset tokens sent by email: single-use, short-lived, stored as SHA-256 digests.
+password_resets = Table(
+    "password_resets",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column(
+        "account_id",
+        BigInteger,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
 )
