@@ -58,6 +58,9 @@ class ActorDocument:
     moved_to: str | None = None
     # Extra `endpoints` for C2S clients: oauthAuthorizationEndpoint, oauthTokenEndpoint, proxyUrl.
     client_endpoints: tuple[tuple[str, str], ...] = ()
+    # Pleroma's `capabilities.acceptsChatMessages`: Pleroma sends ChatMessages only to actors
+    # that say they take them.
+    accepts_chat_messages: bool = False
 
 
 def actor_context() -> list:
@@ -106,6 +109,8 @@ def render_actor(actor: ActorDocument) -> dict:
             {"type": "PropertyValue", "name": name, "value": value} for name, value in actor.fields
         ],
     }
+    if actor.accepts_chat_messages:
+        document["capabilities"] = {"acceptsChatMessages": True}
     if actor.also_known_as:
         document["alsoKnownAs"] = list(actor.also_known_as)
     if actor.moved_to:

@@ -36,6 +36,9 @@ ACTOR_EXTENSION_TERMS: dict[str, object] = {
     # FEP-521a: neither AS2 nor security/v1 defines it, and AS2's "@vocab": "_:" would
     # otherwise turn it into a blank-node predicate that RDF consumers drop.
     "assertionMethod": {"@id": "https://w3id.org/security#assertionMethod", "@type": "@id"},
+    "litepub": "http://litepub.social/ns#",
+    "capabilities": "litepub:capabilities",
+    "acceptsChatMessages": "litepub:acceptsChatMessages",
     "webfinger": {
         "@id": "https://purl.archive.org/socialweb/webfinger#webfinger",
         "@type": "http://www.w3.org/2001/XMLSchema#string",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -82,6 +83,12 @@ class Urls:
     def context(self, root_status_id: int) -> str:
         """A thread's FEP-7888 context, named after its first post."""
         return f"{self.base_url}/contexts/{root_status_id}"
+
+    def chat_context(self, local: Account, other: Account) -> str:
+        """The one thread of a local account's chat with another actor (a Pleroma
+        ChatMessage names no thread): the same for each of their messages, naming neither."""
+        pair = f"{self.actor(local)} {self.actor(other)}".encode()
+        return f"{self.base_url}/contexts/chats/{hashlib.sha256(pair).hexdigest()[:32]}"
 
     def media(self, file_name: str) -> str:
         """An uploaded picture or its preview (never an ActivityPub document)."""

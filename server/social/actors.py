@@ -65,6 +65,8 @@ def actor_document(
             ("oauthTokenEndpoint", f"{urls.base_url}/oauth/token"),
             ("proxyUrl", f"{urls.base_url}/api/kith/v1/proxy"),
         ),
+        # Pleroma's chat messages arrive as direct messages (server/social/notes.py).
+        accepts_chat_messages=not (account.is_instance_actor or blank),
     )
 
 

@@ -32,7 +32,7 @@ from server.moderation import is_limited
 from server.social import graph
 from server.social.distribution import announce_removal, distribute, notify
 from server.social.interactions import add_favourite, remove_favourite
-from server.social.notes import NoteStore
+from server.social.notes import CHAT_MESSAGE, NoteStore
 from server.social.remote_accounts import (
     account_by_uri,
     account_for_actor,
@@ -307,7 +307,10 @@ class SocialInbox:
     ) -> list[Outbound]:
         actor, note = prefetched
         author = await upsert_remote_account(conn, actor, now)
-        await self.notes.store(conn, author, note, now, activity=item.activity)
+        if note.get("type") == CHAT_MESSAGE:
+            await self.notes.store_chat_message(conn, author, note, now)
+        else:
+            await self.notes.store(conn, author, note, now, activity=item.activity)
         return []
 
     async def on_update(

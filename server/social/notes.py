@@ -17,6 +17,7 @@ from protocol.errors import ProtocolError
 from protocol.sanitize import sanitize_html
 from server.identity.accounts import Account
 from server.social.distribution import announce_edit, distribute
+from server.social.graph import block_between
 from server.social.media import store_remote
 from server.social.remote_accounts import account_for_actor
 from server.social.statuses import (
@@ -31,6 +32,8 @@ from server.storage.tables import accounts, follows, tombstones
 from server.urls import Urls
 
 NOTE_TYPES = frozenset({"Note", "Article", "Question", "Page"})
+# Pleroma's one-to-one chat message (interop reference §6): stored as a direct message.
+CHAT_MESSAGE = "ChatMessage"
 _SUMMARY_MAX = 1000
 _CONTENT_MAX = 100_000
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}")
@@ -90,6 +93,52 @@ class NoteStore:
             if note.get("attachment"):
                 await store_remote(conn, author.id, status.id, note["attachment"], now)
             await distribute(conn, status, now)
+
+    async def store_chat_message(
+        self, conn: AsyncConnection, author: Account, message: dict[str, Any], now: datetime
+    ) -> None:
+        """Store a Pleroma ChatMessage as what it is to Mastodon clients: a direct message
+        from its author to its one local recipient, in their one-to-one thread. Refused (and
+        nothing stored) unless it is new, for exactly one local actor who does not block the
+        author, with content or one attachment (Pleroma's own rules)."""
+        message_id = _checked_note_id(message, author, frozenset({CHAT_MESSAGE}))
+        recipient = await self._chat_recipient(conn, message)
+        if await block_between(conn, recipient.id, author.id) is not None:
+            raise Reject("the recipient blocks the sender")
+        if await is_tombstoned(conn, message_id) or await status_by_uri(conn, message_id):
+            raise Reject("the chat message already exists")
+        attachments = as_list(message.get("attachment"))
+        if len(attachments) > 1:
+            raise Reject("a chat message has at most one attachment")
+        if not _has_text(message) and not attachments:
+            raise Reject("a chat message has content or an attachment")
+        recipient_uri = self.urls.actor(recipient)
+        handle = f"@{recipient.username}@{self.urls.domain}"
+        note = {
+            **message,
+            "type": "Note",
+            "to": [recipient_uri],
+            "cc": [],
+            "tag": [{"type": "Mention", "href": recipient_uri, "name": handle}],
+            "inReplyTo": None,
+            "context": self.urls.chat_context(recipient, author),
+        }
+        await self.store(conn, author, note, now)
+
+    async def _chat_recipient(self, conn: AsyncConnection, message: dict[str, Any]) -> Account:
+        to, cc = ids_of(message.get("to")), ids_of(message.get("cc"))
+        if len(to) != 1 or cc:
+            raise Reject("a chat message is addressed to exactly one actor")
+        recipient = await account_for_actor(conn, to[0], self.urls.base_url)
+        if (
+            recipient is None
+            or not recipient.is_local
+            or recipient.is_deleted
+            or recipient.is_suspended
+            or recipient.is_instance_actor
+        ):
+            raise Reject("a chat message must be addressed to an account on this server")
+        return recipient
 
     async def _local_recipients(
         self, conn: AsyncConnection, addressing: dict[str, Any], mention_hrefs: list[str]
@@ -155,8 +204,10 @@ class NoteStore:
         )
 
 
-def _checked_note_id(note: dict[str, Any], author: Account) -> str:
-    if note.get("type") not in NOTE_TYPES:
+def _checked_note_id(
+    note: dict[str, Any], author: Account, types: frozenset[str] = NOTE_TYPES
+) -> str:
+    if note.get("type") not in types:
         raise Reject(f"objects of type {note.get('type')!r} are not posts")
     note_id = note.get("id")
     if not is_http_url(note_id) or host_of(note_id) != author.domain:
@@ -194,6 +245,11 @@ def _content(note: dict[str, Any]) -> str:
         return sanitize_html(content[:_CONTENT_MAX])
     except ProtocolError as exc:
         raise Reject(f"the post's content cannot be read: {exc}") from None
+
+
+def _has_text(note: dict[str, Any]) -> bool:
+    """Whether the post says anything once sanitised (tags and blanks are not words)."""
+    return bool(re.sub(r"<[^>]*>", "", _content(note)).strip())
 
 
 def _language(note: dict[str, Any]) -> str | None:
