@@ -21,6 +21,7 @@ _CONTEXT_FILES = {
     "https://litepub.social/context.jsonld": "litepub-0.1.jsonld",
     "https://purl.archive.org/socialweb/webfinger": "webfinger.jsonld",
     "https://kith.social/ns/payments/v1": "kith-payments-v1.jsonld",
+    "https://kith.social/ns/chats/v1": "kith-chats-v1.jsonld",
 }
 
 

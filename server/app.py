@@ -16,6 +16,7 @@ from server.api import (
     activitypub,
     auth,
     c2s,
+    chats,
     health,
     inbox,
     media,
@@ -124,6 +125,7 @@ def create_app(
         c2s.routes,
         proxy.routes,
         payments_api.routes,
+        chats.routes,
     ):
         app.router.add_routes(table)
     activitypub.add_collection_routes(app.router)

@@ -42,7 +42,8 @@ from protocol.proofs import ProofError, proof_of
 from server.clock import Clock
 from server.config import Config, community_currencies
 from server.identity.accounts import Account, instance_actor
-from server.social.distribution import emit, notify
+from server.social.distribution import notify
+from server.social.events import emit
 from server.social.graph import block_between
 from server.social.posting import publish_status
 from server.social.remote_accounts import account_for_actor, upsert_remote_account

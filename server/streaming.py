@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.identity.accounts import Account
-from server.social.distribution import StreamEvent
+from server.social.events import StreamEvent
 
 log = logging.getLogger("kith.streaming")
 

@@ -182,6 +182,30 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "Marker": _object({"last_read_id": _ID, "version": _INT, "updated_at": _TIME}),
+    "Preferences": _object({"read_receipts": _BOOL}),
+    "ChatMember": _object(
+        {
+            "account": _ref("Account"),
+            "joined_at": _TIME,
+            "last_read_id": _string(nullable=True, pattern=r"^[0-9]+$"),
+        }
+    ),
+    "Chat": _object(
+        {
+            "id": _ID,
+            "uri": _string(),
+            "name": _string(nullable=True),
+            "group": _BOOL,
+            "owner_id": _string(nullable=True, pattern=r"^[0-9]+$"),
+            "members": _array(_ref("ChatMember")),
+            "left": _BOOL,
+            "unread_count": _INT,
+            "last_read_id": _string(nullable=True, pattern=r"^[0-9]+$"),
+            "last_message": _ref("Status", nullable=True),
+            "created_at": _TIME,
+            "updated_at": _TIME,
+        }
+    ),
     "AdminAccount": _object(
         {
             "id": _ID,
@@ -649,6 +673,92 @@ OPERATIONS: tuple[Operation, ...] = (
         _ref("Conversation"),
     ),
     Operation("DELETE", "/api/v1/conversations/{id}", "Remove a thread", "write:conversations"),
+    # Kith chats
+    Operation(
+        "GET",
+        "/api/kith/v1/preferences",
+        "The user's Kith preferences",
+        "read:accounts",
+        _ref("Preferences"),
+    ),
+    Operation(
+        "PATCH",
+        "/api/kith/v1/preferences",
+        "Share read receipts in chats (read_receipts: true/false; off by default)",
+        "write:accounts",
+        _ref("Preferences"),
+        ("read_receipts",),
+    ),
+    Operation(
+        "GET",
+        "/api/kith/v1/chats",
+        "The user's chats, the one with the newest message first",
+        "read:statuses",
+        _list("Chat"),
+        _PAGE,
+        True,
+    ),
+    Operation(
+        "POST",
+        "/api/kith/v1/chats",
+        "Start a chat with people (account_ids[] and/or acct[] handles); one person and no "
+        "name gives the existing one-to-one chat with them",
+        "write:conversations",
+        _ref("Chat"),
+        ("account_ids", "acct", "name"),
+    ),
+    Operation("GET", "/api/kith/v1/chats/{id}", "A chat", "read:statuses", _ref("Chat")),
+    Operation(
+        "PATCH",
+        "/api/kith/v1/chats/{id}",
+        "Rename a group (its owner only; an empty name removes it)",
+        "write:conversations",
+        _ref("Chat"),
+        ("name",),
+    ),
+    Operation(
+        "POST",
+        "/api/kith/v1/chats/{id}/members",
+        "Add people to a group (its owner only)",
+        "write:conversations",
+        _ref("Chat"),
+        ("account_ids", "acct"),
+    ),
+    Operation(
+        "DELETE",
+        "/api/kith/v1/chats/{id}/members/{account_id}",
+        "Remove someone from a group (its owner only)",
+        "write:conversations",
+        _ref("Chat"),
+    ),
+    Operation(
+        "POST", "/api/kith/v1/chats/{id}/leave", "Leave a chat", "write:conversations", _ref("Chat")
+    ),
+    Operation(
+        "POST",
+        "/api/kith/v1/chats/{id}/read",
+        "Mark the chat read up to last_read_id (default: its newest message)",
+        "write:conversations",
+        _ref("Chat"),
+        ("last_read_id",),
+    ),
+    Operation(
+        "GET",
+        "/api/kith/v1/chats/{id}/messages",
+        "The chat's messages, newest first",
+        "read:statuses",
+        _list("Status"),
+        _PAGE,
+        True,
+    ),
+    Operation(
+        "POST",
+        "/api/kith/v1/chats/{id}/messages",
+        "Send a message to everyone in the chat (a direct status naming each member)",
+        "write:statuses",
+        _ref("Status"),
+        ("status", "media_ids", "in_reply_to_id"),
+    ),
     Operation(
         "GET",
         "/api/v1/markers",

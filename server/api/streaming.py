@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from payments import requests, settlement
 from payments.money import Currencies
 from server.api.auth import bearer_token, require_grant
+from server.api.chats import render_chat
 from server.api.errors import ApiError
 from server.api.mastodon.conversations import render_conversations
 from server.api.mastodon.entities import Presenter
@@ -32,7 +33,8 @@ from server.appkeys import CLOCK, DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account
 from server.identity.tokens import Grant, authenticate
 from server.paying import REQUEST_EVENT, TRANSFER_EVENT
-from server.social.distribution import StreamEvent
+from server.social import chats
+from server.social.events import StreamEvent
 from server.social.statuses import Status, status_by_id
 from server.storage.engine import Database, EventChannel
 from server.storage.tables import (
@@ -153,6 +155,8 @@ async def render_event(
             return await _owned_payload(conn, urls, conversations, event.subject_id, viewers)
         if event.event in (REQUEST_EVENT, TRANSFER_EVENT):
             return await _payment_payload(conn, event, viewers, *money)
+        if event.event == chats.CHAT_EVENT:
+            return await _chat_payload(conn, urls, event.subject_id, viewers)
     return {}
 
 
@@ -182,6 +186,21 @@ async def _payment_payload(
         v.id: json.dumps(transfer_entity(transfer, v.id, currencies))
         for v in viewers
         if v.id in parties
+    }
+
+
+async def _chat_payload(
+    conn: AsyncConnection, urls: Urls, chat_id: int, viewers: list[Account]
+) -> dict[int, str]:
+    """A chat as each of its members sees it (unread count, read markers)."""
+    chat = await chats.chat_by_id(conn, chat_id)
+    if chat is None:
+        return {}
+    members = {m.account.id for m in await chats.members_of(conn, chat_id)}
+    return {
+        viewer.id: json.dumps(await render_chat(Presenter(conn, urls, viewer), chat))
+        for viewer in viewers
+        if viewer.id in members
     }
 
 

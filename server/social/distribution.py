@@ -7,7 +7,6 @@ for fan-out on read at a million statuses).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
@@ -19,20 +18,19 @@ from sqlalchemy import (
     select,
     union,
     union_all,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.db import insert_ignoring_duplicates
 from server.identity.accounts import Account, get_account
+from server.social.chats import record_direct_message
+from server.social.events import emit
 from server.social.media import has_attachments
 from server.social.statuses import Status, mentioned_accounts, status_by_id, tags_of
-from server.storage.engine import record_event
 from server.storage.ids import new_id
 from server.storage.tables import (
     accounts,
     blocks,
-    conversations,
     follows,
     home_feed,
     mutes,
@@ -41,22 +39,6 @@ from server.storage.tables import (
 )
 
 FEED_VISIBILITIES = ("public", "unlisted", "private")
-
-
-@dataclass(frozen=True)
-class StreamEvent:
-    """Something streaming clients hear of, by stream name, once the transaction commits."""
-
-    streams: tuple[str, ...]
-    event: str  # update, notification, delete, status.update, conversation
-    subject_id: int
-
-
-def emit(
-    conn: AsyncConnection, streams: list[str] | tuple[str, ...], event: str, subject: int
-) -> None:
-    if streams:
-        record_event(conn, StreamEvent(tuple(streams), event, subject))
 
 
 # Local accounts that block `author`, that `author` blocks, or that mute `author`.
@@ -133,7 +115,7 @@ async def distribute(conn: AsyncConnection, status: Status, now: datetime) -> No
     if status.reblog_of_id is None and status.visibility != "direct":
         await _notify_subscribers(conn, status, author, silenced, now)
     if status.visibility == "direct":
-        await _update_conversations(conn, status, author, [a for a, _ in mentioned], now)
+        await record_direct_message(conn, status, author, silenced, now)
 
 
 async def _outside_the_thread(
@@ -246,43 +228,6 @@ async def notify(
             "notification",
             notification_id,
         )
-
-
-async def _update_conversations(
-    conn: AsyncConnection, status: Status, author: Account, mentioned: list[Account], now: datetime
-) -> None:
-    """Each local participant's thread moves to this message, unread for all but its author."""
-    context = status.context_uri or status.uri
-    participants = ([author] if author.is_local else []) + mentioned
-    for participant in {p.id: p for p in participants}.values():
-        values = {
-            "id": new_id(now),
-            "account_id": participant.id,
-            "context_uri": context,
-            "last_status_id": status.id,
-            "unread": participant.id != author.id,
-            "updated_at": now,
-        }
-        if not await insert_ignoring_duplicates(
-            conn, conversations, values, ["account_id", "context_uri"]
-        ):
-            await conn.execute(
-                update(conversations)
-                .where(
-                    conversations.c.account_id == participant.id,
-                    conversations.c.context_uri == context,
-                )
-                .values(last_status_id=status.id, unread=values["unread"], updated_at=now)
-            )
-        row = (
-            await conn.execute(
-                select(conversations.c.id).where(
-                    conversations.c.account_id == participant.id,
-                    conversations.c.context_uri == context,
-                )
-            )
-        ).one()
-        emit(conn, [f"direct:{participant.id}"], "conversation", row.id)
 
 
 async def readers_of(conn: AsyncConnection, status_id: int) -> list[int]:

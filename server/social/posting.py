@@ -51,12 +51,14 @@ async def publish_status(
     sensitive: bool = False,
     language: str | None = None,
     media_ids: list[int] | None = None,
+    context_uri: str | None = None,
 ) -> tuple[Status, list[Outbound]]:
     """Store a local post and return its Create for every remote inbox it must reach.
 
     `mentions` are the accounts the text's handles resolved to (the caller resolves them,
     fetching remote ones, before this transaction). `media_ids` are the author's own
-    unattached uploads; with them the text may be empty, as on Mastodon.
+    unattached uploads; with them the text may be empty, as on Mastodon. `context_uri` puts
+    the post in a chat's thread (server/social/chats.py) rather than its parent's or its own.
     """
     if visibility not in VISIBILITIES:
         raise InvalidPost(f"visibility must be one of {', '.join(VISIBILITIES)}")
@@ -78,7 +80,7 @@ async def publish_status(
         sensitive=sensitive or bool(spoiler_text),
         in_reply_to_id=in_reply_to.id if in_reply_to else None,
         in_reply_to_uri=in_reply_to.uri if in_reply_to else None,
-        context_uri=_thread_context(urls, status_id, in_reply_to),
+        context_uri=context_uri or _thread_context(urls, status_id, in_reply_to),
         language=language,
     )
     status = await insert_status(

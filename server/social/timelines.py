@@ -68,7 +68,7 @@ async def _statuses(conn: AsyncConnection, query: Select, page: PageRequest) -> 
     return [status_from_row(row) for row in newest_first(rows, page)]
 
 
-def _not_silenced_for(viewer: Account | None) -> list[ColumnElement[bool]]:
+def not_silenced_for(viewer: Account | None) -> list[ColumnElement[bool]]:
     """Hide authors the viewer blocks or mutes, or who block the viewer."""
     if viewer is None:
         return []
@@ -143,7 +143,7 @@ async def public_timeline(
     remote: bool = False,
 ) -> list[Status]:
     """Public posts known to this node (not boosts), newest first."""
-    query = _public_query(local, remote, viewer).where(*_not_silenced_for(viewer))
+    query = _public_query(local, remote, viewer).where(*not_silenced_for(viewer))
     return await _statuses(conn, query, page)
 
 
@@ -159,7 +159,7 @@ async def tag_timeline(
     query = (
         _public_query(local, remote, viewer)
         .join(status_tags, status_tags.c.status_id == statuses.c.id)
-        .where(status_tags.c.name == tag.lower(), *_not_silenced_for(viewer))
+        .where(status_tags.c.name == tag.lower(), *not_silenced_for(viewer))
     )
     return await _statuses(conn, query, page)
 

@@ -20,3 +20,8 @@ def new_id(now: datetime) -> int:
 def time_of_id(value: int) -> datetime:
     """When an id from `new_id` was made (to the millisecond)."""
     return datetime.fromtimestamp((value >> _SEQUENCE_BITS) / 1000, tz=UTC)
+
+
+def first_id_after(moment: datetime) -> int:
+    """The smallest id `new_id` can give after `moment`'s millisecond."""
+    return (int(moment.timestamp() * 1000) + 1) << _SEQUENCE_BITS

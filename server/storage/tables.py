@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
     true,
 )
@@ -56,6 +57,8 @@ accounts = Table(
     # Local: what the user typed. Remote: the actor's summary, sanitised HTML.
     Column("note", Text, nullable=False, default=""),
     Column("is_locked", Boolean, nullable=False, default=False),
+    # Whether the user's read markers in chats reach the other members (off by default).
+    Column("shares_read_receipts", Boolean, nullable=False, server_default=false()),
     Column("is_discoverable", Boolean, nullable=False, default=True),
     Column("is_indexable", Boolean, nullable=False, default=False),
     Column("is_admin", Boolean, nullable=False, default=False),
@@ -432,8 +435,6 @@ conversations = Table(
     ),
     Column("unread", Boolean, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    # The account's read marker in this thread: the newest message it has read.
-    Column("last_read_id", BigInteger, nullable=True),
     UniqueConstraint("account_id", "context_uri"),
     Index("ix_conversations_account_id_updated_at", "account_id", "updated_at"),
 )
@@ -456,9 +457,7 @@ chats = Table(
 chat_members = Table(
     "chat_members",
     metadata,
-    Column(
-        "chat_id", BigInteger, ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True
-    ),
+    Column("chat_id", BigInteger, ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True),
     Column(
         "account_id",
         BigInteger,

@@ -14,7 +14,7 @@ import server.api.streaming as streaming_api
 import server.streaming as hub_module
 from server.identity.accounts import find_account
 from server.identity.tokens import revoke_token
-from server.social.distribution import StreamEvent, emit
+from server.social.events import StreamEvent, emit
 from server.streaming import (
     NOTIFY_PAYLOAD_BYTES_MAX,
     QUEUE_MESSAGES_MAX,

@@ -29,6 +29,10 @@ TERM_PER_CONTEXT = {
         {"type": "PaymentRequest", "condition": "q1Vx"},
         "https://kith.social/ns#condition",
     ),
+    "https://kith.social/ns/chats/v1": (
+        {"type": "Chat", "members": ["https://a.example/users/x"]},
+        "https://kith.social/ns#members",
+    ),
     "https://w3id.org/security/data-integrity/v2": (
         {"type": "DataIntegrityProof", "cryptosuite": "eddsa-jcs-2022"},
         f"{SEC}cryptosuite",
