@@ -9,6 +9,7 @@ seven distinct days and revived by any success or signed request from them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.actors import inboxes_for
 from federation.db import UnitOfWork, insert_ignoring_duplicates, upsert
-from federation.dispatch import Outbound
+from federation.dispatch import PRIORITY_BULK, Outbound
 from federation.domains import DomainRules
 from federation.fetch import FetchError, FetchPolicy, check_url, is_as2_media_type
 from federation.observe import DELIVERY, Observe, ignore
@@ -50,7 +51,13 @@ ED25519_SCHEME = "ed25519"
 TakeAnswers = Callable[[list[tuple[str, dict[str, Any]]]], Awaitable[None]]
 ANSWER_BYTES_MAX = 256 * 1024
 QUESTIONS_PER_HOST_FACTOR = 4
-BATCHES_IN_FLIGHT = 4
+BATCHES_IN_FLIGHT = 4  # of batches holding bulk deliveries; as many again of the others
+# The share of the deliveries in flight that bulk (public fan-out) may never take: direct
+# messages, payments and replies to a person always find a free slot, however big the fan-out.
+RESERVED_SHARE = 4  # one in four
+# Each host has a lane for each kind, with its own cap: a slow host's fan-out holds up
+# neither a direct message to it nor a payment question.
+_QUESTION, _PROMPT, _BULK = "question", "prompt", "bulk"
 
 
 _DELIVERY_KEY = ("activity_id", "inbox_url")
@@ -126,12 +133,22 @@ class _Job:
     body: bytes
     attempts: int
     wants_answer: bool = False
+    priority: int = PRIORITY_BULK
+
+    @property
+    def lane(self) -> str:
+        if self.wants_answer:
+            return _QUESTION
+        return _BULK if self.priority >= PRIORITY_BULK else _PROMPT
 
 
 class _Outcome(NamedTuple):
     job: _Job
     attempt: Attempt
     final: bool = False  # give up now, whatever the attempt says
+
+
+_FREE = contextlib.nullcontext()
 
 
 class DeliveryWorker:
@@ -151,8 +168,10 @@ class DeliveryWorker:
         take_answers: TakeAnswers | None = None,
         observe: Observe = ignore,
         domains: DomainRules | None = None,
+        wake: asyncio.Event | None = None,
     ) -> None:
         self.db = db
+        self.wake = wake
         self.domains = domains or DomainRules()
         self.session = session
         self.observe = observe
@@ -163,9 +182,11 @@ class DeliveryWorker:
         self.batch = batch
         self.lock_for = lock_for
         self._slots = asyncio.Semaphore(concurrency)
+        self._bulk_slots = asyncio.Semaphore(max(1, concurrency - concurrency // RESERVED_SHARE))
         self._per_host = per_host
-        self._host_slots: dict[tuple[str, bool], asyncio.Semaphore] = {}
-        self._batches = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+        self._host_slots: dict[tuple[str, str], asyncio.Semaphore] = {}
+        # Batch slots, by whether the batch holds bulk deliveries.
+        self._batches = {held: asyncio.Semaphore(BATCHES_IN_FLIGHT) for held in (True, False)}
         self._in_flight: set[asyncio.Task[None]] = set()
 
     async def deliver_due(self) -> int:
@@ -178,25 +199,30 @@ class DeliveryWorker:
 
     async def start_due(self) -> int:
         """Claim a batch and start attempting it in the background; returns how many were
-        claimed. A batch still in flight (a slow host, answers being taken) does not hold up
-        the next: deliveries queued meanwhile go out at once, up to BATCHES_IN_FLIGHT."""
-        await self._batches.acquire()
-        try:
-            jobs = await self._claim()
-        except BaseException:
-            self._batches.release()
-            raise
-        if not jobs:
-            self._batches.release()
+        claimed (0 when nothing is due or every batch slot is taken: a finished batch sets
+        `wake`). A batch still in flight (a slow host, answers being taken) does not hold up
+        the next: deliveries queued meanwhile go out at once, up to BATCHES_IN_FLIGHT batches
+        with bulk in them, and while those are all busy, batches of the others alone."""
+        with_bulk = not self._batches[True].locked()
+        if not with_bulk and self._batches[False].locked():
             return 0
+        jobs = await self._claim(with_bulk)
+        if not jobs:
+            return 0
+        # Only this loop acquires batch slots, so the ones seen free above still are (a batch
+        # without bulk takes a bulk batch's slot when its own are all busy).
+        holds_bulk = any(job.lane == _BULK for job in jobs) or self._batches[False].locked()
+        await self._batches[holds_bulk].acquire()
         task = asyncio.create_task(self._process(jobs), name="delivery-batch")
         self._in_flight.add(task)
-        task.add_done_callback(self._batch_done)
+        task.add_done_callback(lambda done: self._batch_done(done, holds_bulk))
         return len(jobs)
 
-    def _batch_done(self, task: asyncio.Task[None]) -> None:
+    def _batch_done(self, task: asyncio.Task[None], holds_bulk: bool) -> None:
         self._in_flight.discard(task)
-        self._batches.release()
+        self._batches[holds_bulk].release()
+        if self.wake is not None:
+            self.wake.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("a delivery batch failed", exc_info=task.exception())
 
@@ -212,30 +238,33 @@ class DeliveryWorker:
         outcomes = await asyncio.gather(*(self._deliver(job, states[job.host]) for job in jobs))
         await self._record(outcomes)
 
-    async def _claim(self) -> list[_Job]:
+    async def _claim(self, with_bulk: bool = True) -> list[_Job]:
+        """Due deliveries, the most urgent first (bulk ones only if `with_bulk`), locked."""
         now = self.clock()
+        query = (
+            select(
+                deliveries.c.id,
+                deliveries.c.inbox_url,
+                deliveries.c.host,
+                deliveries.c.signer_uri,
+                deliveries.c.body,
+                deliveries.c.attempts,
+                deliveries.c.wants_answer,
+                deliveries.c.priority,
+            )
+            .where(
+                deliveries.c.state == QUEUED,
+                deliveries.c.next_attempt_at <= now,
+                or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now),
+            )
+            .order_by(deliveries.c.priority, deliveries.c.next_attempt_at)
+            .limit(self.batch)
+            .with_for_update(skip_locked=True)
+        )
+        if not with_bulk:
+            query = query.where(deliveries.c.priority < PRIORITY_BULK)
         async with self.db.transaction() as conn:
-            rows = (
-                await conn.execute(
-                    select(
-                        deliveries.c.id,
-                        deliveries.c.inbox_url,
-                        deliveries.c.host,
-                        deliveries.c.signer_uri,
-                        deliveries.c.body,
-                        deliveries.c.attempts,
-                        deliveries.c.wants_answer,
-                    )
-                    .where(
-                        deliveries.c.state == QUEUED,
-                        deliveries.c.next_attempt_at <= now,
-                        or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now),
-                    )
-                    .order_by(deliveries.c.priority, deliveries.c.next_attempt_at)
-                    .limit(self.batch)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            rows = (await conn.execute(query)).all()
             if rows:
                 await conn.execute(
                     update(deliveries)
@@ -244,7 +273,14 @@ class DeliveryWorker:
                 )
         return [
             _Job(
-                r.id, r.inbox_url, r.host, r.signer_uri, r.body.encode(), r.attempts, r.wants_answer
+                r.id,
+                r.inbox_url,
+                r.host,
+                r.signer_uri,
+                r.body.encode(),
+                r.attempts,
+                r.wants_answer,
+                r.priority,
             )
             for r in rows
         ]
@@ -268,10 +304,10 @@ class DeliveryWorker:
         per_host = (
             self._per_host * QUESTIONS_PER_HOST_FACTOR if job.wants_answer else self._per_host
         )
-        host_slot = self._host_slots.setdefault(
-            (job.host, job.wants_answer), asyncio.Semaphore(per_host)
-        )
-        async with self._slots, host_slot:
+        host_slot = self._host_slots.setdefault((job.host, job.lane), asyncio.Semaphore(per_host))
+        # The host's slot first: a delivery waiting for a busy host holds no slot of the
+        # others'. Bulk never takes the last RESERVED_SHARE of the slots.
+        async with host_slot, self._bulk_slots if job.lane == _BULK else _FREE, self._slots:
             if job.wants_answer:  # a question to a Kith node (an offer, a statement)
                 attempt = await self._post(job, ED25519_SCHEME)
                 if attempt.status not in (400, 401):

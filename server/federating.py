@@ -135,6 +135,7 @@ class Federation:
             take_answers=answers.take_answers,
             domains=self.domains,
             observe=observe,
+            wake=self.delivery_wake,
         )
         self._private_keys: dict[tuple[str, str], tuple[str, PrivateKey]] = {}
         self._key_lock = asyncio.Lock()

@@ -9,6 +9,7 @@ library (draft-cavage), or as RFC 9421 with `http_message_signatures`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -121,6 +122,8 @@ class Peer:
     key_suffix: str = "#main-key"
     # The status an inbox answers a POST with, from the request's headers.
     inbox_answer: Callable[[Mapping[str, str]], int] = lambda _headers: 202
+    # How long an inbox takes to answer (a slow server); what it received is recorded first.
+    inbox_delay_s: float = 0.0
     users: dict[str, RemoteUser] = field(default_factory=dict, repr=False)
     served: dict[str, Served] = field(default_factory=dict)
     _spawn: Callable[[str], Any] | None = field(default=None, repr=False)
@@ -211,6 +214,7 @@ class Peer:
         if canned is not None and request.method == "GET":
             return web.Response(status=canned.status, body=canned.body, headers=canned.headers)
         if request.method == "POST" and request.path.endswith("/inbox"):
+            await asyncio.sleep(self.inbox_delay_s)
             return web.Response(status=self.inbox_answer(request.headers))
         parts = request.path.strip("/").split("/")
         if request.method != "GET" or len(parts) not in (2, 3) or parts[0] != "users":

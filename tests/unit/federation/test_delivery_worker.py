@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -12,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
-from federation.delivery import DeliveryWorker, backoff, enqueue
-from federation.dispatch import Outbound
+from federation.delivery import BATCHES_IN_FLIGHT, DeliveryWorker, backoff, enqueue
+from federation.dispatch import PRIORITY_DIRECT, Outbound
 from federation.fetch import FetchPolicy, create_session
 from federation.tables import deliveries, hosts
 from federation.worker import sweep_finished
@@ -23,7 +24,7 @@ from server.node import open_database
 from server.storage.engine import Database
 from server.storage.ids import new_id
 from tests.databases import DatabaseFactory
-from tests.harness import FakeClock
+from tests.harness import FakeClock, eventually
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 POLICY = FetchPolicy(allow_private_addresses=True, allow_http=True)
@@ -36,10 +37,12 @@ class Inbox:
         self.answers: list[tuple[int, dict[str, str]]] = []
         self.received: list[HttpRequest] = []
         self.url = ""
+        self.delay_s = 0.0  # a slow server: it records a request, then takes this long
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.received.append(HttpRequest("POST", self.url, list(request.headers.items()), body))
+        await asyncio.sleep(self.delay_s)
         status, headers = self.answers.pop(0) if self.answers else (202, {})
         return web.Response(status=status, headers=headers)
 
@@ -227,4 +230,50 @@ async def test_a_peer_that_refuses_ed25519_signatures_gets_the_usual_rsa_knock(
     first, second = inbox.received
     assert parse_signature(first).algorithm == "ed25519"  # refused: the RSA knock follows
     verify(parse_signature(second), KEY.public_key(), clock())
+    assert (await _row(db)).state == "delivered"
+
+
+async def test_a_direct_delivery_goes_out_while_bulk_batches_take_every_batch_slot(
+    db: Database, inbox: Inbox
+) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    inbox.delay_s = 3  # the bulk does not finish during the test
+    async with db.transaction() as conn:
+        for n in range(BATCHES_IN_FLIGHT * 2 + 2):
+            activity = {"id": f"https://kith.example/activities/{n}", "type": "Create"}
+            bulk = Outbound(activity, "https://kith.example/users/alice", (), inboxes=(inbox.url,))
+            await enqueue(conn, bulk, new_id, clock())
+    wake = asyncio.Event()
+    worker = DeliveryWorker(
+        db, create_session(POLICY), POLICY, _signing_keys, clock, batch=2, wake=wake
+    )
+    async with worker.session:
+        for _ in range(BATCHES_IN_FLIGHT):
+            assert await worker.start_due() == 2
+        async with asyncio.timeout(5):  # every bulk batch slot is taken: it does not wait
+            assert await worker.start_due() == 0
+        message = {"id": "https://kith.example/activities/dm", "type": "Create"}
+        direct = Outbound(message, "https://kith.example/users/alice", (), PRIORITY_DIRECT)
+        async with db.transaction() as conn:
+            await enqueue(conn, replace(direct, inboxes=(inbox.url,)), new_id, clock())
+        assert await worker.start_due() == 1
+
+        async def arrived() -> bool:
+            return any(b"activities/dm" in r.body for r in inbox.received)
+
+        await eventually(arrived, timeout_s=5)
+        await worker.stop()
+    # Four bulk deliveries at once to the one host (its cap), and the direct one beside them.
+    assert len(inbox.received) == 4 + 1
+
+
+async def test_a_finished_batch_wakes_the_delivery_loop(db: Database, inbox: Inbox) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    await _queue(db, inbox, clock)
+    wake = asyncio.Event()
+    worker = DeliveryWorker(db, create_session(POLICY), POLICY, _signing_keys, clock, wake=wake)
+    async with worker.session:
+        assert await worker.start_due() == 1
+        async with asyncio.timeout(5):
+            await wake.wait()
     assert (await _row(db)).state == "delivered"
