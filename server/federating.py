@@ -49,6 +49,7 @@ from server.identity.accounts import Account, find_account, instance_actor
 from server.moderation import guard_inbox, refused_domains
 from server.paying import Payments
 from server.peer_settling import PeerSettling
+from server.social.chat_inbound import ChatInbox
 from server.social.inbound import SocialInbox
 from server.social.mutes import end_expired_mutes
 from server.social.notes import NoteStore
@@ -97,6 +98,7 @@ class Federation:
         self.keys = KeyStore(db, self.fetcher, self.directory)
         self.dispatcher = Dispatcher()
         SocialInbox(db, urls, self.directory, self.fetcher).register(self.dispatcher)
+        ChatInbox(urls, self.directory).register(self.dispatcher)
         self.payments = Payments(config, db, urls, clock, self.directory)
         self.payments.register(self.dispatcher)
         PeerSettling(self.payments).register(self.dispatcher)

@@ -157,6 +157,13 @@ async def latest_message(
     return status_from_row(row) if row is not None else None
 
 
+async def message_by_uri(conn: AsyncConnection, chat: Chat, uri: str | None) -> Status | None:
+    row = (
+        await conn.execute(select(statuses).where(in_chat(chat.context_uri), statuses.c.uri == uri))
+    ).first()
+    return status_from_row(row) if row is not None else None
+
+
 async def is_message_of(conn: AsyncConnection, viewer: Account, chat: Chat, status: Status) -> bool:
     query = messages_for(viewer, chat, None).where(statuses.c.id == status.id)
     return (await conn.execute(query)).first() is not None
@@ -249,7 +256,7 @@ async def record_direct_message(
             conn, reader.id, chat.context_uri, status, reader.id != author.id, now
         )
     if author.is_local:
-        await _set_read(conn, chat, author.id, status.id)  # one has read what one wrote
+        await set_read(conn, chat, author.id, status.id)  # one has read what one wrote
     hear_of(conn, chat, [r.id for r in readers])
 
 
@@ -380,7 +387,7 @@ async def add_members(
         raise ChatError(f"a chat has at most {CHAT_MEMBERS_MAX} members")
     for person in new:
         await _check_reachable(conn, actor, person)
-        await _join(conn, chat, person, now)
+        await join(conn, chat, person, now)
     members = await _touched(conn, chat, now)
     hear_of(conn, chat, _local_members(members))
     return [await _told(conn, urls, actor, chat, "Add", members, new)]
@@ -396,7 +403,7 @@ async def remove_member(
         raise ChatError("leave the chat instead of removing yourself")
     if gone is None or not gone.active:
         raise ChatError("that person is not in this chat")
-    await _leave(conn, chat, person, now)
+    await part(conn, chat, person, now)
     members = await _touched(conn, chat, now)
     hear_of(conn, chat, [*_local_members(members), *([person.id] if person.is_local else [])])
     return [await _told(conn, urls, actor, chat, "Remove", members, [person], also=[person])]
@@ -410,7 +417,7 @@ async def leave_chat(
     me = _member(members, actor.id)
     if me is None or not me.active:
         raise ChatError("you are not in this chat")
-    await _leave(conn, chat, actor, now)
+    await part(conn, chat, actor, now)
     staying = [m for m in members if m.active and m.account.id != actor.id]
     if chat.owner_account_id == actor.id and staying:
         heir = staying[0].account.id
@@ -453,7 +460,7 @@ async def mark_read(
         return []
     if me.read_up_to_id is not None and row.id <= me.read_up_to_id:
         return []
-    await _set_read(conn, chat, reader.id, row.id)
+    await set_read(conn, chat, reader.id, row.id)
     latest = await latest_message(conn, reader, chat, me.left_at)
     if latest is not None and latest.id <= row.id:
         await conn.execute(
@@ -482,7 +489,7 @@ async def mark_read(
     return [Outbound(activity, urls.actor(reader), remote, PRIORITY_DIRECT)]
 
 
-async def _set_read(conn: AsyncConnection, chat: Chat, account_id: int, status_id: int) -> None:
+async def set_read(conn: AsyncConnection, chat: Chat, account_id: int, status_id: int) -> None:
     await conn.execute(
         update(chat_members)
         .where(
@@ -540,7 +547,7 @@ async def _owned(conn: AsyncConnection, actor: Account, chat: Chat, what: str) -
     return members
 
 
-async def _join(conn: AsyncConnection, chat: Chat, person: Account, now: datetime) -> None:
+async def join(conn: AsyncConnection, chat: Chat, person: Account, now: datetime) -> None:
     if not await insert_ignoring_duplicates(
         conn,
         chat_members,
@@ -554,7 +561,7 @@ async def _join(conn: AsyncConnection, chat: Chat, person: Account, now: datetim
         )
 
 
-async def _leave(conn: AsyncConnection, chat: Chat, person: Account, now: datetime) -> None:
+async def part(conn: AsyncConnection, chat: Chat, person: Account, now: datetime) -> None:
     await conn.execute(
         update(chat_members)
         .where(chat_members.c.chat_id == chat.id, chat_members.c.account_id == person.id)
