@@ -22,6 +22,7 @@ from server.api import (
     media,
     oauth,
     openapi,
+    password_reset,
     proxy,
     ratelimit,
     static,
@@ -42,6 +43,7 @@ from server.api.mastodon import markers as mastodon_markers
 from server.api.mastodon import media as mastodon_media
 from server.api.mastodon import notifications as mastodon_notifications
 from server.api.mastodon import pins as mastodon_pins
+from server.api.mastodon import registrations as mastodon_registrations
 from server.api.mastodon import reports as mastodon_reports
 from server.api.mastodon import search as mastodon_search
 from server.api.mastodon import statuses as mastodon_statuses
@@ -93,6 +95,8 @@ def create_app(
     app.cleanup_ctx.append(_run_federation(workers))
     auth.install(app)
     streaming.install(app)
+    mastodon_registrations.install(app, config)
+    password_reset.install(app)
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.PackageLoader("server", "templates"),
         autoescape=True,
@@ -106,6 +110,7 @@ def create_app(
         inbox.routes,
         media.routes,
         oauth.routes,
+        password_reset.routes,
         static.routes,
         mastodon_accounts.routes,
         mastodon_admin.routes,
@@ -116,6 +121,7 @@ def create_app(
         mastodon_media.routes,
         mastodon_notifications.routes,
         mastodon_pins.routes,
+        mastodon_registrations.routes,
         mastodon_reports.routes,
         mastodon_search.routes,
         mastodon_statuses.routes,

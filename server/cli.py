@@ -12,10 +12,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy import update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from protocol.multibase import encode_ed25519_multikey
-from server import __version__, cli_admin, cli_backup, cli_payments, cli_status
+from server import __version__, cli_admin, cli_backup, cli_invites, cli_payments, cli_status
 from server.cli_support import CommandError, load, say, with_database
 from server.clock import utcnow
 from server.config import (
@@ -26,6 +29,7 @@ from server.config import (
     render_example,
 )
 from server.identity.accounts import (
+    Account,
     InvalidUsername,
     UsernameTaken,
     create_account,
@@ -34,12 +38,20 @@ from server.identity.accounts import (
     public_keys,
 )
 from server.identity.keys import generate_actor_keys
-from server.identity.passwords import WeakPassword, check_password_rules, generate_password
+from server.identity.password_resets import set_password
+from server.identity.passwords import (
+    WeakPassword,
+    check_password_rules,
+    generate_password,
+    hash_password,
+)
+from server.identity.registration import account_by_email, email_errors, normalize_email
 from server.identity.tokens import DEFAULT_SCOPES, InvalidScope, create_token, parse_scopes
 from server.logs import configure_logging
 from server.node import ROLES, RoleError, check_role, ensure_data_dir, open_database, serve
 from server.storage.engine import Database, create_database
 from server.storage.schema import SchemaError, schema_state, upgrade
+from server.storage.tables import accounts
 from server.urls import Urls
 
 
@@ -86,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_backup.add_commands(commands, common)
     cli_status.add_commands(commands, common)
     cli_admin.add_commands(commands, common)
+    cli_invites.add_commands(commands, common)
     return parser
 
 
@@ -168,8 +181,33 @@ def _add_user(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     create.add_argument("--display-name", default="", metavar="TEXT")
     create.add_argument("--admin", action="store_true", help="make the account an administrator")
     create.add_argument("--bot", action="store_true", help="mark the account as automated")
+    create.add_argument(
+        "--email", metavar="ADDRESS", help="for password resets by email (needs [smtp])"
+    )
     create.set_defaults(run=cmd_user_create)
     sub.add_parser("list", parents=[common], help="list accounts").set_defaults(run=cmd_user_list)
+    reset = sub.add_parser(
+        "reset-password",
+        parents=[common],
+        help="set a new password and sign the account out everywhere",
+        description="Set a new password for NAME and revoke every token it has (every app "
+        "must sign in again). Without --password-stdin a random password is generated and "
+        "printed once.",
+    )
+    reset.add_argument("name")
+    reset.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    reset.set_defaults(run=cmd_user_reset_password)
+    email = sub.add_parser(
+        "set-email",
+        parents=[common],
+        help="set (or, without ADDRESS, remove) an account's email address",
+        description="An account's address is used only to send it password reset links.",
+    )
+    email.add_argument("name")
+    email.add_argument("address", nargs="?", default="")
+    email.set_defaults(run=cmd_user_set_email)
     show = sub.add_parser("show", parents=[common], help="show one account and its public keys")
     show.add_argument("name")
     show.set_defaults(run=cmd_user_show)
@@ -301,17 +339,32 @@ async def cmd_db_status(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_user_create(args: argparse.Namespace) -> int:
-    config = load(args)
+def _new_password(args: argparse.Namespace) -> tuple[str, bool]:
+    """The password from standard input, or a generated one; and whether it was generated."""
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        generated = False
+        password, generated = sys.stdin.readline().rstrip("\r\n"), False
     else:
         password, generated = generate_password(), True
     try:
         check_password_rules(password)
     except WeakPassword as exc:
         raise CommandError(str(exc)) from None
+    return password, generated
+
+
+def _email_address(text: str | None) -> str | None:
+    """The address as accounts keep it, or None; CommandError when it is not one."""
+    if not text or not text.strip():
+        return None
+    if email_errors(text):
+        raise CommandError(f"{text!r} is not an email address")
+    return normalize_email(text)
+
+
+async def cmd_user_create(args: argparse.Namespace) -> int:
+    config = load(args)
+    password, generated = _new_password(args)
+    email = _email_address(args.email)
     keys = await asyncio.to_thread(generate_actor_keys)
 
     async def work(db: Database) -> int:
@@ -326,14 +379,69 @@ async def cmd_user_create(args: argparse.Namespace) -> int:
                     display_name=args.display_name,
                     is_admin=args.admin,
                     is_bot=args.bot,
+                    email=email,
                 )
-        except (InvalidUsername, UsernameTaken) as exc:
+        except UsernameTaken as exc:
+            if email is not None and await _email_taken(db, email):
+                raise CommandError(f"another account has the address {email}") from None
+            raise CommandError(str(exc)) from None
+        except InvalidUsername as exc:
             raise CommandError(str(exc)) from None
         urls = Urls(config.base_url, config.domain)
         say(f"created @{urls.handle(account)} (id {account.id})")
         say(f"actor: {urls.actor(account)}")
         if generated:
             say(f"password: {password}")
+        return 0
+
+    return await with_database(config, work)
+
+
+async def _email_taken(db: Database, email: str) -> bool:
+    async with db.read() as conn:
+        return await account_by_email(conn, email) is not None
+
+
+async def _local_user(conn: AsyncConnection, name: str) -> Account:
+    account = await find_account(conn, name)
+    if account is None or account.is_instance_actor:
+        raise CommandError(f"no account named {name!r}")
+    if account.is_deleted:
+        raise CommandError(f"the account {name!r} is deleted")
+    return account
+
+
+async def cmd_user_reset_password(args: argparse.Namespace) -> int:
+    config = load(args)
+    password, generated = _new_password(args)
+    password_hash = await asyncio.to_thread(hash_password, password)
+
+    async def work(db: Database) -> int:
+        async with db.transaction() as conn:
+            account = await _local_user(conn, args.name)
+            revoked = await set_password(conn, account, password_hash, utcnow())
+        say(f"password of {account.username} changed; {revoked} token(s) revoked")
+        if generated:
+            say(f"password: {password}")
+        return 0
+
+    return await with_database(config, work)
+
+
+async def cmd_user_set_email(args: argparse.Namespace) -> int:
+    config = load(args)
+    email = _email_address(args.address)
+
+    async def work(db: Database) -> int:
+        try:
+            async with db.transaction() as conn:
+                account = await _local_user(conn, args.name)
+                await conn.execute(
+                    update(accounts).where(accounts.c.id == account.id).values(email=email)
+                )
+        except IntegrityError:
+            raise CommandError(f"another account has the address {email}") from None
+        say(f"{account.username}: " + (f"email {email}" if email else "no email address"))
         return 0
 
     return await with_database(config, work)
@@ -348,12 +456,21 @@ async def cmd_user_list(args: argparse.Namespace) -> int:
         if not found:
             say("no accounts yet: create one with `kith user create NAME`")
             return 0
-        say(f"{'id':<20} {'username':<30} {'admin':<5} {'state':<7} created")
+        say(f"{'id':<20} {'username':<30} {'admin':<5} {'state':<9} {'created':<16} email")
         for account in found:
-            state = "deleted" if account.is_deleted else "active"
+            state = "active"
+            if account.is_deleted:
+                state = "deleted"
+            elif account.is_suspended:
+                state = "suspended"
+            elif account.is_pending:
+                state = "pending"
             admin = "yes" if account.is_admin else "no"
             created = account.created_at.strftime("%Y-%m-%d %H:%M")
-            say(f"{account.id:<20} {account.username:<30} {admin:<5} {state:<7} {created}")
+            say(
+                f"{account.id:<20} {account.username:<30} {admin:<5} {state:<9} {created:<16} "
+                f"{account.email or '-'}"
+            )
         return 0
 
     return await with_database(config, work)
@@ -380,6 +497,8 @@ async def cmd_user_show(args: argparse.Namespace) -> int:
             "type": account.actor_type,
             "display name": account.display_name or "-",
             "admin": "yes" if account.is_admin else "no",
+            "email": account.email or "-",
+            "approved": "yes" if account.approved else "no (waiting: kith admin approve)",
             "password login": "yes" if account.has_password else "no",
             "created": account.created_at.isoformat(),
             "last active": account.last_active_at.isoformat()
@@ -423,6 +542,8 @@ async def cmd_config_check(args: argparse.Namespace) -> int:
     shown["database"]["url"] = redacted_database_url(config.database.url)
     if config.metrics.token:
         shown["metrics"]["token"] = "(set, not shown)"  # noqa: S105 - a mask, not a secret
+    if config.smtp.password:
+        shown["smtp"]["password"] = "(set, not shown)"  # noqa: S105 - a mask, not a secret
     for section, values in shown.items():
         say(f"[{section}]")
         for key, value in values.items():

@@ -1,4 +1,5 @@
-"""`kith admin …`: moderation from the command line (server/moderation.py, reports.py).
+"""`kith admin …`: moderation from the command line (server/moderation.py, reports.py), and
+sign-ups waiting for approval (server/identity/registration.py).
 
 The commands write to the database; a running node applies domain blocks and suspensions
 within 30 seconds (its inbox, fetcher and delivery reload them) and sends what they queue
@@ -20,7 +21,9 @@ from server import moderation
 from server.cli_support import CommandError, load, say, with_database
 from server.clock import utcnow
 from server.config import Config
+from server.identity import registration
 from server.identity.accounts import Account, find_account, get_account
+from server.identity.registration import RegistrationError
 from server.moderation import ModerationError
 from server.social import reports
 from server.social.remote_accounts import known_account
@@ -59,11 +62,16 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         ("unsilence", "lift a silence"),
         ("delete", "delete a local user: posts and follows go, peers get Delete(Person)"),
         ("grant", "make a local user an admin (the admin API's admin:read/admin:write)"),
+        ("approve", "let in a sign-up waiting for approval (see `kith admin pending`)"),
+        ("reject", "turn away a sign-up waiting for approval: the account is deleted"),
     ):
         command = sub.add_parser(name, parents=[common], help=verb)
         command.add_argument("account", help="local username or user@host")
         command.add_argument("--reason", help="why (kept in the audit log)")
         command.set_defaults(run=cmd_account, action=name)
+    sub.add_parser(
+        "pending", parents=[common], help="list sign-ups waiting for approval"
+    ).set_defaults(run=cmd_pending)
     listed = sub.add_parser("reports", parents=[common], help="list open reports")
     listed.add_argument("--resolved", action="store_true", help="list resolved ones instead")
     listed.set_defaults(run=cmd_reports)
@@ -175,6 +183,12 @@ async def act_on_account(
         await moderation.silence_account(conn, account, who, now, reason, action == "silence")
     elif action == "delete":
         return await moderation.delete_local_account(conn, urls, account, who, now, reason)
+    elif action in ("approve", "reject"):
+        decide = registration.approve if action == "approve" else registration.reject
+        try:
+            await decide(conn, account, who, now, reason)
+        except RegistrationError as exc:
+            raise ModerationError(str(exc)) from None
     elif action == "grant":
         if not account.is_local:
             raise ModerationError("only a local user can be an admin")
@@ -183,6 +197,23 @@ async def act_on_account(
         )
         await moderation.record(conn, who, "grant_admin", account.acct, reason, now)
     return []
+
+
+async def cmd_pending(args: argparse.Namespace) -> int:
+    async def work(conn: AsyncConnection, config: Config, now: datetime) -> None:
+        found = await registration.pending_accounts(conn)
+        if not found:
+            say("no sign-ups waiting for approval")
+        records = await registration.sign_up_records(conn, [a.id for a in found])
+        for account in found:
+            record = records.get(account.id)
+            say(
+                f"{account.username:<30} {account.created_at:%Y-%m-%d %H:%M}  "
+                f"{account.email or '-':<30} {record.ip if record and record.ip else '-':<15} "
+                f"{(record.reason if record else None) or ''!r}"
+            )
+
+    return await _run(args, work)
 
 
 async def cmd_reports(args: argparse.Namespace) -> int:

@@ -70,9 +70,34 @@ class InstanceConfig:
         default="A Kith community server.",
         metadata=_doc("One or two sentences about this community."),
     )
-    open_registrations: bool = field(
+    registrations: str = field(
+        default="closed",
+        metadata=_doc(
+            'Who may sign up through apps (POST /api/v1/accounts): "open" (anyone),\n'
+            '"approval" (anyone may ask; an admin approves with `kith admin approve NAME` or\n'
+            'the admin API), "invite" (only with a code from `kith invite create`) or\n'
+            '"closed" (nobody: accounts come from `kith user create`). A valid invite admits\n'
+            'its holder in every mode but "closed", without approval. (The former key\n'
+            'open_registrations = true|false is still read as "open"|"closed".)'
+        ),
+    )
+    registrations_message: str = field(
+        default="",
+        metadata=_doc(
+            "Shown to people in apps when sign-ups are closed or invite-only, e.g. where to\n"
+            "ask for an invite (the instance's registrations.message)."
+        ),
+    )
+    require_email: bool = field(
         default=False,
-        metadata=_doc("Whether anyone may sign up (reported in NodeInfo)."),
+        metadata=_doc(
+            "Whether a sign-up must give an email address. An address is only used for\n"
+            "password resets, which need [smtp]; without it people ask the operator."
+        ),
+    )
+    require_reason: bool = field(
+        default=False,
+        metadata=_doc('In "approval" mode, whether a sign-up must say why it wants to join.'),
     )
 
 
@@ -195,6 +220,13 @@ class ApiConfig:
     rate_limit_window_seconds: int = field(
         default=300, metadata=_doc("The length of a rate-limit window, in seconds.")
     )
+    sign_up_attempts_per_window: int = field(
+        default=25,
+        metadata=_doc(
+            "Sign-ups (POST /api/v1/accounts) and password reset requests allowed per IP\n"
+            "address in each window, each counted apart (Mastodon: 25 per 5 minutes)."
+        ),
+    )
     posts_per_window: int = field(
         default=300,
         metadata=_doc(
@@ -297,6 +329,29 @@ class MediaConfig:
             "unpack into a huge image (a decompression bomb) is refused with 422."
         ),
     )
+    cache_remote: bool = field(
+        default=True,
+        metadata=_doc(
+            "Copy peers' pictures here (fetched once, through the same address guard as every\n"
+            "remote fetch, then checked and re-encoded like uploads, with a preview and a\n"
+            "blurhash) and serve the copies. Pictures over a limit below, or that cannot be\n"
+            "fetched, stay links to the peer's server; false leaves them all as links."
+        ),
+    )
+    remote_max_bytes: int = field(
+        default=16 * 1024 * 1024,
+        metadata=_doc("Largest peer's picture copied, in bytes (its pixels: max_pixels)."),
+    )
+    remote_per_status: int = field(
+        default=4, metadata=_doc("Pictures of one post copied at most (the others stay links).")
+    )
+    remote_cache_bytes: int = field(
+        default=10 * 1024 * 1024 * 1024,
+        metadata=_doc(
+            "Total size of the copies of peers' pictures, in bytes. Once it is reached, new\n"
+            "pictures stay links to the peer (nothing is evicted; copies go with their posts)."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -336,6 +391,48 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class SmtpConfig:
+    host: str = field(
+        default="",
+        metadata=_doc(
+            "The mail server that sends password reset links. Empty: no mail is sent, and\n"
+            "people who forget their password ask the operator (`kith user reset-password`)."
+        ),
+    )
+    port: int = field(
+        default=587, metadata=_doc("Its port: 587 for STARTTLS, 465 for TLS (ssl), 25 plain.")
+    )
+    security: str = field(
+        default="starttls",
+        metadata=_doc(
+            '"starttls" (upgrade the connection; the usual), "ssl" (TLS from the first byte)\n'
+            'or "none" (plain text: only for a relay on this machine).'
+        ),
+    )
+    username: str = field(
+        default="", metadata=_doc("The login at the mail server; empty: no login.")
+    )
+    password: str = field(
+        default="",
+        repr=False,
+        metadata=_doc(
+            "Its password (set it with KITH_SMTP__PASSWORD to keep it out of this file; it is\n"
+            "never logged or shown)."
+        ),
+    )
+    from_address: str = field(
+        default="",
+        metadata=_doc(
+            'The sender of the mail, e.g. "Kith <notifications@example.com>". Empty means\n'
+            "notifications@DOMAIN."
+        ),
+    )
+    timeout_seconds: int = field(
+        default=30, metadata=_doc("How long to wait for the mail server before giving up.")
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole, validated configuration of one node."""
 
@@ -349,6 +446,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -371,10 +469,15 @@ SECTION_DOCS = {
     "federation": "How it talks to other servers.",
     "api": "How apps sign in and use it.",
     "payments": "Money between people.",
-    "media": "Pictures people upload.",
+    "media": "Pictures people upload, and the copies kept of peers' pictures.",
     "logging": "What it tells the operator.",
     "metrics": "What it shows a monitoring system (Prometheus).",
+    "smtp": "How it sends email (password resets only); no mail server is needed.",
 }
+REGISTRATION_MODES = ("open", "approval", "invite", "closed")
+SMTP_SECURITY = ("starttls", "ssl", "none")
+# Keys that were renamed: read from old files and variables as their successor.
+_LEGACY_KEYS = {"instance.open_registrations": "instance.registrations"}
 
 
 def _sections() -> dict[str, type]:
@@ -444,23 +547,42 @@ def _typed_values(raw: dict[str, dict[str, object]], origin: str) -> dict[str, t
         known = _keys(sections[section])
         for key, value in table.items():
             dotted = f"{section}.{key}"
+            if dotted in _LEGACY_KEYS:
+                _legacy(values, dotted, value, origin)
+                continue
             if key not in known:
                 raise ConfigError(dotted, "unknown key", origin)
             values[dotted] = (_check_type(dotted, value, known[key][1], origin), origin)
     return values
 
 
+def _legacy(values: dict[str, tuple[object, str]], dotted: str, value: object, origin: str) -> None:
+    """An old key's value as its successor's, unless the successor is set beside it."""
+    if isinstance(value, str):
+        value = _coerce_bool(dotted, value, origin)
+    if not isinstance(value, bool):
+        raise ConfigError(dotted, f"expected true or false, got {value!r}", origin)
+    successor = _LEGACY_KEYS[dotted]
+    values.setdefault(successor, ("open" if value else "closed", origin))
+
+
 def _environment_values(environ: Mapping[str, str]) -> dict[str, tuple[object, str]]:
     values: dict[str, tuple[object, str]] = {}
+    legacy: dict[str, tuple[str, str]] = {}
     sections = _sections()
     for name, text in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
         dotted = f"{section}.{key}"
+        if dotted in _LEGACY_KEYS:
+            legacy[dotted] = (text, name)
+            continue
         if section not in sections or key not in _keys(sections[section]):
             raise ConfigError(dotted, "no such configuration key", name)
         values[dotted] = (_coerce(dotted, text, name), name)
+    for dotted, (text, name) in legacy.items():
+        _legacy(values, dotted, text, name)
     return values
 
 
@@ -479,12 +601,7 @@ def _coerce(dotted: str, value: object, origin: str) -> object:
         return _check_type(dotted, value, expected, origin)
     text = value.strip()
     if expected is bool:
-        lowered = text.lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(dotted, f"expected true or false, got {value!r}", origin)
+        return _coerce_bool(dotted, text, origin)
     if expected is int:
         try:
             return int(text)
@@ -500,6 +617,15 @@ def _coerce(dotted: str, value: object, origin: str) -> object:
             items = [item.strip() for item in text.split(",") if item.strip()]
         return _check_type(dotted, items, expected, origin)
     raise ConfigError(dotted, f"cannot be set from text ({expected})", origin)
+
+
+def _coerce_bool(dotted: str, text: str, origin: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(dotted, f"expected true or false, got {text!r}", origin)
 
 
 def _check_type(dotted: str, value: object, expected: object, origin: str) -> object:
@@ -582,12 +708,19 @@ def _validate_plain_keys(config: Config) -> None:
         "requests_per_window",
         "anonymous_requests_per_window",
         "rate_limit_window_seconds",
+        "sign_up_attempts_per_window",
         "posts_per_window",
         "posts_window_seconds",
     ):
         if getattr(config.api, key) < 1:
             raise ConfigError(f"api.{key}", "must be at least 1")
-    for key in ("max_bytes", "max_pixels"):
+    for key in (
+        "max_bytes",
+        "max_pixels",
+        "remote_max_bytes",
+        "remote_per_status",
+        "remote_cache_bytes",
+    ):
         if getattr(config.media, key) < 1:
             raise ConfigError(f"media.{key}", "must be at least 1")
     for network in config.api.trusted_proxies:
@@ -623,6 +756,25 @@ def _validate_plain_keys(config: Config) -> None:
                 raise ConfigError(f"federation.{key}", f"{domain!r} is not a domain name")
     if config.federation.mode not in ("open", "allowlist"):
         raise ConfigError("federation.mode", 'must be "open" or "allowlist"')
+    _validate_registrations(config)
+
+
+def _validate_registrations(config: Config) -> None:
+    if config.instance.registrations not in REGISTRATION_MODES:
+        raise ConfigError(
+            "instance.registrations", f"must be one of {', '.join(REGISTRATION_MODES)}"
+        )
+    smtp = config.smtp
+    if smtp.security not in SMTP_SECURITY:
+        raise ConfigError("smtp.security", f"must be one of {', '.join(SMTP_SECURITY)}")
+    if not 1 <= smtp.port <= 65535:
+        raise ConfigError("smtp.port", f"must be between 1 and 65535, got {smtp.port}")
+    if smtp.timeout_seconds < 1:
+        raise ConfigError("smtp.timeout_seconds", "must be at least 1")
+    if smtp.from_address.strip() and "@" not in smtp.from_address:
+        raise ConfigError("smtp.from_address", "must be an email address")
+    if any(ch in smtp.host for ch in " /@") or "://" in smtp.host:
+        raise ConfigError("smtp.host", "is a host name or address, not a URL")
 
 
 def _resolve_domain(config: Config) -> str:

@@ -40,7 +40,7 @@ async def _load_actor(request: web.Request) -> tuple[Account, Urls]:
     name = request.match_info.get("username")
     async with request.app[DATABASE].read() as conn:
         account = await instance_actor(conn) if name is None else await find_account(conn, name)
-    if account is None:
+    if account is None or account.is_pending:  # a sign-up not yet approved is nobody yet
         raise ApiError(404, "not found", "no such actor")
     return account, request.app[URLS]
 

@@ -77,6 +77,7 @@ TOKEN_USE = web.AppKey("kith_token_use", TokenUseLog)
 
 
 SUSPENDED = "Your login is currently disabled"  # Mastodon's words for a suspended account
+PENDING = "Your login is currently pending approval"  # and for a sign-up not yet approved
 
 
 def install(app: web.Application) -> None:
@@ -150,6 +151,8 @@ async def _authenticate(request: web.Request, conn: AsyncConnection) -> Grant:
         raise ApiError(401, "The access token is invalid", headers=_challenge())
     if grant.account is not None and grant.account.is_suspended:
         raise ApiError(403, SUSPENDED, "the account is suspended by the operators")
+    if grant.account is not None and grant.account.is_pending:
+        raise ApiError(403, PENDING, "an administrator has not approved the sign-up yet")
     request[_GRANT] = grant
     return grant
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from federation.fetch import FetchError
 from protocol.as2 import ids_of
-from server.api.auth import SUSPENDED, require_grant
+from server.api.auth import PENDING, SUSPENDED, require_grant
 from server.api.errors import ApiError
 from server.api.params import request_params, string
 from server.api.ratelimit import API_LIMITS, RateLimiter, client_address
@@ -297,6 +297,8 @@ async def _sign_in(request: web.Request, username: str, password: str) -> Accoun
         return None
     if account.is_suspended:  # the right password, so the reason may be told (Mastodon does)
         raise ApiError(403, SUSPENDED, "the account is suspended by the operators")
+    if account.is_pending:
+        raise ApiError(403, PENDING, "an administrator has not approved the sign-up yet")
     return account
 
 
@@ -321,6 +323,13 @@ async def token(request: web.Request) -> web.Response:
         issued = await _grant(request, params)
     except OAuthError as exc:
         return _oauth_error(exc)
+    return json_body(
+        render_token(issued), headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+    )
+
+
+def render_token(issued: IssuedToken) -> dict:
+    """Mastodon's Token entity (the token endpoint's answer, and a sign-up's)."""
     body: dict = {
         "access_token": issued.access_token,
         "token_type": "Bearer",
@@ -329,7 +338,7 @@ async def token(request: web.Request) -> web.Response:
     }
     if issued.refresh_token:
         body["refresh_token"] = issued.refresh_token
-    return json_body(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return body
 
 
 async def _grant(request: web.Request, params: dict) -> IssuedToken:

@@ -13,6 +13,7 @@ from server.api.negotiation import require
 from server.api.params import path_id
 from server.appkeys import CLOCK, CONFIG, DATABASE, FEDERATION, TEMPLATES, URLS
 from server.identity.accounts import find_account, get_account
+from server.identity.invites import VALID, invite_by_code
 from server.social.statuses import status_by_id
 from server.social.text import plain_text_to_html
 
@@ -59,7 +60,7 @@ async def profile_page(request: web.Request) -> web.Response:
     """A public profile; peers asking for AS2 here are sent to the actor id."""
     async with request.app[DATABASE].read() as conn:
         account = await find_account(conn, request.match_info["username"])
-    if account is None or account.is_instance_actor:
+    if account is None or account.is_instance_actor or account.is_pending:
         raise ApiError(404, "not found", "no such account")
     urls = request.app[URLS]
     if require(request.headers.get("Accept"), ACTOR_OFFERS) != HTML:
@@ -118,4 +119,25 @@ async def payment_request_page(request: web.Request) -> web.Response:
         amount=format_amount(record.amount, currencies.get(record.currency)),
         payee_name=payee.display_name or payee.username,
         payee_handle=urls.handle(payee),
+    )
+
+
+@routes.get("/invite/{code}")
+async def invite_page(request: web.Request) -> web.Response:
+    """An invite link (`kith invite create` prints it): the code to give an app at sign-up."""
+    async with request.app[DATABASE].read() as conn:
+        invite = await invite_by_code(conn, request.match_info["code"])
+    if invite is None:
+        raise ApiError(404, "not found", "no such invite")
+    state = invite.state(request.app[CLOCK]())
+    if request.app[CONFIG].instance.registrations == "closed":
+        state = "sign-ups are closed"
+    return render_page(
+        request,
+        "invite.html",
+        http_status=200 if state == VALID else 410,
+        usable=state == VALID,
+        state=state,
+        code=invite.code,
+        expires_at=invite.expires_at.strftime("%Y-%m-%d %H:%M") if invite.expires_at else None,
     )

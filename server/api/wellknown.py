@@ -24,6 +24,7 @@ from server.api.negotiation import negotiate
 from server.api.responses import json_body, json_document
 from server.appkeys import CLOCK, CONFIG, DATABASE, URLS
 from server.identity.accounts import Account, count_users, find_account, instance_actor
+from server.identity.registration import Policy
 from server.social.collections import count_local_posts
 from server.urls import INSTANCE_ACTOR_PATH, Urls
 
@@ -45,7 +46,7 @@ async def webfinger(request: web.Request) -> web.Response:
             account = await instance_actor(conn)
         else:
             account = await find_account(conn, username)
-    if account is None:
+    if account is None or account.is_pending:  # a sign-up not yet approved is nobody yet
         raise ApiError(404, "not found", "no such account on this server")
     if account.is_deleted:
         raise ApiError(410, "gone", "this account has been deleted")
@@ -123,7 +124,8 @@ async def nodeinfo_document(request: web.Request) -> web.Response:
         software_version=__version__,
         node_name=config.instance.name,
         node_description=config.instance.description,
-        open_registrations=config.instance.open_registrations,
+        # As Mastodon: true while anyone may sign up, with approval or without.
+        open_registrations=Policy.of(config.instance).enabled,
         users_total=total,
         users_active_month=month,
         users_active_halfyear=halfyear,

@@ -59,6 +59,8 @@ class Account:
     profile_fields: str | None = None  # JSON list of [name, value] pairs
     suspended_at: datetime | None = None  # moderation: see server/moderation.py
     silenced_at: datetime | None = None
+    email: str | None = None  # registration: see server/identity/registration.py
+    approved: bool = True
 
     @property
     def is_local(self) -> bool:
@@ -80,6 +82,11 @@ class Account:
     @property
     def is_bot(self) -> bool:
         return self.actor_type == "Service"
+
+    @property
+    def is_pending(self) -> bool:
+        """A sign-up waiting for an administrator's approval (it cannot sign in yet)."""
+        return not self.approved and self.is_local
 
 
 @dataclass(frozen=True)
@@ -113,9 +120,16 @@ async def create_account(
     display_name: str = "",
     is_admin: bool = False,
     is_bot: bool = False,
+    email: str | None = None,
+    approved: bool = True,
+    password_hash: str | None = None,
 ) -> Account:
-    """Store a new local account with its keys. `password=None` means no password login."""
+    """Store a new local account with its keys. `password=None` means no password login
+    (unless `password_hash` is given: hashed beforehand, off the event loop). `email` is
+    stored as given (see registration.normalize_email); `approved=False` makes it pending."""
     validate_username(username)
+    if password is not None:
+        password_hash = hash_password(password)
     values = {
         "id": new_id(now),
         "username": username,
@@ -124,7 +138,9 @@ async def create_account(
         "is_instance_actor": False,
         "display_name": display_name,
         "is_admin": is_admin,
-        "password_hash": hash_password(password) if password is not None else None,
+        "password_hash": password_hash,
+        "email": email,
+        "approved": approved,
     }
     return await _insert_account(conn, values, keys, now)
 
@@ -273,11 +289,16 @@ async def public_keys(conn: AsyncConnection, account_id: int) -> PublicKeys:
 
 
 async def count_users(conn: AsyncConnection, active_since: datetime | None = None) -> int:
-    """Live local users, optionally only those active since a moment."""
+    """Live local users, optionally only those active since a moment (sign-ups waiting for
+    approval are not users yet)."""
     query = (
         select(func.count())
         .select_from(accounts)
-        .where(accounts.c.is_instance_actor.is_(False), accounts.c.deleted_at.is_(None))
+        .where(
+            accounts.c.is_instance_actor.is_(False),
+            accounts.c.deleted_at.is_(None),
+            accounts.c.approved.is_(True),
+        )
     )
     if active_since is not None:
         query = query.where(accounts.c.last_active_at >= active_since)

@@ -210,6 +210,16 @@ async def revoke_token(conn: AsyncConnection, token: str, now: datetime) -> bool
     return result.rowcount > 0
 
 
+async def revoke_account_tokens(conn: AsyncConnection, account_id: int, now: datetime) -> int:
+    """Revoke every live token of an account (its password changed); how many there were."""
+    result = await conn.execute(
+        update(access_tokens)
+        .where(access_tokens.c.account_id == account_id, access_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return result.rowcount
+
+
 _TOKEN_USED = (
     update(access_tokens)
     .where(access_tokens.c.id == bindparam("token"))

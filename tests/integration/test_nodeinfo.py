@@ -137,11 +137,18 @@ async def test_nodeinfo_metadata_node_name_follows_config(nodes: NodeFactory) ->
         assert metadata["nodeDescription"] == "By the sea"
 
 
-async def test_nodeinfo_open_registrations_follows_config(nodes: NodeFactory) -> None:
-    closed = await nodes.start(instance__open_registrations=False)
-    opened = await nodes.start(instance__open_registrations=True)
-    assert (await nodeinfo(closed))["openRegistrations"] is False
-    assert (await nodeinfo(opened))["openRegistrations"] is True
+async def test_nodeinfo_open_registrations_follows_the_registration_mode(
+    nodes: NodeFactory,
+) -> None:
+    # As Mastodon: open while anyone may sign up, approval or not; invite-only is not open.
+    for mode, expected in (
+        ("closed", False),
+        ("invite", False),
+        ("approval", True),
+        ("open", True),
+    ):
+        node = await nodes.start(instance__registrations=mode)
+        assert (await nodeinfo(node))["openRegistrations"] is expected, mode
 
 
 @pytest.mark.parametrize("version", ["9.9", "1.0", "2.2", "2", "latest"])

@@ -46,7 +46,7 @@ _ACCOUNT_SEARCH_LIMIT_MAX = 80
 async def _account(conn: AsyncConnection, account_id: int) -> Account:
     """A known account (not the instance actor) by id; 404 otherwise."""
     account = await get_account(conn, account_id)
-    if account is None or account.is_instance_actor:
+    if account is None or account.is_instance_actor or account.is_pending:
         raise ApiError(404, "Record not found")
     return account
 

@@ -1,4 +1,5 @@
-"""The Mastodon admin API subset: accounts (list, act), reports (list, resolve), domain blocks.
+"""The Mastodon admin API subset: accounts (list, act, approve or reject sign-ups), reports
+(list, resolve), domain blocks.
 
 Only accounts granted the admin role (`kith admin grant USER`) may call it, with a token
 holding `admin:read`/`admin:write` (or their per-entity scopes). Every action is recorded in
@@ -21,7 +22,9 @@ from server.api.mastodon.entities import Presenter, mastodon_time
 from server.api.params import boolean, path_id, request_params, required, string
 from server.api.responses import json_body
 from server.appkeys import DATABASE, FEDERATION, URLS
+from server.identity import registration
 from server.identity.accounts import Account, account_from_row, get_account, select_accounts
+from server.identity.registration import RegistrationError, SignUpRecord, sign_up_records
 from server.moderation import ModerationError
 from server.social import reports
 from server.storage.tables import accounts, domain_blocks
@@ -49,47 +52,132 @@ async def _moderate(request: web.Request, action: Any) -> Any:
         raise ApiError(422, str(exc)) from None
 
 
-async def admin_account(conn: AsyncConnection, request: web.Request, account: Account) -> dict:
-    """Mastodon's Admin::Account entity."""
+async def admin_account(
+    conn: AsyncConnection,
+    request: web.Request,
+    account: Account,
+    sign_ups: dict[int, SignUpRecord] | None = None,
+) -> dict:
+    """Mastodon's Admin::Account entity (`sign_ups`: the records of a page, read at once)."""
+    if sign_ups is None:
+        sign_ups = await sign_up_records(conn, [account.id])
+    record = sign_ups.get(account.id)
+    ip = record.ip if record else None
     return {
         "id": str(account.id),
         "username": account.username,
         "domain": account.domain or None,
         "created_at": mastodon_time(account.created_at),
-        "email": "",
-        "ip": None,
-        "ips": [],
-        "locale": "",
-        "invite_request": None,
+        "email": account.email or "",
+        "ip": ip,
+        "ips": [{"ip": ip, "used_at": mastodon_time(record.created_at)}] if record and ip else [],
+        "locale": (record.locale if record else None) or "",
+        "invite_request": record.reason if record else None,
         "role": {
             "id": "3" if account.is_admin else "-99",
             "name": "Admin" if account.is_admin else "",
         },
         "confirmed": True,
-        "approved": True,
+        "approved": account.approved,
         "disabled": account.is_suspended and account.is_local,
         "silenced": account.silenced_at is not None,
         "suspended": account.is_suspended,
+        "created_by_application_id": _id_or_none(record.application_id if record else None),
+        "invited_by_account_id": _id_or_none(record.invited_by_id if record else None),
         "account": await Presenter(conn, request.app[URLS], None).account(account),
     }
 
 
-@routes.get("/api/v1/admin/accounts")
-async def list_admin_accounts(request: web.Request) -> web.Response:
-    """Accounts, local or remote (`remote=true`), optionally only suspended or silenced."""
-    await _admin(request, "admin:read:accounts")
-    params = await request_params(request)
-    query = select_accounts().where(accounts.c.is_instance_actor.is_(False))
-    query = query.where(
-        accounts.c.domain != "" if boolean(params, "remote") else accounts.c.domain == ""
-    )
-    if boolean(params, "suspended"):
-        query = query.where(accounts.c.suspended_at.is_not(None))
-    if boolean(params, "silenced"):
-        query = query.where(accounts.c.silenced_at.is_not(None))
+def _id_or_none(value: int | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+async def _admin_accounts(request: web.Request, query: Any) -> web.Response:
     async with request.app[DATABASE].read() as conn:
         found = [account_from_row(r) for r in await conn.execute(query.order_by(accounts.c.id))]
-        return json_body([await admin_account(conn, request, a) for a in found])
+        records = await sign_up_records(conn, [a.id for a in found])
+        return json_body([await admin_account(conn, request, a, records) for a in found])
+
+
+def _local_accounts(remote: bool) -> Any:
+    query = select_accounts().where(accounts.c.is_instance_actor.is_(False))
+    return query.where(accounts.c.domain != "" if remote else accounts.c.domain == "")
+
+
+@routes.get("/api/v1/admin/accounts")
+async def list_admin_accounts(request: web.Request) -> web.Response:
+    """Accounts, local or remote (`remote=true`), optionally only suspended, silenced or
+    waiting for approval (`pending=true`)."""
+    await _admin(request, "admin:read:accounts")
+    params = await request_params(request)
+    query = _local_accounts(boolean(params, "remote"))
+    for name in ("suspended", "silenced", "pending"):
+        if boolean(params, name):
+            query = query.where(_STATUS[name])
+    return await _admin_accounts(request, query)
+
+
+# Mastodon's account states (v2 `status`, v1's boolean filters).
+_STATUS = {
+    "active": accounts.c.suspended_at.is_(None) & accounts.c.approved.is_(True),
+    "pending": accounts.c.approved.is_(False),
+    "disabled": accounts.c.suspended_at.is_not(None) & (accounts.c.domain == ""),
+    "silenced": accounts.c.silenced_at.is_not(None),
+    "suspended": accounts.c.suspended_at.is_not(None),
+}
+
+
+@routes.get("/api/v2/admin/accounts")
+async def list_admin_accounts_v2(request: web.Request) -> web.Response:
+    """Accounts by `origin` (local, remote) and `status` (active, pending, disabled,
+    silenced, suspended), as Mastodon's v2 filters them."""
+    await _admin(request, "admin:read:accounts")
+    params = await request_params(request)
+    origin = string(params, "origin", "local", 20) or "local"
+    status = string(params, "status", "", 20) or ""
+    if origin not in ("local", "remote"):
+        raise ApiError(422, "origin is local or remote")
+    if status and status not in _STATUS:
+        raise ApiError(422, f"status is one of {', '.join(_STATUS)}")
+    query = _local_accounts(origin == "remote")
+    if status:
+        query = query.where(_STATUS[status])
+    return await _admin_accounts(request, query)
+
+
+async def _decide(request: web.Request, approve: bool) -> web.Response:
+    me = await _admin(request, "admin:write:accounts")
+    target = await _account(request)
+    if not target.is_pending:
+        raise ApiError(403, "This action is not allowed", "the account is not waiting for approval")
+    decide = registration.approve if approve else registration.reject
+
+    async def act(conn: AsyncConnection, now: datetime) -> list:
+        try:
+            await decide(conn, target, _who(me), now)
+        except RegistrationError as exc:  # decided by someone else in between
+            raise ModerationError(str(exc)) from None
+        return []
+
+    async with request.app[DATABASE].read() as conn:
+        before = await admin_account(conn, request, target)  # a rejected one is gone after
+    await _moderate(request, act)
+    if not approve:
+        return json_body(before)
+    async with request.app[DATABASE].read() as conn:
+        return json_body(await admin_account(conn, request, await _reloaded(conn, target)))
+
+
+@routes.post("/api/v1/admin/accounts/{id}/approve")
+async def approve_account(request: web.Request) -> web.Response:
+    """Let a pending sign-up in (audited)."""
+    return await _decide(request, approve=True)
+
+
+@routes.post("/api/v1/admin/accounts/{id}/reject")
+async def reject_account(request: web.Request) -> web.Response:
+    """Turn a pending sign-up away: the account is deleted (audited)."""
+    return await _decide(request, approve=False)
 
 
 @routes.post("/api/v1/admin/accounts/{id}/action")

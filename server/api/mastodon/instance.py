@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server import __version__
 from server.api.responses import json_body
 from server.appkeys import CLOCK, CONFIG, DATABASE, URLS
-from server.config import MediaConfig
+from server.config import InstanceConfig, MediaConfig
 from server.identity.accounts import count_users
+from server.identity.registration import Policy
 from server.media import CONTENT_TYPES
 from server.social.collections import count_local_posts
 from server.social.media import DESCRIPTION_LENGTH_MAX
@@ -60,6 +61,21 @@ def _configuration(streaming_url: str, media: MediaConfig) -> dict:
     }
 
 
+def _registrations(instance: InstanceConfig) -> dict:
+    """As Mastodon's: enabled when anyone may sign up (open or with approval); the message
+    only while they may not (invite-only servers say where to get an invite)."""
+    policy = Policy.of(instance)
+    message = instance.registrations_message.strip() or None
+    return {
+        "enabled": policy.enabled,
+        "approval_required": policy.approval_required,
+        "reason_required": policy.approval_required and instance.require_reason,
+        "message": None if policy.enabled else message,
+        "min_age": None,
+        "url": None,
+    }
+
+
 def _streaming_url(base_url: str) -> str:
     return "wss://" + base_url[8:] if base_url.startswith("https://") else "ws://" + base_url[7:]
 
@@ -82,12 +98,7 @@ async def instance_v2(request: web.Request) -> web.Response:
             "icon": [],
             "languages": ["en"],
             "configuration": _configuration(_streaming_url(urls.base_url), config.media),
-            "registrations": {
-                "enabled": config.instance.open_registrations,
-                "approval_required": False,
-                "message": None,
-                "url": None,
-            },
+            "registrations": _registrations(config.instance),
             "api_versions": {"mastodon": API_VERSION},
             "contact": {"email": "", "account": None},
             "rules": [],
@@ -99,6 +110,7 @@ async def instance_v2(request: web.Request) -> web.Response:
 async def instance_v1(request: web.Request) -> web.Response:
     """The v1 instance entity (older apps still read it)."""
     config, urls = request.app[CONFIG], request.app[URLS]
+    policy = Policy.of(config.instance)
     async with request.app[DATABASE].read() as conn:
         users = await count_users(conn)
         posts = await count_local_posts(conn)
@@ -115,9 +127,9 @@ async def instance_v1(request: web.Request) -> web.Response:
             "stats": {"user_count": users, "status_count": posts, "domain_count": domains},
             "thumbnail": urls.static("header-missing.png"),
             "languages": ["en"],
-            "registrations": config.instance.open_registrations,
-            "approval_required": False,
-            "invites_enabled": False,
+            "registrations": policy.enabled,
+            "approval_required": policy.approval_required,
+            "invites_enabled": policy.invites_enabled,
             "configuration": _configuration(_streaming_url(urls.base_url), config.media),
             "contact_account": None,
             "rules": [],
