@@ -37,7 +37,9 @@ _SEVERITY = {"silence": "silence", "suspend": "suspend", "reject-media": "noop"}
 
 
 def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    admin = commands.add_parser("admin", help="moderation: domain blocks, accounts, reports")
+    admin = commands.add_parser(
+        "admin", help="moderation: domain blocks, accounts, reports, sign-ups awaiting approval"
+    )
     sub = admin.add_subparsers(title="admin commands", metavar="COMMAND", required=True)
     block = sub.add_parser(
         "domain-block",
