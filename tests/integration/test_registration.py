@@ -237,6 +237,8 @@ async def test_approval_mode_holds_the_account_until_an_admin_approves(
     async with node.http.get(webfinger) as response:
         assert response.status == 404
     assert (await admin.get(f"/api/v1/accounts/{account.id}")).status == 404
+    assert (await admin.get("/api/v1/accounts/lookup", acct="alice")).status == 404
+    assert (await admin.get("/api/v1/accounts/search", q="ali")).body == []
 
     listed = await admin.get("/api/v1/admin/accounts", pending="true")
     validate("GET", "/api/v1/admin/accounts", listed.body)
@@ -255,6 +257,7 @@ async def test_approval_mode_holds_the_account_until_an_admin_approves(
 
     approved = await admin.post(f"/api/v1/admin/accounts/{account.id}/approve")
     assert approved.status == 200
+    assert (await admin.get("/api/v1/accounts/lookup", acct="alice")).status == 200
     validate("POST", "/api/v1/admin/accounts/{id}/approve", approved.body)
     assert approved.body["approved"] is True
     assert (await pending.get("/api/v1/accounts/verify_credentials")).status == 200

@@ -149,7 +149,7 @@ async def lookup(request: web.Request) -> web.Response:
     else:
         async with request.app[DATABASE].read() as conn:
             account = await known_account(conn, request.app[URLS], handle)
-    if account is None:
+    if account is None or account.is_pending:
         raise ApiError(404, "Record not found")
     async with request.app[DATABASE].read() as conn:
         return json_body(await Presenter(conn, request.app[URLS], viewer).account(account))
@@ -259,6 +259,7 @@ async def find_accounts(
     query_rows = select_accounts().where(
         accounts.c.is_instance_actor.is_(False),
         accounts.c.deleted_at.is_(None),
+        accounts.c.approved.is_(True),
         or_(
             accounts.c.username_key.like(prefix, escape="\\"),
             accounts.c.display_name.ilike(prefix, escape="\\"),
