@@ -9,7 +9,7 @@ from typing import Any
 
 from protocol.actors import format_datetime
 from protocol.addressing import Audience
-from protocol.as2 import as_list, text_of, url_of
+from protocol.as2 import as_list, host_of, id_of, is_http_url, text_of, url_of
 from protocol.vocab import AS2_CONTEXT
 
 ACTIVITY_CONTEXT: list[Any] = [
@@ -127,7 +127,32 @@ class NoteDocument:
     hashtags: tuple[tuple[str, str], ...] = ()  # ("#tag", tag page URL)
     language: str | None = None
     attachments: tuple[AttachmentDocument, ...] = ()
+    # A payment request or transfer this message is about (a chat's payment message).
+    payment: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# A Link in a Note's tags naming the payment the message is about; other servers ignore it
+# and show the message's text, which carries the same link.
+PAYMENT_LINK_REL = "https://kith.social/ns#payment"
+
+
+def payment_link(uri: str) -> dict[str, Any]:
+    return {"type": "Link", "rel": PAYMENT_LINK_REL, "href": uri}
+
+
+def payment_of(note: dict[str, Any]) -> str | None:
+    """The payment a Note names, if its author's server could have made it (same origin)."""
+    author = id_of(note.get("attributedTo"))
+    for tag in as_list(note.get("tag")):
+        if not isinstance(tag, dict) or tag.get("type") != "Link":
+            continue
+        if PAYMENT_LINK_REL not in as_list(tag.get("rel")):
+            continue
+        href = tag.get("href")
+        if is_http_url(href) and is_http_url(author) and host_of(href) == host_of(author):
+            return href
+    return None
 
 
 def render_note(note: NoteDocument) -> dict[str, Any]:
@@ -145,7 +170,8 @@ def render_note(note: NoteDocument) -> dict[str, Any]:
         "summary": note.summary or None,
         "sensitive": note.sensitive,
         "tag": [{"type": "Mention", "href": href, "name": name} for href, name in note.mentions]
-        + [{"type": "Hashtag", "name": name, "href": href} for name, href in note.hashtags],
+        + [{"type": "Hashtag", "name": name, "href": href} for name, href in note.hashtags]
+        + ([payment_link(note.payment)] if note.payment else []),
     }
     if note.context:
         document["context"] = note.context

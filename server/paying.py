@@ -469,10 +469,12 @@ class Payments:
         lifetime: timedelta | None,
         now: datetime,
         payer_takes_kith_payments: bool = True,
+        context: str | None = None,
     ) -> tuple[RequestRecord, list[Outbound]]:
         """A signed request from a local payee; delivered to a remote payer's inbox, or, if
         the payer's server knows nothing of Kith payments, told to them in a direct message
-        with the request's link."""
+        with the request's link. Made in a chat (`context`), the chat's own message carries
+        that link."""
         if await blocks_between(conn, payer.id, payee.id):
             raise PaymentError("you cannot request money from this account")
         signer = Signer(
@@ -480,13 +482,15 @@ class Payments:
         )
         record = await requests.create_request(
             conn, await self.node_key(), self.party(payee), signer, self.party(payer), amount,
-            note, now + (lifetime or self.request_lifetime), now, new_id,
+            note, now + (lifetime or self.request_lifetime), now, new_id, context,
         )  # fmt: skip
         self.tell_request(conn, record)
         if payer.is_local:
             await notify(conn, payer.id, REQUEST_NOTIFICATION, payee.id, None, now)
             return record, []
         if not payer_takes_kith_payments:
+            if context is not None:
+                return record, []
             return record, await self._request_by_message(conn, payee, payer, record, now)
         create = {
             "@context": wire.PAYMENT_CONTEXT,

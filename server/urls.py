@@ -46,8 +46,9 @@ class Urls:
         return self.domain if account.is_instance_actor else account.username
 
     def handle(self, account: Account) -> str:
-        """`user@domain`, the WebFinger address without the acct: scheme."""
-        return f"{self.preferred_username(account)}@{self.domain}"
+        """`user@domain`, the WebFinger address without the acct: scheme (a remote
+        account's on its own server)."""
+        return f"{self.preferred_username(account)}@{account.domain or self.domain}"
 
     @property
     def shared_inbox(self) -> str:

@@ -22,8 +22,9 @@ from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter, mastodon_time
 from server.api.pagination import page_request, paginated
 from server.api.params import boolean, integer, path_id, request_params, string, string_list
+from server.api.payments import chat_payment_entity
 from server.api.responses import json_body
-from server.appkeys import DATABASE, FEDERATION, URLS
+from server.appkeys import CLOCK, DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account, get_account
 from server.social import chats, posting
 from server.social.chats import Chat, ChatError, Member
@@ -286,7 +287,20 @@ async def list_messages(request: web.Request) -> web.Response:
         rows = (await conn.execute(paged(query, statuses_table.c.id, page))).all()
         found = [status_from_row(row) for row in newest_first(rows, page)]
         body = await Presenter(conn, request.app[URLS], me).statuses(found)
+        await _with_payments(request, conn, me, body)
     return paginated(request, body)
+
+
+async def _with_payments(
+    request: web.Request, conn: AsyncConnection, viewer: Account, messages: list[dict[str, Any]]
+) -> None:
+    """Messages about a payment carry it (`kith_payment`), in its state now."""
+    named = await chats.payments_named(conn, [int(m["id"]) for m in messages])
+    currencies, now = request.app[FEDERATION].payments.currencies, request.app[CLOCK]()
+    for message in messages:
+        uri = named.get(int(message["id"]))
+        if uri is not None:
+            message["kith_payment"] = await chat_payment_entity(conn, uri, viewer, currencies, now)
 
 
 @routes.post(PREFIX + "/{id}/messages")

@@ -1117,10 +1117,12 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/kith/v1/payment_requests",
         "Request money from payer (@user@host or actor URL); amount is a decimal string; "
         "expires_in in seconds (default from config). The request's uri is its shareable "
-        "link; a payer whose server does not take Kith payments gets a direct message with it",
+        "link; a payer whose server does not take Kith payments gets a direct message with it. "
+        "With chat_id it is made in that chat (payer defaults to the other person of a "
+        "one-to-one chat) and the chat's message carries the link",
         "write:payments",
         _ref("PaymentRequest"),
-        ("payer", "amount", "currency", "note", "expires_in"),
+        ("payer", "amount", "currency", "note", "expires_in", "chat_id"),
         status=201,
     ),
     Operation(
@@ -1165,10 +1167,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "/api/kith/v1/transfers",
         "Send money without a request (header Idempotency-Key); 202 while the payee's server "
-        "decides",
+        "decides. With chat_id it is sent in that chat (to defaults to the other person of a "
+        "one-to-one chat; note is shown there)",
         "write:payments",
         _ref("Transfer"),
-        ("to", "amount", "currency"),
+        ("to", "amount", "currency", "chat_id", "note"),
     ),
     Operation(
         "GET",

@@ -24,15 +24,18 @@ from payments.parties import PaymentError
 from payments.requests import MAXIMUM_EXPIRY, MINIMUM_EXPIRY, RequestRecord, RequestState
 from payments.settlement import SettlementRecord
 from payments.tables import payment_requests, settlements
+from protocol.addressing import DIRECT
 from server.api.auth import require_account
 from server.api.errors import ApiError
 from server.api.mastodon.entities import mastodon_time
 from server.api.pagination import page_request, paginated
 from server.api.params import integer, path_id, request_params, required, string
 from server.api.responses import json_body
-from server.appkeys import CLOCK, DATABASE, FEDERATION
+from server.appkeys import CLOCK, DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account
 from server.paying import PayeeNode, Payments
+from server.social import chats, posting
+from server.social.chats import Chat, ChatError
 from server.social.remote_accounts import account_for_actor
 from server.wallets import balances
 
@@ -127,14 +130,16 @@ def _csv_cell(value: Any) -> str:
 
 @routes.post(f"{PREFIX}/payment_requests")
 async def create_payment_request(request: web.Request) -> web.Response:
-    """Ask someone (`payer`: @user@host or an actor URL) for an amount."""
+    """Ask someone (`payer`: @user@host or an actor URL) for an amount; with `chat_id`, in
+    that chat (the payer defaults to the other person of a one-to-one chat)."""
     me = await require_account(request, "write:payments")
     params = await request_params(request)
     payments = _payments(request)
     amount = _amount(payments, params)
     note = string(params, "note", "", max_length=NOTE_LENGTH_MAX) or ""
     lifetime = _lifetime(params)
-    payer = await _resolve(request, required(params, "payer", 2048))
+    chat = await _chat_of(request, me, params)
+    payer = await _counterparty(request, me, chat, params, "payer")
     if payer.id == me.id:
         raise ApiError(422, "you cannot request money from yourself")
 
@@ -144,9 +149,16 @@ async def create_payment_request(request: web.Request) -> web.Response:
         raise _unreachable() from None
 
     async def act(conn: AsyncConnection, now: datetime) -> Any:
-        return await payments.create_request(
-            conn, me, payer, amount, note, lifetime, now, payer_takes_kith_payments=by_kith
-        )
+        record, outbound = await payments.create_request(
+            conn, me, payer, amount, note, lifetime, now, payer_takes_kith_payments=by_kith,
+            context=chat.context_uri if chat else None,
+        )  # fmt: skip
+        if chat is not None:
+            shown = _shown(payments, record.amount, record.currency)
+            text = f"Requested {shown} from @{_handle(request, payer)}{_about(note)}. "
+            text += f"Pay it here: {record.uri}"
+            outbound += await _tell_chat(request, conn, me, chat, text, record.uri, now)
+        return record, outbound
 
     record = await _perform(request, act)
     return json_body(_request_entity(request, record, me), status=201)
@@ -252,12 +264,15 @@ async def _reload(request: web.Request, record: RequestRecord) -> RequestRecord:
 
 @routes.post(f"{PREFIX}/transfers")
 async def send_transfer(request: web.Request) -> web.Response:
-    """Send money to someone (`to`: @user@host or an actor URL) without a request."""
+    """Send money to someone (`to`: @user@host or an actor URL) without a request; with
+    `chat_id`, in that chat (`to` defaults to the other person of a one-to-one chat)."""
     me = await require_account(request, "write:payments")
     params = await request_params(request)
     payments = _payments(request)
     amount = _amount(payments, params)
-    payee = await _resolve(request, required(params, "to", 2048))
+    note = string(params, "note", "", max_length=NOTE_LENGTH_MAX) or ""
+    chat = await _chat_of(request, me, params)
+    payee = await _counterparty(request, me, chat, params, "to")
     if payee.id == me.id:
         raise ApiError(422, "you cannot send money to yourself")
     await _check_payable(request, payee.uri or request.app[FEDERATION].urls.actor(payee))
@@ -270,11 +285,86 @@ async def send_transfer(request: web.Request) -> web.Response:
         raise _unreachable() from None
 
     async def act(conn: AsyncConnection, now: datetime) -> Any:
-        return await payments.send(conn, me, PayeeNode(node, payee), amount, transfer_uri, now)
+        sent, outbound = await payments.send(
+            conn, me, PayeeNode(node, payee), amount, transfer_uri, now
+        )
+        if chat is not None and not await chats.has_message_about(conn, sent.uri):
+            shown = _shown(payments, sent.amount, sent.currency)
+            text = f"Sent {shown} to @{_handle(request, payee)}{_about(note)}."
+            outbound += await _tell_chat(request, conn, me, chat, text, sent.uri, now)
+        return sent, outbound
 
     sent = await _perform(request, act)
     entity = _transfer_entity(request, sent, me)
     return json_body(entity, status=200 if entity["state"] == "completed" else 202)
+
+
+# --- payments in a chat ----------------------------------------------------------------------
+
+
+async def _chat_of(request: web.Request, me: Account, params: dict[str, Any]) -> Chat | None:
+    chat_id = integer(params, "chat_id")
+    if chat_id is None:
+        return None
+    async with request.app[DATABASE].read() as conn:
+        try:
+            return await chats.chat_of_member(conn, me, chat_id)
+        except ChatError as exc:
+            raise ApiError(exc.status, str(exc)) from None
+
+
+async def _counterparty(
+    request: web.Request, me: Account, chat: Chat | None, params: dict[str, Any], name: str
+) -> Account:
+    """Who pays or is paid: named, or the other person of a one-to-one chat. In a chat, they
+    must be one of its members."""
+    if chat is None:
+        return await _resolve(request, required(params, name, 2048))
+    async with request.app[DATABASE].read() as conn:
+        others = [
+            m.account
+            for m in await chats.members_of(conn, chat.id)
+            if m.active and m.account.id != me.id
+        ]
+    if params.get(name) is None:
+        if len(others) != 1:
+            raise ApiError(422, f"name the {name} (this chat has several other members)")
+        return others[0]
+    named = await _resolve(request, required(params, name, 2048))
+    if named.id not in {o.id for o in others}:
+        raise ApiError(422, f"the {name} is not in this chat")
+    return named
+
+
+async def _tell_chat(
+    request: web.Request,
+    conn: AsyncConnection,
+    me: Account,
+    chat: Chat,
+    text: str,
+    payment_uri: str,
+    now: datetime,
+) -> list[Any]:
+    """The chat's message about the payment: its text (with the request's link) is what other
+    servers show; Kith nodes show the payment itself, live."""
+    recipients = await chats.recipients_of_message(conn, me, chat)
+    _, outbound = await posting.publish_status(
+        conn, request.app[URLS], me, text, now, DIRECT, recipients,
+        context_uri=chat.context_uri, payment_uri=payment_uri,
+    )  # fmt: skip
+    return outbound
+
+
+def _shown(payments: Payments, minor: int, currency: str) -> str:
+    return f"{format_amount(minor, payments.currencies.get(currency))} {currency}"
+
+
+def _about(note: str) -> str:
+    return f" for {note.strip()}" if note.strip() else ""
+
+
+def _handle(request: web.Request, account: Account) -> str:
+    return request.app[URLS].handle(account)
 
 
 @routes.post(f"{PREFIX}/transfers/{{id}}/accept")
@@ -456,6 +546,24 @@ def transfer_entity(
         "decided_at": mastodon_time(record.decided_at) if record.decided_at else None,
         "accept_by": mastodon_time(record.expires_at) if record.state.value == "held" else None,
     }
+
+
+async def chat_payment_entity(
+    conn: AsyncConnection, uri: str, viewer: Account, currencies: Currencies, now: datetime
+) -> dict[str, Any]:
+    """The payment a chat message is about, live, for its payer or payee; others (and nodes
+    that do not hold it) see only what it is."""
+    request = await requests.request_by_uri(conn, uri)
+    if request is not None and viewer.id in (request.payee_account_id, request.payer_account_id):
+        return {"type": "payment_request", **request_entity(request, viewer.id, currencies, now)}
+    transfer = await settlement.settlement_by_uri(conn, uri)
+    if transfer is not None and viewer.id in (
+        transfer.payer_account_id,
+        transfer.payee_account_id,
+    ):
+        return {"type": "transfer", **transfer_entity(transfer, viewer.id, currencies)}
+    kind = "payment_request" if request is not None or "/requests/" in uri else "transfer"
+    return {"type": kind, "uri": uri}
 
 
 def _request_entity(request: web.Request, record: RequestRecord, me: Account) -> dict[str, Any]:

@@ -30,7 +30,15 @@ from server.social.statuses import Status, mentioned_accounts, status_from_row
 from server.social.timelines import not_silenced_for
 from server.social.visibility import is_blocked_between
 from server.storage.ids import first_id_after, new_id
-from server.storage.tables import accounts, chat_members, chats, conversations, mentions, statuses
+from server.storage.tables import (
+    accounts,
+    chat_members,
+    chat_payments,
+    chats,
+    conversations,
+    mentions,
+    statuses,
+)
 from server.urls import Urls
 
 CHAT_EVENT = "kith:chat"
@@ -162,6 +170,33 @@ async def message_by_uri(conn: AsyncConnection, chat: Chat, uri: str | None) -> 
         await conn.execute(select(statuses).where(in_chat(chat.context_uri), statuses.c.uri == uri))
     ).first()
     return status_from_row(row) if row is not None else None
+
+
+async def link_payment(conn: AsyncConnection, status_id: int, payment_uri: str) -> None:
+    """This message is about that payment request or transfer."""
+    await insert_ignoring_duplicates(
+        conn, chat_payments, {"status_id": status_id, "payment_uri": payment_uri}, ["status_id"]
+    )
+
+
+async def has_message_about(conn: AsyncConnection, payment_uri: str) -> bool:
+    """Whether a chat message here already names this payment (a retried send adds none)."""
+    found = await conn.scalar(
+        select(chat_payments.c.status_id).where(chat_payments.c.payment_uri == payment_uri)
+    )
+    return found is not None
+
+
+async def payments_named(conn: AsyncConnection, status_ids: list[int]) -> dict[int, str]:
+    """The payment each of these messages is about, if any."""
+    if not status_ids:
+        return {}
+    rows = await conn.execute(
+        select(chat_payments.c.status_id, chat_payments.c.payment_uri).where(
+            chat_payments.c.status_id.in_(status_ids)
+        )
+    )
+    return {row.status_id: row.payment_uri for row in rows}
 
 
 async def is_message_of(conn: AsyncConnection, viewer: Account, chat: Chat, status: Status) -> bool:

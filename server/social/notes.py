@@ -11,11 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.db import insert_ignoring_duplicates
 from federation.dispatch import Reject
+from protocol.activities import payment_of
 from protocol.addressing import LIMITED, PRIVATE, visibility_of
 from protocol.as2 import as_list, host_of, id_of, ids_of, is_http_url, text_of, url_of
 from protocol.errors import ProtocolError
 from protocol.sanitize import sanitize_html
 from server.identity.accounts import Account
+from server.social.chats import link_payment
 from server.social.distribution import announce_edit, distribute
 from server.social.graph import block_between
 from server.social.media import store_remote
@@ -92,6 +94,8 @@ class NoteStore:
         if status is not None:
             if note.get("attachment"):
                 await store_remote(conn, author.id, status.id, note["attachment"], now)
+            if visibility == "direct" and (payment := payment_of(note)) is not None:
+                await link_payment(conn, status.id, payment)
             await distribute(conn, status, now)
 
     async def store_chat_message(

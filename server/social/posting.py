@@ -13,6 +13,7 @@ from protocol.activities import render_activity, render_note
 from protocol.addressing import DIRECT, VISIBILITIES
 from server.identity.accounts import Account
 from server.social import media
+from server.social.chats import link_payment
 from server.social.distribution import announce_edit, announce_removal, distribute
 from server.social.statuses import (
     NewStatus,
@@ -52,13 +53,15 @@ async def publish_status(
     language: str | None = None,
     media_ids: list[int] | None = None,
     context_uri: str | None = None,
+    payment_uri: str | None = None,
 ) -> tuple[Status, list[Outbound]]:
     """Store a local post and return its Create for every remote inbox it must reach.
 
     `mentions` are the accounts the text's handles resolved to (the caller resolves them,
     fetching remote ones, before this transaction). `media_ids` are the author's own
     unattached uploads; with them the text may be empty, as on Mastodon. `context_uri` puts
-    the post in a chat's thread (server/social/chats.py) rather than its parent's or its own.
+    the post in a chat's thread (server/social/chats.py) rather than its parent's or its own;
+    `payment_uri` makes it a chat's message about that payment request or transfer.
     """
     if visibility not in VISIBILITIES:
         raise InvalidPost(f"visibility must be one of {', '.join(VISIBILITIES)}")
@@ -89,6 +92,8 @@ async def publish_status(
     assert status is not None
     if media_ids:
         await media.attach(conn, author.id, status.id, media_ids)
+    if payment_uri is not None:
+        await link_payment(conn, status.id, payment_uri)
     await distribute(conn, status, now)
     return status, [await _create_outbound(conn, urls, author, status, now)]
 

@@ -16,6 +16,7 @@ from server.social.media import note_attachments
 from server.storage.ids import new_id
 from server.storage.tables import (
     accounts,
+    chat_payments,
     follows,
     mentions,
     status_edits,
@@ -244,6 +245,9 @@ async def note_document(conn: AsyncConnection, status: Status, urls: Urls) -> No
         hashtags=tuple((f"#{name}", urls.tag(name)) for name in await tags_of(conn, status.id)),
         language=status.language,
         attachments=await note_attachments(conn, status.id, urls),
+        payment=await conn.scalar(
+            select(chat_payments.c.payment_uri).where(chat_payments.c.status_id == status.id)
+        ),
     )
 
 

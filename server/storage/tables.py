@@ -454,6 +454,16 @@ chats = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# Chat messages about a payment request or transfer (the chat shows its live state).
+chat_payments = Table(
+    "chat_payments",
+    metadata,
+    Column(
+        "status_id", BigInteger, ForeignKey("statuses.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("payment_uri", String(2048), nullable=False, index=True),
+)
+
 chat_members = Table(
     "chat_members",
     metadata,
