@@ -10,7 +10,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -51,6 +51,7 @@ from server.paying import Payments
 from server.peer_settling import PeerSettling
 from server.social.chat_inbound import ChatInbox
 from server.social.inbound import SocialInbox
+from server.social.media import prune_orphan_files
 from server.social.mutes import end_expired_mutes
 from server.social.notes import NoteStore
 from server.social.remote_accounts import (
@@ -58,6 +59,7 @@ from server.social.remote_accounts import (
     known_account,
     upsert_remote_account,
 )
+from server.social.remote_media import RemoteMedia
 from server.social.statuses import Status, status_by_id, status_by_uri
 from server.storage.engine import Database
 from server.storage.ids import new_id
@@ -68,6 +70,7 @@ from server.wakeups import Wakeups
 log = logging.getLogger("kith.federation")
 _LOCAL_STATUS_PAGE = re.compile(r"/@\w+/([0-9]{1,18})")
 HANDLE_FRESH_FOR = timedelta(days=1)
+ORPHAN_FILES_GRACE = timedelta(hours=1)
 POST_TYPES = frozenset({"Note", "Article", "Page", "Question"})
 
 Action = Callable[[AsyncConnection, datetime], Awaitable[Any]]
@@ -97,7 +100,8 @@ class Federation:
         self.directory = ActorDirectory(db, self.fetcher, clock, new_id)
         self.keys = KeyStore(db, self.fetcher, self.directory)
         self.dispatcher = Dispatcher()
-        SocialInbox(db, urls, self.directory, self.fetcher).register(self.dispatcher)
+        self.media = RemoteMedia(db, self.fetcher, config.media, config.data_dir)
+        SocialInbox(db, urls, self.directory, self.fetcher, self.media).register(self.dispatcher)
         ChatInbox(urls, self.directory).register(self.dispatcher)
         self.payments = Payments(config, db, urls, clock, self.directory)
         self.payments.register(self.dispatcher)
@@ -240,7 +244,18 @@ class Federation:
         inbox, sent = await sweep_finished(self.db, before)
         if inbox or sent:
             log.info("swept finished work", extra={"inbox_items": inbox, "deliveries": sent})
+        await self.sweep_media()
         return 0  # then sleep until the next hour
+
+    async def sweep_media(self, grace: timedelta = ORPHAN_FILES_GRACE) -> int:
+        """Delete the picture files no attachment names any more (deleted posts' and
+        accounts', copies never recorded) once `grace` old: a newer one may belong to a row
+        not committed yet. (Files are dated by the system clock, not the node's.)"""
+        written_before = datetime.now(UTC) - grace
+        removed = await prune_orphan_files(self.db, self.config.data_dir, written_before)
+        if removed:
+            log.info("deleted pictures of deleted posts", extra={"files": removed})
+        return removed
 
     async def _expire(self) -> int:
         """End what was granted for a time (mutes with a duration, payment requests, money
@@ -322,11 +337,12 @@ class Federation:
         if kind not in POST_TYPES:
             return None
         actor = await self.directory.get(id_of(document.get("attributedTo")) or "")
+        copies = await self.media.copies(document)
         now = self.clock()
         try:
             async with self.db.transaction() as conn:
                 author = await upsert_remote_account(conn, actor, now)
-                await NoteStore(self.urls).store(conn, author, document, now)
+                await NoteStore(self.urls).store(conn, author, document, now, copies=copies)
                 return await status_by_uri(conn, document["id"])
         except Reject:
             return None

@@ -5,8 +5,9 @@ posts reach only its followers) and its follows need approval. A **suspended** d
 refused everything: the inbox drops its activities, nothing is fetched from it or delivered
 to it, its accounts' posts and follows (both ways) are purged here and its accounts marked
 suspended; payments with it stop (its ledger account and statements stay). `reject_media`
-is stored for media handling. A suspended local account cannot sign in, use its tokens, pay
-or be paid; a suspended remote one is purged and its activities dropped.
+keeps its pictures from being copied here (they stay links). A suspended local account
+cannot sign in, use its tokens, pay or be paid; a suspended remote one is purged and its
+activities dropped.
 
 Every action is recorded in `moderation_log` in the same transaction (who: "cli" or
 "admin:<username>"). Functions take `(conn, …, now)` and return deliveries; callers commit.
@@ -207,6 +208,16 @@ async def is_domain_suspended(conn: AsyncConnection, host: str) -> bool:
     """Whether host[:port] is on a suspended domain (payments with it stop)."""
     suspended, _ = await refused_domains(conn)
     return matches(host, frozenset(suspended))
+
+
+async def rejects_media(conn: AsyncConnection, *hosts: str) -> bool:
+    """Whether any of these hosts is on a domain blocked with `reject_media` (its pictures
+    are not copied here)."""
+    rejected = await conn.execute(
+        select(domain_blocks.c.domain).where(domain_blocks.c.reject_media.is_(True))
+    )
+    domains = frozenset(rejected.scalars())
+    return any(matches(host, domains) for host in hosts)
 
 
 # Social activity types: one queued in the inbox log before its sender was suspended is

@@ -32,6 +32,7 @@ from server.moderation import is_limited
 from server.social import graph
 from server.social.distribution import announce_removal, distribute, notify
 from server.social.interactions import add_favourite, remove_favourite
+from server.social.media import Copy
 from server.social.notes import CHAT_MESSAGE, NoteStore
 from server.social.remote_accounts import (
     account_by_uri,
@@ -39,25 +40,33 @@ from server.social.remote_accounts import (
     mark_remote_account_deleted,
     upsert_remote_account,
 )
+from server.social.remote_media import RemoteMedia
 from server.social.statuses import NewStatus, boost_by, insert_status, remove_status, status_by_uri
 from server.storage.ids import new_id
 from server.storage.tables import accounts, blocks, favourites, follows, reports, statuses
 from server.urls import Urls
 
 _BOOSTABLE = frozenset({"public", "unlisted"})
+Copies = dict[str, Copy]  # copies of a post's pictures, by URL, made in prefetch
 
 
 class SocialInbox:
     """The social domain's inbound handlers, registered into federation's dispatcher."""
 
     def __init__(
-        self, db: UnitOfWork, urls: Urls, directory: ActorDirectory, fetcher: Fetcher
+        self,
+        db: UnitOfWork,
+        urls: Urls,
+        directory: ActorDirectory,
+        fetcher: Fetcher,
+        media: RemoteMedia,
     ) -> None:
         self.db = db
         self.urls = urls
         self.directory = directory
         self.notes = NoteStore(urls)
         self.fetcher = fetcher
+        self.media = media
 
     def register(self, dispatcher: Dispatcher) -> None:
         actor = self._prefetch_actor
@@ -79,15 +88,17 @@ class SocialInbox:
     async def _prefetch_actor(self, item: InboundActivity) -> RemoteActor:
         return await self.directory.get(item.actor_uri)
 
-    async def _prefetch_create(self, item: InboundActivity) -> tuple[RemoteActor, dict]:
-        return await self._prefetch_actor(item), await self._object_document(item)
+    async def _prefetch_create(self, item: InboundActivity) -> tuple[RemoteActor, dict, Copies]:
+        actor, note = await self._prefetch_actor(item), await self._object_document(item)
+        return actor, note, await self.media.copies(note)
 
-    async def _prefetch_update(self, item: InboundActivity) -> tuple[RemoteActor, dict]:
+    async def _prefetch_update(self, item: InboundActivity) -> tuple[RemoteActor, dict, Copies]:
         document = item.activity.get("object")
         if isinstance(document, dict) and document.get("id") == item.actor_uri:
             # A profile update: trust the actor's own server, not the embedded copy (keys!).
-            return await self.directory.fetch(item.actor_uri), document
-        return await self._prefetch_actor(item), await self._object_document(item)
+            return await self.directory.fetch(item.actor_uri), document, {}
+        actor, note = await self._prefetch_actor(item), await self._object_document(item)
+        return actor, note, await self.media.copies(note, edit=True)
 
     async def _prefetch_announce(self, item: InboundActivity) -> tuple[RemoteActor, Any]:
         actor = await self._prefetch_actor(item)
@@ -106,7 +117,8 @@ class SocialInbox:
         author_uri = id_of(fetched.document.get("attributedTo"))
         if not is_http_url(author_uri) or host_of(author_uri) != host_of(object_id):  # type: ignore[arg-type]
             raise Reject("the announced object's author is not on its server")
-        return actor, (await self.directory.get(author_uri), fetched.document)  # type: ignore[arg-type]
+        author = await self.directory.get(author_uri)  # type: ignore[arg-type]
+        return actor, (author, fetched.document, await self.media.copies(fetched.document))
 
     async def _prefetch_move(self, item: InboundActivity) -> tuple[RemoteActor, RemoteActor]:
         target_uri = id_of(item.activity.get("target"))
@@ -302,29 +314,29 @@ class SocialInbox:
         self,
         conn: AsyncConnection,
         item: InboundActivity,
-        prefetched: tuple[RemoteActor, dict],
+        prefetched: tuple[RemoteActor, dict, Copies],
         now: datetime,
     ) -> list[Outbound]:
-        actor, note = prefetched
+        actor, note, copies = prefetched
         author = await upsert_remote_account(conn, actor, now)
         if note.get("type") == CHAT_MESSAGE:
-            await self.notes.store_chat_message(conn, author, note, now)
+            await self.notes.store_chat_message(conn, author, note, now, copies)
         else:
-            await self.notes.store(conn, author, note, now, activity=item.activity)
+            await self.notes.store(conn, author, note, now, item.activity, copies)
         return []
 
     async def on_update(
         self,
         conn: AsyncConnection,
         item: InboundActivity,
-        prefetched: tuple[RemoteActor, dict],
+        prefetched: tuple[RemoteActor, dict, Copies],
         now: datetime,
     ) -> list[Outbound]:
-        actor, document = prefetched
+        actor, document, copies = prefetched
         account = await upsert_remote_account(conn, actor, now)
         if document.get("id") == item.actor_uri:
             return []  # the profile was refreshed from its server in prefetch
-        await self.notes.update(conn, account, document, now)
+        await self.notes.update(conn, account, document, now, copies)
         return []
 
     async def on_delete(
@@ -383,9 +395,9 @@ class SocialInbox:
         actor, fetched = prefetched
         booster = await upsert_remote_account(conn, actor, now)
         if fetched is not None:
-            author_actor, note = fetched
+            author_actor, note, copies = fetched
             author = await upsert_remote_account(conn, author_actor, now)
-            await self.notes.store(conn, author, note, now)
+            await self.notes.store(conn, author, note, now, copies=copies)
         original = await status_by_uri(conn, id_of(item.activity.get("object")) or "")
         if original is None or original.reblog_of_id is not None:
             raise Reject("the Announce names no status that can be boosted")

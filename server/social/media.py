@@ -1,15 +1,18 @@
 """Media attachments as rows: uploads, attaching them to posts, and peers' attachments.
 
 An upload belongs to its uploader until it is attached to one of their posts; nobody else
-can attach it. Peers' attachments are stored as references to their URLs (nothing is
-fetched: caching through the SSRF-guarded fetcher is a later step).
+can attach it. Peers' attachments are stored with the URL they came from; a picture copied
+here (server/social/remote_media.py) also has its files, the others stay links to the peer.
+A file is served only while a row names it, so deleting a post (however it goes) ends its
+pictures' URLs at once; `prune_orphan_files` then deletes the files no row names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,10 +22,17 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from protocol.activities import AttachmentDocument, read_attachments
-from server.media import ProcessedImage, remove_files
+from server.media import (
+    CONTENT_TYPES,
+    ProcessedImage,
+    Size,
+    is_file_name,
+    media_dir,
+    remove_files,
+)
 from server.storage.engine import Database
 from server.storage.ids import new_id
-from server.storage.tables import media_attachments
+from server.storage.tables import media_attachments, statuses
 from server.urls import Urls
 
 ATTACHMENTS_PER_STATUS_MAX = 4  # Mastodon's limit for local posts
@@ -286,18 +296,67 @@ def _remote_type(media_type: str) -> str:
     return {"image": "image", "video": "video", "audio": "audio"}.get(kind, "unknown")
 
 
+def remote_attachments(attachment_value: Any) -> list[AttachmentDocument]:
+    """The attachments of a peer's post that are kept (the first REMOTE_ATTACHMENTS_MAX)."""
+    return read_attachments(attachment_value, REMOTE_ATTACHMENTS_MAX)
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A peer's picture copied here: its files, made as an upload's are."""
+
+    content_type: str
+    names: tuple[str, str]
+    size: Size
+    preview_size: Size
+    blurhash: str
+
+
+async def copied_urls(conn: AsyncConnection, status_uri: str) -> set[str]:
+    """The URLs of a stored post's pictures that are copied here already."""
+    rows = await conn.execute(
+        select(media_attachments.c.remote_url)
+        .join(statuses, statuses.c.id == media_attachments.c.status_id)
+        .where(statuses.c.uri == status_uri, media_attachments.c.file_name.is_not(None))
+    )
+    return {row.remote_url for row in rows if row.remote_url}
+
+
+async def _kept_copies(conn: AsyncConnection, status_id: int) -> dict[str, Copy]:
+    found = (await attachments_of(conn, [status_id])).get(status_id, [])
+    copies = {}
+    for a in found:
+        if a.remote_url and a.file_name and a.preview_name:
+            original, small = a.meta.get("original") or {}, a.meta.get("small") or {}
+            copies[a.remote_url] = Copy(
+                a.content_type,
+                (a.file_name, a.preview_name),
+                Size(original.get("width", 0), original.get("height", 0)),
+                Size(small.get("width", 0), small.get("height", 0)),
+                a.blurhash or "",
+            )
+    return copies
+
+
 async def store_remote(
     conn: AsyncConnection,
     account_id: int,
     status_id: int,
     attachment_value: Any,
     now: datetime,
+    copies: Mapping[str, Copy] | None = None,
 ) -> None:
-    """Record a peer's Note attachments as references (replacing any stored before)."""
+    """Record a peer's post's attachments (replacing any stored before): the pictures copied
+    here (`copies`, by URL, and those an earlier version had) with their files, the others
+    as links to the peer."""
+    copies = {**await _kept_copies(conn, status_id), **(copies or {})}
     await conn.execute(delete(media_attachments).where(media_attachments.c.status_id == status_id))
-    for position, document in enumerate(read_attachments(attachment_value, REMOTE_ATTACHMENTS_MAX)):
+    for position, document in enumerate(remote_attachments(attachment_value)):
+        copy = copies.get(document.url)
         meta: dict[str, Any] = {}
-        if document.width and document.height:
+        if copy is not None:
+            meta = {"original": copy.size.meta(), "small": copy.preview_size.meta()}
+        elif document.width and document.height:
             size = {"width": document.width, "height": document.height}
             meta["original"] = {
                 **size,
@@ -312,17 +371,69 @@ async def store_remote(
                 account_id=account_id,
                 status_id=status_id,
                 position=position,
-                type=_remote_type(document.media_type),
-                content_type=document.media_type or "application/octet-stream",
-                file_name=None,
-                preview_name=None,
+                type="image" if copy else _remote_type(document.media_type),
+                content_type=copy.content_type
+                if copy
+                else document.media_type or "application/octet-stream",
+                file_name=copy.names[0] if copy else None,
+                preview_name=copy.names[1] if copy else None,
                 remote_url=document.url,
                 description=document.name,
-                blurhash=document.blurhash,
+                blurhash=copy.blurhash if copy else document.blurhash,
                 meta=json.dumps(meta),
                 created_at=now,
             )
         )
+
+
+async def file_visibility(conn: AsyncConnection, name: str) -> str | None:
+    """The visibility of the post a stored file belongs to ("" for an upload not yet
+    attached), or None when no attachment names it (its post is gone: it must not be
+    served). Names are `<token>.<ext>` and `<token>-small.<ext>`: the picture's row is found
+    by its token with each extension, on the unique index."""
+    stem = name.rpartition(".")[0].removesuffix("-small")
+    rows = await conn.execute(
+        select(
+            media_attachments.c.file_name, media_attachments.c.preview_name, statuses.c.visibility
+        )
+        .outerjoin(statuses, statuses.c.id == media_attachments.c.status_id)
+        .where(media_attachments.c.file_name.in_([f"{stem}.{ext}" for ext in CONTENT_TYPES]))
+    )
+    for row in rows:
+        if name in (row.file_name, row.preview_name):
+            return row.visibility or ""
+    return None
+
+
+async def prune_orphan_files(db: Database, data_dir: Path, before: datetime) -> int:
+    """Delete the stored files written before `before` that no attachment names any more
+    (those of deleted posts and accounts, however they went, and copies never recorded);
+    how many. Newer ones may belong to a row not committed yet."""
+    found = await asyncio.to_thread(_files_written_before, data_dir, before.timestamp())
+    if not found:
+        return 0
+    async with db.read() as conn:
+        rows = await conn.execute(
+            select(media_attachments.c.file_name, media_attachments.c.preview_name).where(
+                media_attachments.c.file_name.is_not(None)
+            )
+        )
+        named = {name for row in rows for name in row if name}
+    orphans = [name for name in found if name not in named]
+    await asyncio.to_thread(remove_files, data_dir, *orphans)
+    return len(orphans)
+
+
+def _files_written_before(data_dir: Path, before: float) -> list[str]:
+    folder = media_dir(data_dir)
+    if not folder.is_dir():
+        return []
+    with os.scandir(folder) as entries:
+        return [
+            entry.name
+            for entry in entries
+            if is_file_name(entry.name) and entry.stat().st_mtime < before
+        ]
 
 
 async def prune_unattached(

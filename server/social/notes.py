@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from server.identity.accounts import Account
 from server.social.chats import link_payment
 from server.social.distribution import announce_edit, distribute
 from server.social.graph import block_between
-from server.social.media import store_remote
+from server.social.media import Copy, store_remote
 from server.social.remote_accounts import account_for_actor
 from server.social.statuses import (
     NewStatus,
@@ -60,8 +61,10 @@ class NoteStore:
         note: dict[str, Any],
         now: datetime,
         activity: dict[str, Any] | None = None,
+        copies: Mapping[str, Copy] | None = None,
     ) -> None:
-        """Store a post once. A known or deleted id changes nothing (CVE-2024-37903)."""
+        """Store a post once (`copies`: of its pictures, made beforehand). A known or deleted
+        id changes nothing (CVE-2024-37903)."""
         note_id = _checked_note_id(note, author)
         if await is_tombstoned(conn, note_id) or await status_by_uri(conn, note_id):
             return
@@ -93,13 +96,18 @@ class NoteStore:
         status = await insert_status(conn, new_id(now), new, mentioned, _hashtags(note))
         if status is not None:
             if note.get("attachment"):
-                await store_remote(conn, author.id, status.id, note["attachment"], now)
+                await store_remote(conn, author.id, status.id, note["attachment"], now, copies)
             if visibility == "direct" and (payment := payment_of(note)) is not None:
                 await link_payment(conn, status.id, payment)
             await distribute(conn, status, now)
 
     async def store_chat_message(
-        self, conn: AsyncConnection, author: Account, message: dict[str, Any], now: datetime
+        self,
+        conn: AsyncConnection,
+        author: Account,
+        message: dict[str, Any],
+        now: datetime,
+        copies: Mapping[str, Copy] | None = None,
     ) -> None:
         """Store a Pleroma ChatMessage as what it is to Mastodon clients: a direct message
         from its author to its one local recipient, in their one-to-one thread. Refused (and
@@ -127,7 +135,7 @@ class NoteStore:
             "inReplyTo": None,
             "context": self.urls.chat_context(recipient, author),
         }
-        await self.store(conn, author, note, now)
+        await self.store(conn, author, note, now, copies=copies)
 
     async def _chat_recipient(self, conn: AsyncConnection, message: dict[str, Any]) -> Account:
         to, cc = ids_of(message.get("to")), ids_of(message.get("cc"))
@@ -176,7 +184,12 @@ class NoteStore:
         return local_follower.first() is not None
 
     async def update(
-        self, conn: AsyncConnection, author: Account, note: dict[str, Any], now: datetime
+        self,
+        conn: AsyncConnection,
+        author: Account,
+        note: dict[str, Any],
+        now: datetime,
+        copies: Mapping[str, Copy] | None = None,
     ) -> None:
         """Apply an edit to a post the author owns; Mastodon requires `updated`."""
         note_id = _checked_note_id(note, author)
@@ -191,7 +204,7 @@ class NoteStore:
         sensitive = note.get("sensitive") is True or bool(summary)
         edited_at = _parse_time(note.get("updated")) or now
         await update_status_content(conn, status, _content(note), summary, sensitive, edited_at)
-        await store_remote(conn, author.id, status.id, note.get("attachment"), now)
+        await store_remote(conn, author.id, status.id, note.get("attachment"), now, copies)
         edited = await status_by_uri(conn, note_id)
         if edited is not None:
             await announce_edit(conn, edited, now)

@@ -182,6 +182,11 @@ class Peer:
         body = json.dumps(document).encode()
         self.served[path] = Served(status, body, {"Content-Type": content_type})
 
+    def serve_file(self, path: str, data: bytes, content_type: str) -> str:
+        """Answer GETs of `path` with these bytes (a picture); its URL."""
+        self.served[path] = Served(200, data, {"Content-Type": content_type})
+        return self.url(path)
+
     def redirect(self, path: str, location: str, status: int = 302) -> None:
         self.served[path] = Served(status, headers={"Location": location})
 

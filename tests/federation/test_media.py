@@ -1,4 +1,5 @@
-"""Pictures between two Kith nodes: a post's attachment arrives as a reference to its origin."""
+"""Pictures between two Kith nodes: a post's attachment is copied by the receiving node (which
+keeps the origin's URL as `remote_url`)."""
 
 from __future__ import annotations
 
@@ -33,15 +34,19 @@ async def test_a_picture_posted_on_one_node_is_shown_on_the_other(nodes: NodeFac
     (status,) = [s for s in timeline.body if s["uri"] == posted.body["uri"]]
     (attachment,) = status["media_attachments"]
     assert attachment["remote_url"] == media["url"]
-    assert attachment["url"] == attachment["preview_url"] == media["url"]
+    # A copy made on A, served from A: the picture and its preview.
+    assert attachment["url"].startswith(a.url("/media/remote-"))
+    assert attachment["preview_url"].startswith(a.url("/media/remote-"))
+    assert attachment["url"] != attachment["preview_url"]
     assert attachment["type"] == "image"
     assert attachment["description"] == "two colours"
-    assert attachment["blurhash"] == media["blurhash"]
+    assert attachment["blurhash"] == media["blurhash"]  # the same picture, the same hash
     assert attachment["meta"]["original"]["size"] == "120x60"
-    code, body, headers = await fetch(a, attachment["remote_url"])
-    assert code == 200
-    assert headers["Content-Type"] == "image/png"
-    assert body.startswith(b"\x89PNG")
+    for url in (attachment["url"], attachment["remote_url"]):
+        code, body, headers = await fetch(a, url)
+        assert code == 200
+        assert headers["Content-Type"] == "image/png"
+        assert body.startswith(b"\x89PNG")
 
     added = (await upload(bob, picture("JPEG"), description="added")).body
     edit = await bob.put(

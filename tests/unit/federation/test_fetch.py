@@ -19,6 +19,7 @@ from federation.fetch import (
     check_url,
     create_session,
     is_forbidden_address,
+    is_image_media_type,
 )
 
 AS2 = "application/activity+json"
@@ -307,3 +308,40 @@ async def test_webfinger_finds_the_self_link(peer: Peer) -> None:
     async with fetcher.session:
         assert await fetcher.webfinger("bob", host) == f"{peer.base}/users/bob"
     assert peer.requests[0].query["resource"] == f"acct:bob@{host}"
+
+
+def _file(peer: Peer, path: str, body: bytes, content_type: str) -> str:
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type=content_type)
+
+    peer.routes[path] = handler
+    return peer.base + path
+
+
+async def test_a_peers_picture_is_fetched_unsigned_within_its_size_and_type(peer: Peer) -> None:
+    url = _file(peer, "/p.png", b"\x89PNG" + b"0" * 96, "image/png")
+    page = _file(peer, "/page", b"<html></html>", "text/html")
+
+    async def signer(*_args: object) -> dict[str, str]:
+        return {"Signature": "signed"}
+
+    fetcher = _fetcher(LOOPBACK_ALLOWED, signer=signer)
+    async with fetcher.session:
+        fetched = await fetcher.get_file(url, "image/*", is_image_media_type, 100)
+        assert (fetched.data[:4], fetched.content_type) == (b"\x89PNG", "image/png")
+        with pytest.raises(FetchError, match="larger than 99 bytes"):
+            await fetcher.get_file(url, "image/*", is_image_media_type, 99)
+        with pytest.raises(FetchError, match="text/html"):
+            await fetcher.get_file(page, "image/*", is_image_media_type, 100)
+    assert all("Signature" not in request.headers for request in peer.requests)
+
+
+async def test_a_peers_picture_on_a_private_address_is_refused(peer: Peer) -> None:
+    port = peer.base.rsplit(":", 1)[1]
+    _file(peer, "/p.png", b"\x89PNG", "image/png")
+    fetcher = _fetcher(PUBLIC_ONLY, FakeDns({"media.example": "127.0.0.1"}))
+    async with fetcher.session:
+        for url in (f"{peer.base}/p.png", f"http://media.example:{port}/p.png"):
+            with pytest.raises(FetchError):
+                await fetcher.get_file(url, "image/*", is_image_media_type, 100)
+    assert peer.requests == []
