@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 from tests.api.client import ApiClient, client_for
@@ -205,3 +207,33 @@ async def test_bad_requests_get_a_clear_error_and_change_nothing(node: Node) -> 
         assert "error" in answer.body
     assert len((await alice.get("/api/kith/v1/chats")).body) == 1
     assert (await alice.get(f"{path}/messages")).body == []
+
+
+async def test_members_hear_of_messages_and_reads_on_the_direct_stream(node: Node) -> None:
+    alice = await client_for(node, "alice")
+    bob = await client_for(node, "bob")
+    chat = await _group(alice, "bob", name=None)
+    path = f"/api/kith/v1/chats/{chat['id']}"
+    async with node.http.ws_connect(
+        node.url("/api/v1/streaming?stream=direct"),
+        headers={"Authorization": f"Bearer {bob.token}"},
+    ) as socket:
+        await asyncio.sleep(0.05)  # subscribed before anything is sent
+        sent = (await alice.post(f"{path}/messages", status="are you there")).body
+        heard = {e["event"]: e for e in [await _next(socket), await _next(socket)]}
+        assert set(heard) == {"conversation", "kith:chat"}
+        assert heard["kith:chat"]["stream"] == ["direct"]
+        streamed = json.loads(heard["kith:chat"]["payload"])
+        assert streamed["id"] == chat["id"]
+        assert streamed["unread_count"] == 1
+        assert streamed["last_message"]["id"] == sent["id"]
+        assert json.loads(heard["conversation"]["payload"])["last_status"]["id"] == sent["id"]
+        await bob.post(f"{path}/read")
+        read = await _next(socket)
+        assert read["event"] == "kith:chat"
+        assert json.loads(read["payload"])["unread_count"] == 0
+
+
+async def _next(socket: Any) -> dict[str, Any]:
+    message = await asyncio.wait_for(socket.receive(), 5.0)
+    return json.loads(message.data)
