@@ -295,6 +295,22 @@ async def record_direct_message(
     hear_of(conn, chat, [r.id for r in readers])
 
 
+async def chat_changed(conn: AsyncConnection, status: Status) -> list[int]:
+    """A message was edited or is being deleted: its chat's local members it was addressed to
+    hear of the chat again (`kith:chat`); returns who they are."""
+    chat = await chat_by_context(conn, status.context_uri or status.uri)
+    if chat is None:
+        return []
+    named = {status.account_id, *(a.id for a, _ in await mentioned_accounts(conn, status.id))}
+    local = [
+        m.account.id
+        for m in await members_of(conn, chat.id)
+        if m.account.is_local and m.account.id in named
+    ]
+    hear_of(conn, chat, local)
+    return local
+
+
 async def _move_conversation(
     conn: AsyncConnection,
     account_id: int,

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.db import insert_ignoring_duplicates
 from server.identity.accounts import Account, get_account
-from server.social.chats import record_direct_message
+from server.social.chats import chat_changed, record_direct_message
 from server.social.events import emit
 from server.social.media import has_attachments
 from server.social.statuses import Status, mentioned_accounts, status_by_id, tags_of
@@ -244,13 +244,17 @@ async def announce_removal(conn: AsyncConnection, status: Status) -> None:
     if status.visibility == "public":
         streams += ["public", "public:local", "public:remote"]
         streams += ["public:media", "public:local:media", "public:remote:media"]
+    if status.visibility == "direct":
+        streams += [f"direct:{member}" for member in await chat_changed(conn, status)]
     emit(conn, streams, "delete", status.id)
 
 
 async def announce_edit(conn: AsyncConnection, status: Status, now: datetime) -> None:
     """After an edit: streams update, and those who boosted it get an `update` notification."""
-    readers = await readers_of(conn, status.id)
-    emit(conn, [f"user:{reader}" for reader in readers], "status.update", status.id)
+    streams = [f"user:{reader}" for reader in await readers_of(conn, status.id)]
+    if status.visibility == "direct":
+        streams += [f"direct:{member}" for member in await chat_changed(conn, status)]
+    emit(conn, streams, "status.update", status.id)
     boosters = await conn.execute(
         select(statuses.c.account_id).where(statuses.c.reblog_of_id == status.id)
     )

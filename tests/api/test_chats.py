@@ -237,3 +237,26 @@ async def test_members_hear_of_messages_and_reads_on_the_direct_stream(node: Nod
 async def _next(socket: Any) -> dict[str, Any]:
     message = await asyncio.wait_for(socket.receive(), 5.0)
     return json.loads(message.data)
+
+
+async def test_edits_and_deletions_reach_the_members_streams(node: Node) -> None:
+    alice = await client_for(node, "alice")
+    bob = await client_for(node, "bob")
+    chat = await _group(alice, "bob", name=None)
+    path = f"/api/kith/v1/chats/{chat['id']}"
+    first = (await alice.post(f"{path}/messages", status="first")).body
+    second = (await alice.post(f"{path}/messages", status="second")).body
+    async with node.http.ws_connect(
+        node.url("/api/v1/streaming?stream=direct"),
+        headers={"Authorization": f"Bearer {bob.token}"},
+    ) as socket:
+        await asyncio.sleep(0.05)
+        await alice.put(f"/api/v1/statuses/{second['id']}", status="second, edited")
+        heard = {e["event"]: e for e in [await _next(socket), await _next(socket)]}
+        assert "edited" in json.loads(heard["status.update"]["payload"])["content"]
+        assert json.loads(heard["kith:chat"]["payload"])["id"] == chat["id"]
+        await alice.delete(f"/api/v1/statuses/{second['id']}")
+        heard = {e["event"]: e for e in [await _next(socket), await _next(socket)]}
+        assert heard["delete"]["payload"] == second["id"]
+        after = json.loads(heard["kith:chat"]["payload"])
+        assert after["last_message"]["id"] == first["id"]
