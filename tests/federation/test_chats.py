@@ -3,6 +3,7 @@ read receipts, and people outside it who see nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import select
 
 from federation.tables import deliveries
 from tests.api.client import ApiClient, client_for
+from tests.api.test_media import picture, upload
 from tests.harness import Node, eventually
 
 
@@ -150,3 +152,75 @@ async def _read_receipts_sent(node: Node) -> int:
     async with node.db.read() as conn:
         bodies = (await conn.execute(select(deliveries.c.body))).scalars().all()
     return sum(json.loads(body)["type"] == "Read" for body in bodies)
+
+
+async def test_pictures_deletions_blocks_and_live_events_in_a_three_node_group(
+    trio: tuple[Node, Node, Node],
+) -> None:
+    a, b, c = trio
+    alice = await client_for(a, "alice")
+    bob = await client_for(b, "bob")
+    carol = await client_for(c, "carol")
+    made = (
+        await alice.post(
+            "/api/kith/v1/chats", acct=[f"bob@{b.domain}", f"carol@{c.domain}"], name="Pics"
+        )
+    ).body
+    chats = {"alice": made["id"]}
+    for name, client in (("bob", bob), ("carol", carol)):
+        chats[name] = (await _chat_on(client, made["uri"]))["id"]
+    async with (
+        _direct_stream(b, bob) as bob_stream,
+        _direct_stream(c, carol) as carol_stream,
+    ):
+        await asyncio.sleep(0.1)  # subscribed before anything is sent
+        media = (await upload(alice, picture("PNG"), description="a red and blue square")).body
+        sent = await alice.post(
+            f"/api/kith/v1/chats/{chats['alice']}/messages", status="look", media_ids=[media["id"]]
+        )
+        assert sent.status == 200, sent.body
+        # Every member's client hears it live, with its picture, from its own node.
+        for stream in (bob_stream, carol_stream):
+            heard = await _chat_event(stream, lambda chat: chat["last_message"] is not None)
+            assert heard["last_message"]["uri"] == sent.body["uri"]
+            assert len(heard["last_message"]["media_attachments"]) == 1
+        # A deletion takes it out of every member's chat and Mastodon conversations.
+        await alice.delete(f"/api/v1/statuses/{sent.body['id']}")
+        for stream in (bob_stream, carol_stream):
+            await _chat_event(stream, lambda chat: chat["last_message"] is None)
+        for name, client in (("bob", bob), ("carol", carol)):
+            messages = (await client.get(f"/api/kith/v1/chats/{chats[name]}/messages")).body
+            assert messages == []
+            assert (await client.get("/api/v1/conversations")).body == []
+    # Carol blocks bob: his messages to the group reach alice, not carol.
+    bob_on_c = (await carol.get("/api/v1/accounts/lookup", acct=f"bob@{b.domain}")).body
+    assert (await carol.post(f"/api/v1/accounts/{bob_on_c['id']}/block")).status == 200
+    from_bob = (await bob.post(f"/api/kith/v1/chats/{chats['bob']}/messages", status="hey")).body
+    await _until(
+        alice,
+        f"/api/kith/v1/chats/{chats['alice']}/messages",
+        lambda body: [m["uri"] for m in body][:1] == [from_bob["uri"]],
+    )
+    marker = (await alice.post(f"/api/kith/v1/chats/{chats['alice']}/messages", status="ok")).body
+    seen = await _until(
+        carol,
+        f"/api/kith/v1/chats/{chats['carol']}/messages",
+        lambda body: [m["uri"] for m in body][:1] == [marker["uri"]],
+    )
+    assert from_bob["uri"] not in [m["uri"] for m in seen]
+
+
+def _direct_stream(node: Node, client: ApiClient) -> Any:
+    return node.http.ws_connect(
+        node.url("/api/v1/streaming?stream=direct"),
+        headers={"Authorization": f"Bearer {client.token}"},
+    )
+
+
+async def _chat_event(socket: Any, check: Any) -> dict[str, Any]:
+    """The next `kith:chat` event whose chat passes `check`."""
+    while True:
+        message = await asyncio.wait_for(socket.receive(), 10.0)
+        event = json.loads(message.data)
+        if event["event"] == "kith:chat" and check(chat := json.loads(event["payload"])):
+            return chat
