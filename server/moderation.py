@@ -29,7 +29,14 @@ from protocol.as2 import id_of
 from server.identity.accounts import Account
 from server.social.profiles import delete_account, update_profile
 from server.storage.ids import new_id
-from server.storage.tables import accounts, domain_blocks, follows, moderation_log, statuses
+from server.storage.tables import (
+    accounts,
+    domain_blocks,
+    follows,
+    home_feed,
+    moderation_log,
+    statuses,
+)
 from server.urls import Urls
 
 log = logging.getLogger("kith.moderation")
@@ -277,15 +284,23 @@ async def suspend_account(
     reason: str | None = None,
     urls: Urls | None = None,
 ) -> list[Outbound]:
-    """Suspend an account: a local one is locked out (its content stays, for an unsuspend)
-    and, given `urls`, its followers' servers get its minimal actor document (Update); a
-    remote one is purged and its activities dropped from now on."""
+    """Suspend an account: a local one is locked out, its posts are served to nobody (they
+    stay, for an unsuspend) and, given `urls`, its followers' servers get its minimal actor
+    document (Update); a remote one is purged and its activities dropped from now on."""
     if account.is_instance_actor:
         raise ModerationError("the instance actor cannot be suspended")
     outbound: list[Outbound] = []
     if account.is_local:
         await conn.execute(
             update(accounts).where(accounts.c.id == account.id).values(suspended_at=now)
+        )
+        # Out of everyone's home feed (as Mastodon; an unsuspend does not put them back).
+        await conn.execute(
+            delete(home_feed).where(
+                home_feed.c.status_id.in_(
+                    select(statuses.c.id).where(statuses.c.account_id == account.id)
+                )
+            )
         )
         if urls is not None:
             outbound = (await update_profile(conn, urls, account, now))[1]

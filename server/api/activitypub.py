@@ -128,7 +128,7 @@ async def note(request: web.Request) -> web.StreamResponse:
         if status is None or status.reblog_of_id is not None or not is_public(status.visibility):
             raise ApiError(404, "not found", "no such object")
         author = await author_of(conn, status)
-        if not author.is_local:
+        if not author.is_local or author.is_suspended:
             raise ApiError(404, "not found", "no such object")
         document = render_note(await note_document(conn, status, urls))
     chosen = require(request.headers.get("Accept"), [HTML, *AS2_OFFERS])

@@ -65,7 +65,7 @@ async def profile_page(request: web.Request) -> web.Response:
     urls = request.app[URLS]
     if require(request.headers.get("Accept"), ACTOR_OFFERS) != HTML:
         raise web.HTTPFound(urls.actor(account), headers={"Vary": "Accept"})
-    if account.is_deleted:
+    if account.is_deleted or account.is_suspended:
         return render_page(request, "gone.html", http_status=410, account=account)
     return render_page(
         request,
@@ -85,6 +85,7 @@ async def status_page(request: web.Request) -> web.Response:
         status = await status_by_id(conn, path_id(request, "status_id"))
     if (
         account is None
+        or account.is_suspended
         or status is None
         or status.account_id != account.id
         or status.reblog_of_id is not None

@@ -127,6 +127,7 @@ def _public_query(local: bool, remote: bool, viewer: Account | None = None) -> S
         .where(
             statuses.c.visibility == "public",
             statuses.c.reblog_of_id.is_(None),
+            accounts.c.suspended_at.is_(None),
             not_limited_for(viewer),  # silenced authors: only their followers see them
         )
     )
@@ -175,7 +176,10 @@ async def account_timeline(
     only_media: bool = False,
 ) -> list[Status]:
     """An account's statuses the viewer may see: public and unlisted to all, followers-only
-    to accepted followers, direct only where the viewer is mentioned."""
+    to accepted followers, direct only where the viewer is mentioned; none of a suspended
+    account's (as Mastodon)."""
+    if author.is_suspended:
+        return []
     query = select(statuses).where(statuses.c.account_id == author.id)
     query = query.where(_visible_on_profile(viewer, author))
     if exclude_replies:

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from protocol.addressing import is_public
 from server.identity.accounts import Account
 from server.social.statuses import Status
-from server.storage.tables import blocks, follows, mentions
+from server.storage.tables import accounts, blocks, follows, mentions
 
 
 async def is_blocked_between(conn: AsyncConnection, a: int, b: int) -> bool:
@@ -44,10 +44,19 @@ async def is_mentioned(conn: AsyncConnection, status_id: int, account_id: int) -
     return row.first() is not None
 
 
+async def is_suspended(conn: AsyncConnection, account_id: int) -> bool:
+    suspended_at = await conn.scalar(
+        select(accounts.c.suspended_at).where(accounts.c.id == account_id)
+    )
+    return suspended_at is not None
+
+
 async def can_see(conn: AsyncConnection, viewer: Account | None, status: Status) -> bool:
     """Whether `viewer` (None: an anonymous visitor) may see the status."""
     if viewer is not None and viewer.id == status.account_id:
         return True
+    if await is_suspended(conn, status.account_id):
+        return False  # kept for an unsuspend, shown to nobody meanwhile (as Mastodon)
     if viewer is not None and await is_blocked_between(conn, viewer.id, status.account_id):
         return False
     if is_public(status.visibility):

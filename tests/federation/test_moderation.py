@@ -389,3 +389,40 @@ async def test_in_allowlist_mode_only_the_listed_domains_federate(nodes: NodeFac
     await eventually(lambda: stored(a, welcome.uri))
     await eventually(lambda: _delivered_any(stranger), _done)
     assert await stored(a, unwelcome.uri) is None
+
+
+async def test_a_suspended_local_users_posts_are_served_to_nobody_until_unsuspended(
+    node: Node,
+) -> None:
+    alice = await client_for(node, "alice")
+    bob = await client_for(node, "bob")
+    alice_id = (await node.account("alice")).id
+    await bob.post(f"/api/v1/accounts/{alice_id}/follow")
+    posted = (await alice.post("/api/v1/statuses", status="soon gone #kith")).body
+    assert [s["id"] for s in (await bob.get("/api/v1/timelines/home")).body] == [posted["id"]]
+    account = await node.account("alice")
+    await node.federation.moderate(
+        lambda conn, now: moderation.suspend_account(conn, account, "cli", now, "spam")
+    )
+    anonymous = await client_for(node, "carol")
+    anonymous.token = None
+    for client in (bob, anonymous):
+        assert (await client.get(f"/api/v1/statuses/{posted['id']}")).status == 404
+        assert (await client.get("/api/v1/timelines/public")).body == []
+        assert (await client.get("/api/v1/timelines/tag/kith")).body == []
+        assert (await client.get(f"/api/v1/accounts/{alice_id}/statuses")).body == []
+    assert (await bob.get("/api/v1/timelines/home")).body == []
+    note = await anonymous.request(
+        "GET", f"/objects/{posted['id']}", headers={"Accept": "application/activity+json"}
+    )
+    assert note.status == 404
+    assert (await anonymous.request("GET", "/@alice")).status == 410
+    assert (await anonymous.request("GET", f"/@alice/{posted['id']}")).status == 404
+    # Kept for an unsuspend: served again afterwards.
+    await node.federation.moderate(
+        lambda conn, now: moderation.unsuspend_account(conn, account, "cli", now)
+    )
+    assert (await anonymous.get(f"/api/v1/statuses/{posted['id']}")).status == 200
+    assert [s["id"] for s in (await anonymous.get("/api/v1/timelines/public")).body] == [
+        posted["id"]
+    ]
