@@ -189,14 +189,18 @@ async def stored_actor(conn: AsyncConnection, uri: str) -> tuple[RemoteActor, da
     return parse_actor(json.loads(row.document)), utc(row.fetched_at)  # type: ignore[return-value]
 
 
-async def inboxes_for(conn: AsyncConnection, actor_uris: Iterable[str]) -> dict[str, str]:
-    """Each known actor's delivery inbox, the shared inbox when it has one."""
+async def inboxes_for(
+    conn: AsyncConnection, actor_uris: Iterable[str], gone_too: bool = False
+) -> dict[str, str]:
+    """Each known actor's delivery inbox, the shared inbox when it has one; of actors whose
+    server said they are gone only if `gone_too` (a Delete still goes where the post went)."""
     uris = list(dict.fromkeys(actor_uris))
     if not uris:
         return {}
-    rows = await conn.execute(
-        select(
-            remote_actors.c.uri, remote_actors.c.inbox_url, remote_actors.c.shared_inbox_url
-        ).where(remote_actors.c.uri.in_(uris), remote_actors.c.gone_at.is_(None))
-    )
+    query = select(
+        remote_actors.c.uri, remote_actors.c.inbox_url, remote_actors.c.shared_inbox_url
+    ).where(remote_actors.c.uri.in_(uris))
+    if not gone_too:
+        query = query.where(remote_actors.c.gone_at.is_(None))
+    rows = await conn.execute(query)
     return {row.uri: row.shared_inbox_url or row.inbox_url for row in rows}

@@ -26,6 +26,7 @@ from federation.dispatch import (
 from federation.fetch import Fetcher, FetchError
 from protocol.activities import render_activity
 from protocol.actors import RemoteActor
+from protocol.addressing import PRIVATE
 from protocol.as2 import host_of, id_of, ids_of, is_http_url, text_of
 from server.identity.accounts import Account, get_account
 from server.moderation import is_limited
@@ -401,11 +402,19 @@ class SocialInbox:
         original = await status_by_uri(conn, id_of(item.activity.get("object")) or "")
         if original is None or original.reblog_of_id is not None:
             raise Reject("the Announce names no status that can be boosted")
-        if original.visibility not in _BOOSTABLE and original.account_id != booster.id:
-            raise Reject("only public and unlisted statuses can be boosted")
+        # As Mastodon: public and unlisted posts, and one's own followers-only ones (to the
+        # same followers); never a direct message, which would be shown to the booster's
+        # followers and on their profile.
+        own_private = original.visibility == PRIVATE and original.account_id == booster.id
+        if original.visibility not in _BOOSTABLE and not own_private:
+            raise Reject("only public, unlisted and one's own followers-only posts are boosted")
         if await boost_by(conn, booster.id, original.id) is not None:
             return []
         visibility = self.notes.visibility(booster, item.activity, [])
+        if own_private:
+            visibility = PRIVATE
+        elif visibility not in _BOOSTABLE:
+            visibility = "public"
         boost = await insert_status(
             conn,
             new_id(now),
@@ -413,7 +422,7 @@ class SocialInbox:
                 uri=item.activity_id,
                 account_id=booster.id,
                 content="",
-                visibility=visibility if visibility in _BOOSTABLE else "public",
+                visibility=visibility,
                 created_at=now,
                 reblog_of_id=original.id,
             ),

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from federation.actors import inboxes_for
 from federation.dispatch import PRIORITY_BULK, PRIORITY_DIRECT, Outbound
 from protocol.activities import render_activity, render_note
 from protocol.addressing import DIRECT, VISIBILITIES
@@ -203,11 +204,14 @@ async def delete_status(
     recipients = await _recipients(conn, author, status)
     await announce_removal(conn, status)
     await remove_status(conn, status, urls.actor(author), now)
+    # Where the post went, even to an actor whose server has forgotten it since (410): the
+    # server still holds the post.
+    inboxes = tuple((await inboxes_for(conn, recipients, gone_too=True)).values())
     tombstone = {"id": status.uri, "type": "Tombstone"}
     activity = render_activity(
         "Delete", urls.activity(new_id(now)), urls.actor(author), tombstone, audience=audience
     )
-    return [Outbound(activity, urls.actor(author), recipients, _priority(status))]
+    return [Outbound(activity, urls.actor(author), recipients, _priority(status), inboxes)]
 
 
 async def status_for_idempotency_key(

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from protocol.addressing import PUBLIC_VISIBILITY, UNLISTED
 from server.identity.accounts import Account, account_from_selected_row, select_accounts
 from server.social.actors import field_html, profile_fields
 from server.social.media import Attachment, attachment_url, attachments_of, preview_url
@@ -84,7 +85,9 @@ def _status_facts(signed_in: bool) -> CompoundSelect:
         return _fact(kind, column, no_number, no_name).where(mine, column.in_(_IDS))
 
     parts = [
-        counted("r", statuses.c.in_reply_to_id),
+        # As Mastodon: only public and unlisted replies count (a direct or followers-only
+        # reply is not everyone's business).
+        counted("r", statuses.c.in_reply_to_id).where(statuses.c.visibility.in_(_LISTED)),
         counted("b", statuses.c.reblog_of_id),
         counted("f", favourites.c.status_id),
         _fact("t", status_tags.c.status_id, no_number, status_tags.c.name).where(
@@ -394,6 +397,7 @@ class _StatusFacts:
 
 
 _COUNTS = {"r": "replies", "b": "reblogs", "f": "favourites"}
+_LISTED = (PUBLIC_VISIBILITY, UNLISTED)
 _MARKS = {"F": "favourited", "R": "reblogged", "K": "bookmarked"}
 
 

@@ -18,6 +18,7 @@ from server.identity.accounts import Account, get_account
 from server.moderation import ModerationError
 from server.social.reports import COMMENT_MAX, Report, create_report
 from server.social.statuses import status_by_id, status_by_uri
+from server.social.visibility import can_see
 
 routes = web.RouteTableDef()
 
@@ -36,7 +37,7 @@ async def file_report(request: web.Request) -> web.Response:
         target = await get_account(conn, target_id)
         if target is None or target.is_deleted:
             raise ApiError(404, "Record not found")
-        uris = [await _status_uri(conn, target, status_id) for status_id in status_ids]
+        uris = [await _status_uri(conn, me, target, status_id) for status_id in status_ids]
     urls = request.app[URLS]
 
     async def act(conn: AsyncConnection, now: Any) -> Any:
@@ -50,9 +51,11 @@ async def file_report(request: web.Request) -> web.Response:
         return json_body(await report_entity(conn, request, report, me))
 
 
-async def _status_uri(conn: AsyncConnection, target: Account, status_id: int) -> str:
+async def _status_uri(conn: AsyncConnection, me: Account, target: Account, status_id: int) -> str:
+    """A reported status: the target's, and one the reporter may see (a post they cannot
+    see is answered as one that does not exist, so a report tells them nothing)."""
     status = await status_by_id(conn, status_id)
-    if status is None or status.account_id != target.id:
+    if status is None or status.account_id != target.id or not await can_see(conn, me, status):
         raise ApiError(422, f"status {status_id} is not one of the reported account's")
     return status.uri
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.actors import ActorUnavailable
 from federation.fetch import FetchError
+from protocol.addressing import PUBLIC_VISIBILITY, UNLISTED
 from protocol.as2 import is_http_url
 from server.api.errors import ApiError
 from server.api.mastodon.accounts import SEARCH_LIMIT_MAX, find_accounts, like_pattern
@@ -36,6 +37,7 @@ routes = web.RouteTableDef()
 _QUERY_LENGTH_MAX = 2048
 _TYPES = ("accounts", "statuses", "hashtags")
 _OFFSET_MAX = 10_000
+_LISTED = (PUBLIC_VISIBILITY, UNLISTED)
 
 
 @routes.get("/api/v2/search")
@@ -137,7 +139,8 @@ async def _statuses_matching(
 
 
 async def _hashtags(request: web.Request, query: str, limit: int, offset: int) -> list[dict]:
-    """Hashtags in use that start with the query (without its `#`), the most used first."""
+    """Hashtags in use that start with the query (without its `#`), the most used first;
+    only public and unlisted posts count (a tag in a private post is that post's content)."""
     name = query.lstrip("#").lower()
     if not name or not name.replace("_", "").isalnum():
         return []
@@ -145,7 +148,11 @@ async def _hashtags(request: web.Request, query: str, limit: int, offset: int) -
     async with request.app[DATABASE].read() as conn:
         rows = await conn.execute(
             select(status_tags.c.name, func.count())
-            .where(status_tags.c.name.like(like_pattern(name) + "%", escape="\\"))
+            .join(statuses, statuses.c.id == status_tags.c.status_id)
+            .where(
+                status_tags.c.name.like(like_pattern(name) + "%", escape="\\"),
+                statuses.c.visibility.in_(_LISTED),
+            )
             .group_by(status_tags.c.name)
             .order_by(func.count().desc(), status_tags.c.name)
             .offset(offset)
