@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import jinja2
 from aiohttp import web
 
-from federation.observe import ignore
+from federation.observe import Observe, ignore
 from server.api import (
     activitypub,
     auth,
@@ -78,20 +78,9 @@ def create_app(
     app[DATABASE] = db
     app[CLOCK] = clock
     app[URLS] = urls = Urls(base_url=config.base_url, domain=config.domain)
-    metrics = metrics_api.install(app, config.metrics)
-    if metrics is not None:
-        db.timing = metrics.unit_of_work
-    observe = metrics.observe if metrics is not None else ignore
-    app[FEDERATION] = Federation(config, db, urls, clock, observe=observe)
+    app[FEDERATION] = Federation(config, db, urls, clock, observe=_instrument(app, config, db))
     app[oauth.LOGIN_LIMITER] = oauth.login_limiter(config.api.login_attempts_per_window)
-    app[ratelimit.API_LIMITS] = ratelimit.api_limits(
-        config.api.requests_per_window,
-        config.api.anonymous_requests_per_window,
-        config.api.rate_limit_window_seconds,
-        config.api.posts_per_window,
-        config.api.posts_window_seconds,
-        config.api.trusted_proxies,
-    )
+    app[ratelimit.API_LIMITS] = _api_limits(config)
     app.cleanup_ctx.append(_run_federation(workers))
     auth.install(app)
     streaming.install(app)
@@ -152,13 +141,15 @@ def _accept_trailing_slashes(router: web.UrlDispatcher) -> None:
 
 def create_worker_app(config: Config, db: Database, clock: Clock = utcnow) -> web.Application:
     """A worker process (`kith serve --role worker`): the inbox and delivery workers, the
-    settlement and expiry loops, and only /healthz to serve."""
-    app = web.Application()
+    settlement and expiry loops, and only /healthz and /metrics (its own counters: the
+    deliveries and inbox activities it handled) to serve."""
+    app = web.Application(middlewares=[error_middleware])
     app[CONFIG] = config
     app[DATABASE] = db
     app[CLOCK] = clock
     app[URLS] = urls = Urls(base_url=config.base_url, domain=config.domain)
-    app[FEDERATION] = Federation(config, db, urls, clock)
+    app[FEDERATION] = Federation(config, db, urls, clock, observe=_instrument(app, config, db))
+    app[ratelimit.API_LIMITS] = _api_limits(config)  # /metrics reads its trusted proxies
     if not db.is_sqlite:
         # What the workers commit (a follow applied, a payment received) reaches the clients
         # streaming from the web processes, as a NOTIFY in the committing transaction.
@@ -166,6 +157,26 @@ def create_worker_app(config: Config, db: Database, clock: Clock = utcnow) -> we
     app.cleanup_ctx.append(_run_federation(workers=True))
     app.router.add_routes(health.routes)
     return app
+
+
+def _instrument(app: web.Application, config: Config, db: Database) -> Observe:
+    """Metrics for this process (`/metrics`), when enabled: what federation reports to."""
+    metrics = metrics_api.install(app, config.metrics)
+    if metrics is None:
+        return ignore
+    db.timing = metrics.unit_of_work
+    return metrics.observe
+
+
+def _api_limits(config: Config) -> ratelimit.ApiLimits:
+    return ratelimit.api_limits(
+        config.api.requests_per_window,
+        config.api.anonymous_requests_per_window,
+        config.api.rate_limit_window_seconds,
+        config.api.posts_per_window,
+        config.api.posts_window_seconds,
+        config.api.trusted_proxies,
+    )
 
 
 def _run_federation(workers: bool) -> Callable[[web.Application], AsyncIterator[None]]:

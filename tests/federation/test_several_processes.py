@@ -225,9 +225,10 @@ async def test_a_web_and_two_worker_processes_deliver_each_activity_exactly_once
             # Two workers start: they apply the follows (each answered with one Accept) and
             # the web process's stream hears of each follow they applied.
             started = asyncio.get_running_loop().time()
-            workers = []
+            workers, health_ports = [], []
             for name in ("worker1", "worker2"):
                 health = _free_port()
+                health_ports.append(health)
                 workers.append(
                     processes.start(
                         name,
@@ -270,12 +271,28 @@ async def test_a_web_and_two_worker_processes_deliver_each_activity_exactly_once
                 (deliveries.c.state != "delivered") | (deliveries.c.attempts != 1)
             )
             assert await _count(database_url, attempted_more) == 0
+            # Each worker serves its own metrics: together they count every delivery once.
+            delivered = 0
+            for port in health_ports:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as answer:
+                    assert answer.status == 200, await answer.text()
+                    delivered += _delivered(await answer.text())
+            assert delivered == 2 * len(users)
         except BaseException:
             print(processes.logs())
             raise
         finally:
             codes = await processes.stop()
     assert codes == {"web": 0, "worker1": 0, "worker2": 0}, processes.logs()
+
+
+def _delivered(metrics: str) -> int:
+    """Successful deliveries in a Prometheus text page."""
+    total = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("kith_deliveries_total{") and 'outcome="delivered"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
 
 
 async def _wait_set(event: asyncio.Event, timeout_s: float = 5.0) -> None:
