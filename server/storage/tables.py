@@ -77,7 +77,8 @@ accounts = Table(
     # lower case and unique when present; `approved` is false while a sign-up awaits an
     # administrator (it cannot sign in or use its tokens until then).
     Column("email", String(320), nullable=True),
-    Column("approved", Boolean, nullable=False, default=True, server_default=true()),
+    # No Python-side default: inserts written for older revisions must not name the column.
+    Column("approved", Boolean, nullable=False, server_default=true()),
     # Local names are unique ignoring case; remote accounts are unique by `uri`.
     Index(
         "uq_accounts_local_username",
@@ -645,4 +646,29 @@ password_resets = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("used_at", UTCDateTime, nullable=True),
+)
+
+# Browser sessions of the web client (server/web/sessions.py): the cookie's random id is kept
+# only as a SHA-256 digest, mapped to the access token the node's own OAuth flow issued to the
+# web client for the user (the token's text is never kept: the session stands for it).
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id_sha256", String(64), primary_key=True),
+    Column(
+        "account_id",
+        BigInteger,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column(
+        "token_id",
+        BigInteger,
+        ForeignKey("access_tokens.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
 )
