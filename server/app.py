@@ -55,6 +55,7 @@ from server.federating import Federation
 from server.storage.engine import Database, EventChannel
 from server.streaming import CHANNEL, encode_events
 from server.urls import Urls
+from server.web import routes as web_client
 
 # Bodies above this are refused before they are read; the inbox sets its own, smaller cap.
 CLIENT_BODY_BYTES_MAX = 8 * 1024 * 1024
@@ -123,6 +124,7 @@ def create_app(
         chats.routes,
     ):
         app.router.add_routes(table)
+    web_client.install(app)
     activitypub.add_collection_routes(app.router)
     _accept_trailing_slashes(app.router)
     return app

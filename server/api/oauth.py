@@ -41,6 +41,7 @@ from server.identity.oauth import (
 )
 from server.identity.passwords import verify_password
 from server.identity.tokens import KNOWN_SCOPES, IssuedToken, issue_token, revoke_token
+from server.web.sessions import WEB_CLIENT_ID
 
 routes = web.RouteTableDef()
 _CSRF_COOKIE = "kith_csrf"
@@ -208,6 +209,10 @@ def _consent_page(
         scopes=scopes,
         hidden=hidden,
         error=error,
+        # The node's own web client: a plain sign-in page, no consent to give to ourselves.
+        first_party=application.client_id == WEB_CLIENT_ID,
+        username=string(params, "username", "", max_length=100) or "",
+        sign_up_open=request.app[CONFIG].instance.registrations != "closed",
     )
     response.headers["Content-Security-Policy"] = _consent_csp(redirect_uri)
     secure = request.app[URLS].base_url.startswith("https://")
@@ -241,9 +246,15 @@ async def authorize(request: web.Request) -> web.Response:
     state = string(params, "state", "") or None
     if string(params, "decision") != "approve":
         return _redirect(redirect_uri, {"error": "access_denied", "state": state})
-    account = await _sign_in(
-        request, string(params, "username", "") or "", string(params, "password", "") or ""
-    )
+    try:
+        account = await _sign_in(
+            request, string(params, "username", "") or "", string(params, "password", "") or ""
+        )
+    except ApiError as exc:  # too many attempts, a suspended or pending account: said inline
+        message = exc.error + (f": {exc.description}." if exc.description else ".")
+        return _consent_page(
+            request, params, application, redirect_uri, scopes, message, exc.status
+        )
     if account is None:
         return _consent_page(
             request, params, application, redirect_uri, scopes, "Wrong username or password.", 401

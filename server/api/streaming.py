@@ -56,6 +56,7 @@ from server.streaming import (
     encode_events,
 )
 from server.urls import Urls
+from server.web.sessions import session_grant, stream_grant
 
 log = logging.getLogger("kith.streaming")
 routes = web.RouteTableDef()
@@ -347,6 +348,11 @@ def _check_scope(grant: Grant, stream: str) -> None:
 
 
 async def _listener(request: web.Request, *scopes: str) -> tuple[Grant, Account]:
+    # The web client's pages never see a token: a same-origin WebSocket carries the session
+    # cookie instead (server/web/sessions.py checks the Origin); a token, when sent, wins.
+    session = await stream_grant(request) if bearer_token(request) is None else None
+    if session is not None and any(session.allows(scope) for scope in scopes):
+        return session, session.account  # type: ignore[return-value]  # sessions have users
     grant = await require_grant(request, *scopes)
     if grant.account is None:
         raise ApiError(422, "This method requires an authenticated user")
@@ -362,8 +368,8 @@ def _open(request: web.Request, grant: Grant, account: Account) -> Subscription:
 
 async def _token_still_valid(request: web.Request) -> bool:
     token = bearer_token(request)
-    if token is None:
-        return False
+    if token is None:  # a web session's stream ends with the session (signed out, expired)
+        return await session_grant(request, fresh=True) is not None
     async with request.app[DATABASE].read() as conn:
         return await authenticate(conn, token, request.app[CLOCK]()) is not None
 

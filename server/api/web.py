@@ -19,11 +19,19 @@ from server.social.text import plain_text_to_html
 
 routes = web.RouteTableDef()
 
-# Pages carry no scripts yet and load only our own styles and images.
+# Pages load only our own script (server/static/kith.js, never inline), styles and images
+# (ours and the /media/ files we serve); the script talks only to this node (fetch and the
+# streaming WebSocket: CSP 3's 'self' covers ws: and wss: to the same host).
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; img-src 'self' https: data:; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Vary": "Accept",
+}
 
 
 def render_page(
@@ -35,20 +43,16 @@ def render_page(
         .get_template(template)
         .render(instance=request.app[CONFIG].instance, urls=request.app[URLS], **context)
     )
+    return html_response(page, http_status)
+
+
+def html_response(text: str, http_status: int = 200) -> web.Response:
+    """HTML with the security headers every page (and page fragment) carries."""
     return web.Response(
-        text=page,
-        status=http_status,
-        content_type="text/html",
-        headers={
-            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "same-origin",
-            "Vary": "Accept",
-        },
+        text=text, status=http_status, content_type="text/html", headers=PAGE_HEADERS
     )
 
 
-@routes.get("/")
 @routes.get("/about")
 async def front_page(request: web.Request) -> web.Response:
     """What this node is, for a person who opens its address."""

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -178,7 +179,23 @@ _LIVE_TOKEN = select(
 async def authenticate(conn: AsyncConnection, token: str, now: datetime) -> Grant | None:
     """The grant behind a bearer token; None if unknown, revoked, expired or its owner gone."""
     result = await conn.execute(_LIVE_TOKEN, {"digest": token_digest(token)})
-    row = result.first()
+    return await _grant_of(conn, result.first(), now)
+
+
+_LIVE_TOKEN_BY_ID = select(*_LIVE_TOKEN.selected_columns).where(
+    access_tokens.c.id == bindparam("token_id"), access_tokens.c.revoked_at.is_(None)
+)
+
+
+async def authenticate_token_id(
+    conn: AsyncConnection, token_id: int, now: datetime
+) -> Grant | None:
+    """The grant of a token known by its row (a web session holds the row, not the text)."""
+    result = await conn.execute(_LIVE_TOKEN_BY_ID, {"token_id": token_id})
+    return await _grant_of(conn, result.first(), now)
+
+
+async def _grant_of(conn: AsyncConnection, row: Any, now: datetime) -> Grant | None:
     if row is None or (row.expires_at is not None and row.expires_at <= now):
         return None
     account = None

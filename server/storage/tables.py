@@ -647,3 +647,28 @@ password_resets = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("used_at", UTCDateTime, nullable=True),
 )
+
+# Browser sessions of the web client (server/web/sessions.py): the cookie's random id is kept
+# only as a SHA-256 digest, mapped to the access token the node's own OAuth flow issued to the
+# web client for the user (the token's text is never kept: the session stands for it).
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id_sha256", String(64), primary_key=True),
+    Column(
+        "account_id",
+        BigInteger,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column(
+        "token_id",
+        BigInteger,
+        ForeignKey("access_tokens.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)

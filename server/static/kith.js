@@ -1,0 +1,224 @@
+// Kith's one script: progressive enhancement of server-rendered pages. Everything works without
+// it; with it, timelines update live over the streaming API, forms marked data-enhance post
+// without a page load, and "older" links marked data-more load the next page in place.
+// The page never holds an access token: the WebSocket carries the session cookie (same origin).
+
+const PARTIAL = { "X-Kith-Partial": "1" };
+
+function announce(text) {
+  const live = document.getElementById("live-status");
+  if (live) live.textContent = text;
+}
+
+function parseFragment(html) {
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  return template.content;
+}
+
+// Each top-level element of a fragment replaces the element with its id, or, with
+// data-insert="prepend:ID", goes first in element ID (once: a known id is replaced).
+export function applyFragment(html) {
+  const fragment = parseFragment(html);
+  let placed = 0;
+  for (const element of Array.from(fragment.children)) {
+    const existing = element.id ? document.getElementById(element.id) : null;
+    const insert = element.dataset.insert || "";
+    if (existing) {
+      existing.replaceWith(element);
+    } else if (insert.startsWith("prepend:")) {
+      const parent = document.getElementById(insert.slice("prepend:".length));
+      if (!parent) continue;
+      parent.prepend(element);
+    } else {
+      continue;
+    }
+    element.removeAttribute("data-insert");
+    enhance(element);
+    placed += 1;
+  }
+  return placed;
+}
+
+// --- snappy forms ----------------------------------------------------------------------------
+
+async function submitEnhanced(event) {
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-enhance")) return;
+  event.preventDefault();
+  const submitter = event.submitter;
+  const body = new FormData(form);
+  if (submitter && submitter.name) body.append(submitter.name, submitter.value);
+  const focusedId = document.activeElement && document.activeElement.id;
+  form.setAttribute("aria-busy", "true");
+  if (submitter) submitter.disabled = true;
+  let response;
+  try {
+    response = await fetch(form.action, {
+      method: "POST",
+      body,
+      headers: PARTIAL,
+      credentials: "same-origin",
+    });
+  } catch (error) {
+    form.removeAttribute("aria-busy");
+    if (submitter) submitter.disabled = false;
+    form.submit(); // the network failed: let the browser try the plain way
+    return;
+  }
+  const location = response.headers.get("X-Kith-Location");
+  if (location) {
+    window.location.assign(location);
+    return;
+  }
+  const type = response.headers.get("Content-Type") || "";
+  if (!type.startsWith("text/html")) {
+    window.location.reload();
+    return;
+  }
+  const placed = applyFragment(await response.text());
+  if (!placed) {
+    window.location.reload();
+    return;
+  }
+  form.removeAttribute("aria-busy");
+  if (submitter) submitter.disabled = false;
+  const again = focusedId && document.getElementById(focusedId);
+  if (again) again.focus();
+  const message = document.querySelector("[data-announce]");
+  if (message) {
+    announce(message.dataset.announce);
+    message.removeAttribute("data-announce");
+  }
+}
+
+// --- infinite scroll -------------------------------------------------------------------------
+
+async function loadMore(link) {
+  if (link.dataset.loading) return;
+  link.dataset.loading = "1";
+  const response = await fetch(link.href, { credentials: "same-origin" });
+  if (!response.ok) {
+    delete link.dataset.loading;
+    return;
+  }
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const feed = document.querySelector("[data-feed]");
+  const items = page.querySelectorAll("[data-feed] > *");
+  let added = 0;
+  for (const item of items) {
+    if (item.id && document.getElementById(item.id)) continue;
+    const node = document.importNode(item, true);
+    feed.append(node);
+    enhance(node);
+    added += 1;
+  }
+  const next = page.querySelector("[data-more]");
+  const holder = link.closest(".more") || link;
+  if (next) {
+    link.href = next.getAttribute("href");
+    delete link.dataset.loading;
+  } else {
+    holder.remove();
+  }
+  announce(added ? `${added} older posts loaded` : "No older posts");
+}
+
+function watchMore(root) {
+  const links = root.querySelectorAll ? root.querySelectorAll("[data-more]") : [];
+  if (!links.length || !("IntersectionObserver" in window)) return;
+  const observer = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      if (entry.isIntersecting) loadMore(entry.target);
+    }
+  }, { rootMargin: "400px" });
+  for (const link of links) {
+    observer.observe(link);
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      loadMore(link);
+    });
+  }
+}
+
+// --- live updates ----------------------------------------------------------------------------
+
+async function showStatus(id) {
+  const feed = document.querySelector("[data-feed]");
+  if (!feed) return;
+  const response = await fetch(`/statuses/${encodeURIComponent(id)}/card`, {
+    credentials: "same-origin",
+    headers: PARTIAL,
+  });
+  if (!response.ok) return;
+  const fragment = parseFragment(await response.text());
+  const card = fragment.firstElementChild;
+  if (!card) return;
+  const existing = card.id && document.getElementById(card.id);
+  if (existing) {
+    existing.replaceWith(card);
+  } else {
+    feed.prepend(card);
+    announce("New post");
+  }
+  enhance(card);
+}
+
+function bumpUnread() {
+  const badge = document.querySelector("[data-unread]");
+  if (!badge || document.body.dataset.page === "notifications") return;
+  const count = parseInt(badge.firstChild.textContent, 10) || 0;
+  badge.firstChild.textContent = count >= 99 ? "99+" : String(count + 1);
+  badge.hidden = false;
+}
+
+function handleEvent(message) {
+  let frame;
+  try {
+    frame = JSON.parse(message.data);
+  } catch (error) {
+    return;
+  }
+  if (frame.event === "update" || frame.event === "status.update") {
+    const id = JSON.parse(frame.payload).id;
+    if (frame.event === "update" || document.getElementById(`status-${id}`)) showStatus(id);
+  } else if (frame.event === "delete") {
+    const gone = document.getElementById(`status-${frame.payload}`);
+    if (gone) gone.remove();
+  } else if (frame.event === "notification") {
+    bumpUnread();
+  }
+  document.dispatchEvent(new CustomEvent("kith:stream", { detail: frame }));
+}
+
+function connect(streams, delay = 1000) {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new WebSocket(`${scheme}//${window.location.host}/api/v1/streaming`);
+  socket.addEventListener("open", () => {
+    delay = 1000;
+    document.body.dataset.live = "1";
+    for (const stream of streams) socket.send(JSON.stringify({ type: "subscribe", stream }));
+  });
+  socket.addEventListener("message", handleEvent);
+  socket.addEventListener("close", () => {
+    delete document.body.dataset.live;
+    // Signed out or the server restarting: try again, more slowly each time.
+    setTimeout(() => connect(streams, Math.min(delay * 2, 60000)), delay);
+  });
+}
+
+function startStreaming() {
+  if (!document.body.dataset.signedIn || !("WebSocket" in window)) return;
+  const streams = new Set((document.body.dataset.stream || "").split(" ").filter(Boolean));
+  // The user stream carries notifications too; elsewhere listen for them alone.
+  if (!streams.has("user")) streams.add("user:notification");
+  connect(Array.from(streams));
+}
+
+function enhance(root) {
+  watchMore(root);
+}
+
+document.addEventListener("submit", submitEnhanced);
+enhance(document);
+startStreaming();
