@@ -10,10 +10,10 @@ import asyncio
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from hashlib import blake2b
 from typing import Any
 
 from sqlalchemy import update
@@ -40,8 +40,33 @@ log = logging.getLogger("kith.federation.inbox")
 _ACCEPTED_MEDIA_TYPES = ("application/activity+json", "application/ld+json", "application/json")
 # Activities whose embedded object must come from the actor's own origin (FEP-fe34).
 _OWN_OBJECT_TYPES = frozenset({"Create", "Update"})
-_RECENT_MAX = 50_000
+_RECENT_GENERATION = 25_000  # ids per generation: the last 25,000 to 50,000 are remembered
 _BUSY_WITHIN_S = 0.1
+
+
+class RecentIds:
+    """The activity ids stored lately, as two generations of 64-bit digests: a full one is
+    replaced by a new one, so memory stays flat (about 3 MiB for 50,000 ids, where a dict of
+    the URLs took 10) once the window has filled. A digest collision (odds ~1e-10 at this
+    size) would make a new activity look stored: the sender gets 202 and nothing is kept."""
+
+    def __init__(self, generation: int) -> None:
+        self._generation = generation
+        self._current: set[int] = set()
+        self._previous: set[int] = set()
+
+    @staticmethod
+    def _digest(activity_id: str) -> int:
+        return int.from_bytes(blake2b(activity_id.encode(), digest_size=8).digest(), "big")
+
+    def __contains__(self, activity_id: str) -> bool:
+        digest = self._digest(activity_id)
+        return digest in self._current or digest in self._previous
+
+    def add(self, activity_id: str) -> None:
+        self._current.add(self._digest(activity_id))
+        if len(self._current) >= self._generation:
+            self._previous, self._current = self._current, set()
 
 
 @dataclass(frozen=True)
@@ -132,7 +157,7 @@ class Inbox:
         self.answer_now = answer_now
         self.observe = observe
         self._unsupported_seen: set[str] = set()
-        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._recent = RecentIds(_RECENT_GENERATION)
         self.log = InboxLog(db)
         self._last_request_at = -1.0
 
@@ -208,15 +233,10 @@ class Inbox:
 
     def _already_stored(self, activity_id: str) -> bool:
         """Seen lately (memory only; the unique index catches the rest, after verification)."""
-        if activity_id in self._recent:
-            self._recent.move_to_end(activity_id)
-            return True
-        return False
+        return activity_id in self._recent
 
     def _remember(self, activity_id: str) -> None:
-        self._recent[activity_id] = None
-        if len(self._recent) > _RECENT_MAX:
-            self._recent.popitem(last=False)
+        self._recent.add(activity_id)
 
     async def _verified_key(
         self, signature: ParsedSignature, activity: dict[str, Any], now: datetime
