@@ -42,10 +42,11 @@ from protocol.proofs import ProofError, proof_of
 from server.clock import Clock
 from server.config import Config, community_currencies
 from server.identity.accounts import Account, instance_actor
+from server.social.chats import Chat, has_message_about
 from server.social.distribution import notify
 from server.social.events import emit
 from server.social.graph import block_between
-from server.social.posting import publish_status
+from server.social.posting import post_to_chat, publish_status
 from server.social.remote_accounts import account_for_actor, upsert_remote_account
 from server.storage.engine import Database
 from server.storage.ids import new_id
@@ -523,6 +524,57 @@ class Payments:
         )
         return outbound
 
+    async def request_in_chat(
+        self,
+        conn: AsyncConnection,
+        payee: Account,
+        payer: Account,
+        chat: Chat,
+        amount: wire.Amount,
+        note: str,
+        lifetime: timedelta | None,
+        now: datetime,
+        payer_takes_kith_payments: bool = True,
+    ) -> tuple[RequestRecord, list[Outbound]]:
+        """A request made in a chat: it carries the chat's context, and the chat gets the
+        payee's message about it, whose text has the link (what other servers show)."""
+        record, outbound = await self.create_request(
+            conn, payee, payer, amount, note, lifetime, now, payer_takes_kith_payments,
+            context=chat.context_uri,
+        )  # fmt: skip
+        shown = self.shown(record.amount, record.currency)
+        text = f"Requested {shown} from @{self.urls.handle(payer)}{_about(note)}. "
+        text += f"Pay it here: {record.uri}"
+        _, told = await post_to_chat(
+            conn, self.urls, payee, chat, text, now, payment_uri=record.uri
+        )
+        return record, outbound + told
+
+    async def send_in_chat(
+        self,
+        conn: AsyncConnection,
+        payer: Account,
+        payee: PayeeNode,
+        chat: Chat,
+        amount: wire.Amount,
+        transfer_uri: str,
+        note: str,
+        now: datetime,
+    ) -> tuple[SettlementRecord, list[Outbound]]:
+        """Money sent in a chat: the chat gets the payer's message about it (once, however
+        often the same transfer is asked for again)."""
+        sent, outbound = await self.send(conn, payer, payee, amount, transfer_uri, now)
+        if await has_message_about(conn, sent.uri):
+            return sent, outbound
+        shown = self.shown(sent.amount, sent.currency)
+        text = f"Sent {shown} to @{self.urls.handle(payee.account)}{_about(note)}."
+        _, told = await post_to_chat(conn, self.urls, payer, chat, text, now, payment_uri=sent.uri)
+        return sent, outbound + told
+
+    def shown(self, minor: int, currency: str) -> str:
+        """An amount as people read it: `12.50 EUR`."""
+        return f"{format_amount(minor, self.currencies.get(currency))} {currency}"
+
     def transfer_uri(self, payer: Account, idempotency_key: str | None) -> str:
         """The id of a new transfer: derived from the client's Idempotency-Key, so that a
         repeated request names the same transfer."""
@@ -612,6 +664,10 @@ class Payments:
         if not await requests.end_request(conn, request, RequestState.CANCELLED, now):
             raise PaymentError(f"the request is already {request.state(now).value}")
         self.tell_request(conn, request)
+
+
+def _about(note: str) -> str:
+    return f" for {note.strip()}" if note.strip() else ""
 
 
 def default_credit_limit(config: Config, currencies: Currencies) -> DefaultLimit:

@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.actors import ActorUnavailable
 from federation.fetch import FetchError
-from protocol.addressing import DIRECT
 from server.api.auth import require_account
 from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter, mastodon_time
@@ -326,23 +325,11 @@ async def send_message(request: web.Request) -> web.Response:
             if earlier is not None:
                 return earlier, []
         chat = await chats.chat_of_member(conn, me, chat_id)
-        recipients = await chats.recipients_of_message(conn, me, chat)
-        parent = None
-        if reply_to_id is not None:
-            parent = await status_by_id(conn, reply_to_id)
-            if parent is None or not await chats.is_message_of(conn, me, chat, parent):
-                raise ChatError("the message replied to is not in this chat")
-        status, outbound = await posting.publish_status(
-            conn,
-            urls,
-            me,
-            text,
-            now,
-            DIRECT,
-            recipients,
-            parent,
-            media_ids=media_ids,
-            context_uri=chat.context_uri,
+        parent = await status_by_id(conn, reply_to_id) if reply_to_id is not None else None
+        if reply_to_id is not None and parent is None:
+            raise ChatError("the message replied to is not in this chat")
+        status, outbound = await posting.post_to_chat(
+            conn, urls, me, chat, text, now, media_ids, parent
         )
         if key is not None:
             await posting.remember_idempotency_key(conn, me, key, status, now)

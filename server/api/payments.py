@@ -24,17 +24,16 @@ from payments.parties import PaymentError
 from payments.requests import MAXIMUM_EXPIRY, MINIMUM_EXPIRY, RequestRecord, RequestState
 from payments.settlement import SettlementRecord
 from payments.tables import payment_requests, settlements
-from protocol.addressing import DIRECT
 from server.api.auth import require_account
 from server.api.errors import ApiError
 from server.api.mastodon.entities import mastodon_time
 from server.api.pagination import page_request, paginated
 from server.api.params import integer, path_id, request_params, required, string
 from server.api.responses import json_body
-from server.appkeys import CLOCK, DATABASE, FEDERATION, URLS
+from server.appkeys import CLOCK, DATABASE, FEDERATION
 from server.identity.accounts import Account
 from server.paying import PayeeNode, Payments
-from server.social import chats, posting
+from server.social import chats
 from server.social.chats import Chat, ChatError
 from server.social.remote_accounts import account_for_actor
 from server.wallets import balances
@@ -149,16 +148,13 @@ async def create_payment_request(request: web.Request) -> web.Response:
         raise _unreachable() from None
 
     async def act(conn: AsyncConnection, now: datetime) -> Any:
-        record, outbound = await payments.create_request(
-            conn, me, payer, amount, note, lifetime, now, payer_takes_kith_payments=by_kith,
-            context=chat.context_uri if chat else None,
-        )  # fmt: skip
-        if chat is not None:
-            shown = _shown(payments, record.amount, record.currency)
-            text = f"Requested {shown} from @{_handle(request, payer)}{_about(note)}. "
-            text += f"Pay it here: {record.uri}"
-            outbound += await _tell_chat(request, conn, me, chat, text, record.uri, now)
-        return record, outbound
+        if chat is None:
+            return await payments.create_request(
+                conn, me, payer, amount, note, lifetime, now, payer_takes_kith_payments=by_kith
+            )
+        return await payments.request_in_chat(
+            conn, me, payer, chat, amount, note, lifetime, now, payer_takes_kith_payments=by_kith
+        )
 
     record = await _perform(request, act)
     return json_body(_request_entity(request, record, me), status=201)
@@ -285,14 +281,12 @@ async def send_transfer(request: web.Request) -> web.Response:
         raise _unreachable() from None
 
     async def act(conn: AsyncConnection, now: datetime) -> Any:
-        sent, outbound = await payments.send(
-            conn, me, PayeeNode(node, payee), amount, transfer_uri, now
+        payee_node = PayeeNode(node, payee)
+        if chat is None:
+            return await payments.send(conn, me, payee_node, amount, transfer_uri, now)
+        return await payments.send_in_chat(
+            conn, me, payee_node, chat, amount, transfer_uri, note, now
         )
-        if chat is not None and not await chats.has_message_about(conn, sent.uri):
-            shown = _shown(payments, sent.amount, sent.currency)
-            text = f"Sent {shown} to @{_handle(request, payee)}{_about(note)}."
-            outbound += await _tell_chat(request, conn, me, chat, text, sent.uri, now)
-        return sent, outbound
 
     sent = await _perform(request, act)
     entity = _transfer_entity(request, sent, me)
@@ -334,37 +328,6 @@ async def _counterparty(
     if named.id not in {o.id for o in others}:
         raise ApiError(422, f"the {name} is not in this chat")
     return named
-
-
-async def _tell_chat(
-    request: web.Request,
-    conn: AsyncConnection,
-    me: Account,
-    chat: Chat,
-    text: str,
-    payment_uri: str,
-    now: datetime,
-) -> list[Any]:
-    """The chat's message about the payment: its text (with the request's link) is what other
-    servers show; Kith nodes show the payment itself, live."""
-    recipients = await chats.recipients_of_message(conn, me, chat)
-    _, outbound = await posting.publish_status(
-        conn, request.app[URLS], me, text, now, DIRECT, recipients,
-        context_uri=chat.context_uri, payment_uri=payment_uri,
-    )  # fmt: skip
-    return outbound
-
-
-def _shown(payments: Payments, minor: int, currency: str) -> str:
-    return f"{format_amount(minor, payments.currencies.get(currency))} {currency}"
-
-
-def _about(note: str) -> str:
-    return f" for {note.strip()}" if note.strip() else ""
-
-
-def _handle(request: web.Request, account: Account) -> str:
-    return request.app[URLS].handle(account)
 
 
 @routes.post(f"{PREFIX}/transfers/{{id}}/accept")

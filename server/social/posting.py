@@ -13,8 +13,8 @@ from federation.dispatch import PRIORITY_BULK, PRIORITY_DIRECT, Outbound
 from protocol.activities import render_activity, render_note
 from protocol.addressing import DIRECT, VISIBILITIES
 from server.identity.accounts import Account
-from server.social import media
-from server.social.chats import link_payment
+from server.social import chats, media
+from server.social.chats import Chat, link_payment
 from server.social.distribution import announce_edit, announce_removal, distribute
 from server.social.statuses import (
     NewStatus,
@@ -97,6 +97,28 @@ async def publish_status(
         await link_payment(conn, status.id, payment_uri)
     await distribute(conn, status, now)
     return status, [await _create_outbound(conn, urls, author, status, now)]
+
+
+async def post_to_chat(
+    conn: AsyncConnection,
+    urls: Urls,
+    sender: Account,
+    chat: Chat,
+    text: str,
+    now: datetime,
+    media_ids: list[int] | None = None,
+    in_reply_to: Status | None = None,
+    payment_uri: str | None = None,
+) -> tuple[Status, list[Outbound]]:
+    """A message to everyone else in the chat: a direct post naming each member, in the
+    chat's context (server/social/chats.py)."""
+    recipients = await chats.recipients_of_message(conn, sender, chat)
+    if in_reply_to is not None and not await chats.is_message_of(conn, sender, chat, in_reply_to):
+        raise chats.ChatError("the message replied to is not in this chat")
+    return await publish_status(
+        conn, urls, sender, text, now, DIRECT, recipients, in_reply_to,
+        media_ids=media_ids, context_uri=chat.context_uri, payment_uri=payment_uri,
+    )  # fmt: skip
 
 
 def _profiles(mentioned: list[Account], urls: Urls) -> dict[MentionKey, str]:
