@@ -1106,10 +1106,12 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "GET",
         "/api/kith/v1/wallet/transactions",
-        "The user's transfers, newest first (format=csv: a CSV download)",
+        "The user's transfers, newest first; direction (incoming, outgoing), state (pending, "
+        "completed, rejected, awaiting_acceptance) and currency filter them (format=csv: a CSV "
+        "download)",
         "read:payments",
         _list("Transfer"),
-        (*_PAGE, "format"),
+        (*_PAGE, "direction", "state", "currency", "format"),
         True,
     ),
     Operation(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.actors import ActorUnavailable
@@ -84,26 +85,89 @@ async def get_wallet(request: web.Request) -> web.Response:
 
 @routes.get(f"{PREFIX}/wallet/transactions")
 async def get_transactions(request: web.Request) -> web.StreamResponse:
-    """The user's payments, newest first; `?format=csv` downloads them as a spreadsheet."""
+    """The user's payments, newest first (`direction`, `state`, `currency` filter them);
+    `?format=csv` downloads them as a spreadsheet."""
     me = await require_account(request, "read:payments")
     params = await request_params(request)
     page = page_request(params, default=40, most=200 if params.get("format") == "csv" else 80)
-    mine = or_(settlements.c.payer_account_id == me.id, settlements.c.payee_account_id == me.id)
-    query = select(settlements).where(mine)
-    if page.max_id is not None:
-        query = query.where(settlements.c.id < page.max_id)
-    if page.min_id is not None or page.since_id is not None:
-        query = query.where(settlements.c.id > (page.min_id or page.since_id))
-    query = query.order_by(settlements.c.id.desc()).limit(page.limit)
+    try:
+        filters = HistoryFilter.of(
+            string(params, "direction", None, 10),
+            string(params, "state", None, 20),
+            string(params, "currency", None, 12),
+        )
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+    query = history_query(me, filters, page.limit, page.max_id, page.min_id or page.since_id)
     async with request.app[DATABASE].read() as conn:
         rows = [settlement.settlement_from_row(row) for row in await conn.execute(query)]
     entities = [_transfer_entity(request, record, me) for record in rows]
     if params.get("format") == "csv":
-        return _csv(entities)
+        return transactions_csv(entities)
     return paginated(request, entities)
 
 
-def _csv(entities: list[dict[str, Any]]) -> web.Response:
+@dataclass(frozen=True)
+class HistoryFilter:
+    """Which of a user's payments to list: `incoming`/`outgoing`, a state as the API names
+    it (pending, completed, rejected, awaiting_acceptance), a currency; None for any."""
+
+    direction: str | None = None
+    state: str | None = None
+    currency: str | None = None
+
+    @classmethod
+    def of(cls, direction: str | None, state: str | None, currency: str | None) -> HistoryFilter:
+        """The filter from a client's values ('' is any); ValueError says what is wrong."""
+        if direction not in (None, "", "incoming", "outgoing"):
+            raise ValueError("direction is incoming or outgoing")
+        if state not in (None, "", *_TRANSFER_STATES.values()):
+            raise ValueError(
+                f"state is one of {', '.join(dict.fromkeys(_TRANSFER_STATES.values()))}"
+            )
+        code = (currency or "").strip().upper()
+        if code and not code.isalnum():
+            raise ValueError("currency is a currency code such as EUR")
+        return cls(direction or None, state or None, code or None)
+
+
+def history_query(
+    me: Account,
+    filters: HistoryFilter,
+    limit: int,
+    max_id: int | None = None,
+    min_id: int | None = None,
+) -> Select:
+    """The user's payments (settlements) matching `filters`, newest first."""
+    incoming = settlements.c.payee_account_id == me.id
+    outgoing = settlements.c.payer_account_id == me.id
+    mine = {"incoming": incoming, "outgoing": outgoing, None: or_(incoming, outgoing)}
+    query = select(settlements).where(mine[filters.direction])
+    if filters.state is not None:
+        states = [name for name, shown in _TRANSFER_STATES.items() if shown == filters.state]
+        query = query.where(settlements.c.state.in_(states))
+    if filters.currency is not None:
+        query = query.where(settlements.c.currency == filters.currency)
+    if max_id is not None:
+        query = query.where(settlements.c.id < max_id)
+    if min_id is not None:
+        query = query.where(settlements.c.id > min_id)
+    return query.order_by(settlements.c.id.desc()).limit(limit)
+
+
+def transactions_csv(
+    entities: list[dict[str, Any]], filename: str = "kith-wallet.csv"
+) -> web.Response:
+    """Payments (as the API shows them) as a CSV download."""
+    return web.Response(
+        text=transactions_csv_text(entities),
+        content_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def transactions_csv_text(entities: list[dict[str, Any]]) -> str:
+    """Payments (as the API shows them) as CSV text, safe to open in a spreadsheet."""
     out = io.StringIO()
     columns = ["id", "created_at", "decided_at", "direction", "state", "amount", "currency"]
     columns += ["payer", "payee", "payment_request", "uri"]
@@ -111,11 +175,7 @@ def _csv(entities: list[dict[str, Any]]) -> web.Response:
     writer.writeheader()
     for entity in entities:
         writer.writerow({key: _csv_cell(entity.get(key)) for key in columns})
-    return web.Response(
-        text=out.getvalue(),
-        content_type="text/csv",
-        headers={"Content-Disposition": 'attachment; filename="kith-wallet.csv"'},
-    )
+    return out.getvalue()
 
 
 def _csv_cell(value: Any) -> str:
@@ -202,10 +262,10 @@ async def pay_payment_request(request: web.Request) -> web.Response:
     me = await require_account(request, "write:payments")
     record = await _my_request(request, me)
     payments = _payments(request)
-    await _check_payable(request, record.payee_uri)
+    await check_payable(request, record.payee_uri)
     transfer_uri = payments.transfer_uri(me, _idempotency_key(request))
     if not record.is_ours:
-        await _know_node(request, record.settlement_node)
+        await know_node(request, record.settlement_node)
 
     async def act(conn: AsyncConnection, now: datetime) -> Any:
         current = await requests.request_by_uri(conn, record.uri, lock=True)
@@ -271,7 +331,7 @@ async def send_transfer(request: web.Request) -> web.Response:
     payee = await _counterparty(request, me, chat, params, "to")
     if payee.id == me.id:
         raise ApiError(422, "you cannot send money to yourself")
-    await _check_payable(request, payee.uri or request.app[FEDERATION].urls.actor(payee))
+    await check_payable(request, payee.uri or request.app[FEDERATION].urls.actor(payee))
     transfer_uri = payments.transfer_uri(me, _idempotency_key(request))
     try:
         node = await payments.payee_node(payee)
@@ -313,7 +373,7 @@ async def _counterparty(
     """Who pays or is paid: named, or the other person of a one-to-one chat. In a chat, they
     must be one of its members."""
     if chat is None:
-        return await _resolve(request, required(params, name, 2048))
+        return await resolve_party(request, required(params, name, 2048))
     async with request.app[DATABASE].read() as conn:
         others = [
             m.account
@@ -324,7 +384,7 @@ async def _counterparty(
         if len(others) != 1:
             raise ApiError(422, f"name the {name} (this chat has several other members)")
         return others[0]
-    named = await _resolve(request, required(params, name, 2048))
+    named = await resolve_party(request, required(params, name, 2048))
     if named.id not in {o.id for o in others}:
         raise ApiError(422, f"the {name} is not in this chat")
     return named
@@ -370,15 +430,15 @@ async def get_transfer(request: web.Request) -> web.Response:
         )
     entity = _transfer_entity(request, record, me)
     if record.decision is not None:
-        entity["receipt"] = await _receipt(request, record, paid_request)
+        entity["receipt"] = await receipt_of(_payments(request), record, paid_request)
     return json_body(entity)
 
 
-async def _receipt(
-    request: web.Request, record: SettlementRecord, paid: RequestRecord | None
+async def receipt_of(
+    payments: Payments, record: SettlementRecord, paid: RequestRecord | None
 ) -> dict[str, Any]:
-    """The signed request, transfer and decision, and whether they prove the payment."""
-    payments = _payments(request)
+    """The signed request, transfer and decision, and whether they prove the payment (their
+    signatures checked against the keys the parties publish now)."""
     signers = {record.payer_uri, record.payee_uri, record.transfer.get("payer", "")}
     node = await payments.node_key()
     keys = {node.key_id: receipts.public_key(node.seed)}
@@ -427,7 +487,7 @@ def _idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-async def _resolve(request: web.Request, handle: str) -> Account:
+async def resolve_party(request: web.Request, handle: str) -> Account:
     federation = request.app[FEDERATION]
     try:
         if handle.startswith(("https://", "http://")):
@@ -440,7 +500,7 @@ async def _resolve(request: web.Request, handle: str) -> Account:
         raise ApiError(422, f"no account {handle} could be found") from None
 
 
-async def _check_payable(request: web.Request, payee_uri: str) -> None:
+async def check_payable(request: web.Request, payee_uri: str) -> None:
     """Moderation stops payments to suspended accounts and to suspended domains (422)."""
     federation = request.app[FEDERATION]
     if federation.domains.refuses(payee_uri):
@@ -451,7 +511,7 @@ async def _check_payable(request: web.Request, payee_uri: str) -> None:
         raise ApiError(422, "that account is suspended and cannot be paid")
 
 
-async def _know_node(request: web.Request, node_uri: str) -> None:
+async def know_node(request: web.Request, node_uri: str) -> None:
     """The payee's node is known (stored with its inbox) before an offer is queued for it."""
     try:
         await request.app[FEDERATION].directory.get(node_uri)

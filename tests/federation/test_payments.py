@@ -150,6 +150,17 @@ async def test_a_request_paid_across_nodes_moves_the_money_once_with_a_verified_
     assert mine.body["state"] == "paid"
     history = await pair.bob.get("/api/kith/v1/wallet/transactions")
     assert [(t["direction"], t["amount"]) for t in history.body] == [("incoming", "12.50")]
+    # The history's filters (the web wallet's too): direction, state, currency.
+    for filters, count in (
+        ({"direction": "outgoing"}, 0),
+        ({"direction": "incoming", "state": "completed", "currency": "eur"}, 1),
+        ({"state": "pending"}, 0),
+        ({"currency": "USD"}, 0),
+    ):
+        found = await pair.bob.get("/api/kith/v1/wallet/transactions", **filters)
+        assert len(found.body) == count, filters
+    refused = await pair.bob.get("/api/kith/v1/wallet/transactions", direction="sideways")
+    assert refused.status == 422
     bobs = await pair.bob.get(f"/api/kith/v1/transfers/{history.body[0]['id']}")
     assert bobs.body["receipt"]["verified"], bobs.body["receipt"]["problems"]
     # Both hear of it in their notifications, as Mastodon apps list them.
