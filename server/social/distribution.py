@@ -89,12 +89,16 @@ async def distribute(conn: AsyncConnection, status: Status, now: datetime) -> No
         (a, silent) for a, silent in await mentioned_accounts(conn, status.id) if a.is_local
     ]
     readers: set[int] = {author.id} if author.is_local else set()
-    if status.reblog_of_id is not None:
+    if status.visibility == "direct":
+        # A direct message lives in its chat and Mastodon's `conversations`, never in a home
+        # timeline, its author's included (Mastodon puts it in mentioned followers' feeds).
+        readers = set()
+    elif status.reblog_of_id is not None:
         readers |= set(await local_followers(conn, author.id, reblogs_only=True))
         await _notify_reblog(conn, status, author, now)
     else:
-        # As Mastodon: followers get what is addressed to them; a direct message reaches
-        # the home feed only of mentioned followers (the rest see it in conversations).
+        # As Mastodon: followers get what is addressed to them; a limited post (addressed to
+        # someone it does not mention) reaches the home feed only of mentioned followers.
         followers = set(await local_followers(conn, author.id))
         if status.visibility not in FEED_VISIBILITIES:
             followers &= {a.id for a, _ in mentioned}

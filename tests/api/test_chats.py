@@ -260,3 +260,17 @@ async def test_edits_and_deletions_reach_the_members_streams(node: Node) -> None
         assert heard["delete"]["payload"] == second["id"]
         after = json.loads(heard["kith:chat"]["payload"])
         assert after["last_message"]["id"] == first["id"]
+
+
+async def test_direct_messages_stay_out_of_every_home_timeline(node: Node) -> None:
+    alice = await client_for(node, "alice")
+    bob = await client_for(node, "bob")
+    alice_id, bob_id = await _ids(alice, "alice", "bob")
+    await bob.post(f"/api/v1/accounts/{alice_id}/follow")
+    await alice.post(f"/api/v1/accounts/{bob_id}/follow")
+    chat = await _group(alice, "bob", name=None)
+    await alice.post(f"/api/kith/v1/chats/{chat['id']}/messages", status="just us")
+    await alice.post("/api/v1/statuses", status="@bob also just us", visibility="direct")
+    for client in (alice, bob):
+        assert (await client.get("/api/v1/timelines/home")).body == []
+    assert len((await bob.get(f"/api/kith/v1/chats/{chat['id']}/messages")).body) == 1
