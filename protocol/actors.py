@@ -58,6 +58,10 @@ class ActorDocument:
     moved_to: str | None = None
     # Extra `endpoints` for C2S clients: oauthAuthorizationEndpoint, oauthTokenEndpoint, proxyUrl.
     client_endpoints: tuple[tuple[str, str], ...] = ()
+    # Every Ed25519 key the actor has published, (fragment, public key), the one it signs with
+    # now first: proofs made with an older key still verify after a rotation. Empty: just
+    # `ed25519_public` under ED25519_KEY_FRAGMENT.
+    ed25519_keys: tuple[tuple[str, bytes], ...] = ()
     # Pleroma's `capabilities.acceptsChatMessages`: Pleroma sends ChatMessages only to actors
     # that say they take them.
     accepts_chat_messages: bool = False
@@ -98,11 +102,13 @@ def render_actor(actor: ActorDocument) -> dict:
         },
         "assertionMethod": [
             {
-                "id": f"{actor.actor_id}#{ED25519_KEY_FRAGMENT}",
+                "id": f"{actor.actor_id}#{fragment}",
                 "type": "Multikey",
                 "controller": actor.actor_id,
-                "publicKeyMultibase": encode_ed25519_multikey(actor.ed25519_public),
+                "publicKeyMultibase": encode_ed25519_multikey(public),
             }
+            for fragment, public in actor.ed25519_keys
+            or ((ED25519_KEY_FRAGMENT, actor.ed25519_public),)
         ],
         "tag": [],
         "attachment": [

@@ -34,8 +34,10 @@ from server.identity.accounts import (
     UsernameTaken,
     create_account,
     find_account,
+    instance_actor,
     list_accounts,
     public_keys,
+    rotate_signing_key,
 )
 from server.identity.keys import generate_actor_keys
 from server.identity.password_resets import set_password
@@ -211,6 +213,20 @@ def _add_user(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     show = sub.add_parser("show", parents=[common], help="show one account and its public keys")
     show.add_argument("name")
     show.set_defaults(run=cmd_user_show)
+    rotate = sub.add_parser(
+        "rotate-key",
+        parents=[common],
+        help="give an account (or, with --instance, the node) a new Ed25519 signing key",
+        description="A new Ed25519 key signs the account's payment requests (the node's: its "
+        "transfers, decisions and statements) from now on. The old key stays in the actor "
+        "document under its own id, so receipts and statements it signed still verify; peers "
+        "fetch the new key when they first see it. Restart the node (every process) "
+        "afterwards: running processes keep signing with the key they loaded.",
+    )
+    target = rotate.add_mutually_exclusive_group(required=True)
+    target.add_argument("name", nargs="?")
+    target.add_argument("--instance", action="store_true", help="the node's own key")
+    rotate.set_defaults(run=cmd_user_rotate_key)
 
 
 def _add_token(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -510,6 +526,26 @@ async def cmd_user_show(args: argparse.Namespace) -> int:
         }
         for label, value in rows.items():
             say(f"{label + ':':<27} {value}")
+        return 0
+
+    return await with_database(config, work)
+
+
+async def cmd_user_rotate_key(args: argparse.Namespace) -> int:
+    config = load(args)
+
+    async def work(db: Database) -> int:
+        async with db.transaction() as conn:
+            if args.instance:
+                account = await instance_actor(conn)
+                if account is None:
+                    raise CommandError("this node has no instance actor yet (kith init)")
+            else:
+                account = await _local_user(conn, args.name)
+            fragment = await rotate_signing_key(conn, account.id, utcnow())
+        urls = Urls(config.base_url, config.domain)
+        say(f"{urls.actor(account)}#{fragment} now signs; the old key stays published")
+        say("restart the node (every process) so that it signs with the new key")
         return 0
 
     return await with_database(config, work)

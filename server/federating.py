@@ -38,7 +38,7 @@ from federation.tables import utc
 from federation.worker import InboxWorker, release_claims, run_loop, sweep_finished
 from payments.settlement import ask_again_now
 from payments.settlement import resend_is_due as settlement_due
-from protocol.actors import ED25519_KEY_FRAGMENT, RSA_KEY_FRAGMENT
+from protocol.actors import RSA_KEY_FRAGMENT
 from protocol.as2 import id_of
 from protocol.httpsig import HttpRequest, PrivateKey, sign_cavage
 from protocol.vocab import ACTOR_TYPES
@@ -383,14 +383,16 @@ class Federation:
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
-                    select(account_keys.c.rsa_private_pem, account_keys.c.ed25519_seed).where(
-                        account_keys.c.account_id == account.id
-                    )
+                    select(
+                        account_keys.c.rsa_private_pem,
+                        account_keys.c.ed25519_seed,
+                        account_keys.c.ed25519_fragment,
+                    ).where(account_keys.c.account_id == account.id)
                 )
             ).one()
         if algorithm == "ed25519":
             key = Ed25519PrivateKey.from_private_bytes(bytes(row.ed25519_seed))
-            return f"{actor_uri}#{ED25519_KEY_FRAGMENT}", key
+            return f"{actor_uri}#{row.ed25519_fragment}", key
         # Our own keys, generated here: skipping the RSA consistency check saves 35 ms a load.
         key = serialization.load_pem_private_key(
             row.rsa_private_pem.encode(), password=None, unsafe_skip_rsa_key_validation=True

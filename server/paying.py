@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.actors import ActorDirectory, ActorUnavailable
 from federation.dispatch import PRIORITY_DIRECT, Dispatcher, InboundActivity, Outbound, Reject
-from payments import receipts, requests, settlement, statements
+from payments import requests, settlement, statements
 from payments.money import AmountError, Currencies, format_amount, parse_amount
 from payments.parties import (
     Message,
@@ -34,14 +34,14 @@ from payments.requests import RequestRecord, RequestState
 from payments.settlement import SettlementRecord, SettlementState
 from payments.tables import payment_requests
 from protocol import payments as wire
-from protocol.actors import ED25519_KEY_FRAGMENT, RemoteActor
+from protocol.actors import RemoteActor
 from protocol.as2 import host_of, id_of
 from protocol.errors import ProtocolError
 from protocol.multibase import decode_ed25519_multikey
 from protocol.proofs import ProofError, proof_of
 from server.clock import Clock
 from server.config import Config, community_currencies
-from server.identity.accounts import Account, instance_actor
+from server.identity.accounts import Account, instance_actor, public_keys, signing_key
 from server.social.chats import Chat, has_message_about
 from server.social.distribution import notify
 from server.social.events import emit
@@ -50,7 +50,6 @@ from server.social.posting import post_to_chat, publish_status
 from server.social.remote_accounts import account_for_actor, upsert_remote_account
 from server.storage.engine import Database
 from server.storage.ids import new_id
-from server.storage.tables import account_keys
 from server.urls import Urls
 
 log = logging.getLogger("kith.payments")
@@ -106,12 +105,12 @@ class Payments:
             async with self.db.read() as conn:
                 account = await instance_actor(conn)
                 assert account is not None, "the node has no instance actor"
-                seed = await _seed(conn, account.id)
+                key = await signing_key(conn, account.id)
             self._node_key = NodeKey(
                 self.node_actor,
-                f"{self.node_actor}#{ED25519_KEY_FRAGMENT}",
+                f"{self.node_actor}#{key.fragment}",
                 self.urls.base_url,
-                seed,
+                key.seed,
             )
         return self._node_key
 
@@ -119,10 +118,13 @@ class Payments:
         """The Ed25519 keys an actor publishes (ours from the database, others' as fetched);
         empty if it cannot be fetched now."""
         async with self.db.read() as conn:
-            account = await account_for_actor(conn, actor_uri, self.urls.base_url)
+            if actor_uri == self.node_actor:
+                account = await instance_actor(conn)
+            else:
+                account = await account_for_actor(conn, actor_uri, self.urls.base_url)
             if account is not None and account.is_local:
-                seed = await _seed(conn, account.id)
-                return {f"{actor_uri}#{ED25519_KEY_FRAGMENT}": receipts.public_key(seed)}
+                keys = (await public_keys(conn, account.id)).ed25519_keys
+                return {f"{actor_uri}#{fragment}": public for fragment, public in keys}
         if actor_uri.startswith(self.urls.base_url + "/"):
             return {}
         try:
@@ -478,9 +480,8 @@ class Payments:
         that link."""
         if await blocks_between(conn, payer.id, payee.id):
             raise PaymentError("you cannot request money from this account")
-        signer = Signer(
-            f"{self.urls.actor(payee)}#{ED25519_KEY_FRAGMENT}", await _seed(conn, payee.id)
-        )
+        key = await signing_key(conn, payee.id)
+        signer = Signer(f"{self.urls.actor(payee)}#{key.fragment}", key.seed)
         record = await requests.create_request(
             conn, await self.node_key(), self.party(payee), signer, self.party(payer), amount,
             note, now + (lifetime or self.request_lifetime), now, new_id, context,
@@ -720,10 +721,3 @@ def _ed25519_keys(keys: Any) -> dict[str, bytes]:
         for key in keys
         if key.algorithm == "ed25519"
     }
-
-
-async def _seed(conn: AsyncConnection, account_id: int) -> bytes:
-    row = await conn.execute(
-        select(account_keys.c.ed25519_seed).where(account_keys.c.account_id == account_id)
-    )
-    return bytes(row.scalar_one())

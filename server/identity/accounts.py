@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, insert, select
+from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.identity.keys import ActorKeys
+from protocol.actors import ED25519_KEY_FRAGMENT
+from server.identity.keys import ActorKeys, generate_ed25519_key
 from server.identity.passwords import hash_password
 from server.storage.ids import new_id
-from server.storage.tables import USERNAME_LENGTH_MAX, account_keys, accounts
+from server.storage.tables import USERNAME_LENGTH_MAX, account_keys, accounts, retired_keys
 
 # Mastodon's rule for local names: letters, digits and underscores, compared without case.
 _USERNAME = re.compile(r"[A-Za-z0-9_]+")
@@ -95,6 +96,8 @@ class PublicKeys:
 
     rsa_public_pem: str
     ed25519_public: bytes
+    # Every Ed25519 key published, (fragment, public key), the current one first.
+    ed25519_keys: tuple[tuple[str, bytes], ...] = ()
 
 
 _COLUMNS = [c for c in accounts.c if c.name not in ("password_hash", "username_key")]
@@ -278,14 +281,66 @@ async def list_accounts(conn: AsyncConnection) -> list[Account]:
 
 
 async def public_keys(conn: AsyncConnection, account_id: int) -> PublicKeys:
-    """The public halves of an account's keys."""
-    result = await conn.execute(
-        select(account_keys.c.rsa_public_pem, account_keys.c.ed25519_public).where(
-            account_keys.c.account_id == account_id
+    """The public halves of an account's keys, with the Ed25519 keys it used before."""
+    row = (
+        await conn.execute(
+            select(
+                account_keys.c.rsa_public_pem,
+                account_keys.c.ed25519_public,
+                account_keys.c.ed25519_fragment,
+            ).where(account_keys.c.account_id == account_id)
+        )
+    ).one()
+    retired = await conn.execute(
+        select(retired_keys.c.fragment, retired_keys.c.ed25519_public)
+        .where(retired_keys.c.account_id == account_id)
+        .order_by(retired_keys.c.retired_at.desc())
+    )
+    current = (row.ed25519_fragment, bytes(row.ed25519_public))
+    return PublicKeys(
+        rsa_public_pem=row.rsa_public_pem,
+        ed25519_public=current[1],
+        ed25519_keys=(current, *((r.fragment, bytes(r.ed25519_public)) for r in retired)),
+    )
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """The Ed25519 key an account signs proofs with now: its id's fragment and its seed."""
+
+    fragment: str
+    seed: bytes = field(repr=False)
+
+
+async def signing_key(conn: AsyncConnection, account_id: int) -> SigningKey:
+    row = (
+        await conn.execute(
+            select(account_keys.c.ed25519_fragment, account_keys.c.ed25519_seed).where(
+                account_keys.c.account_id == account_id
+            )
+        )
+    ).one()
+    return SigningKey(row.ed25519_fragment, bytes(row.ed25519_seed))
+
+
+async def rotate_signing_key(conn: AsyncConnection, account_id: int, now: datetime) -> str:
+    """A new Ed25519 key for the account, under a new id; the old one stays published (for
+    what it signed) and never signs again. Returns the new key's fragment."""
+    keys = await public_keys(conn, account_id)
+    old_fragment, old_public = keys.ed25519_keys[0]
+    fragment = f"{ED25519_KEY_FRAGMENT}-{len(keys.ed25519_keys) + 1}"
+    fresh = generate_ed25519_key()
+    await conn.execute(
+        insert(retired_keys).values(
+            account_id=account_id, fragment=old_fragment, ed25519_public=old_public, retired_at=now
         )
     )
-    row = result.one()
-    return PublicKeys(rsa_public_pem=row.rsa_public_pem, ed25519_public=bytes(row.ed25519_public))
+    await conn.execute(
+        update(account_keys)
+        .where(account_keys.c.account_id == account_id)
+        .values(ed25519_seed=fresh.seed, ed25519_public=fresh.public, ed25519_fragment=fragment)
+    )
+    return fragment
 
 
 async def count_users(conn: AsyncConnection, active_since: datetime | None = None) -> int:

@@ -21,6 +21,17 @@ class ActorKeys:
     ed25519_seed: bytes = field(repr=False)
 
 
+@dataclass(frozen=True)
+class Ed25519Key:
+    public: bytes
+    seed: bytes = field(repr=False)
+
+
+def generate_ed25519_key() -> Ed25519Key:
+    signing = SigningKey.generate()
+    return Ed25519Key(public=bytes(signing.verify_key), seed=bytes(signing))
+
+
 def generate_actor_keys() -> ActorKeys:
     """Fresh keys: the RSA public key as SPKI PEM ("BEGIN PUBLIC KEY"), as peers require."""
     private = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
@@ -34,10 +45,10 @@ def generate_actor_keys() -> ActorKeys:
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode("ascii")
     )
-    signing = SigningKey.generate()
+    ed25519 = generate_ed25519_key()
     return ActorKeys(
         rsa_public_pem=public_pem,
-        ed25519_public=bytes(signing.verify_key),
+        ed25519_public=ed25519.public,
         rsa_private_pem=private_pem,
-        ed25519_seed=bytes(signing),
+        ed25519_seed=ed25519.seed,
     )

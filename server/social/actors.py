@@ -6,6 +6,7 @@ import functools
 import html
 import json
 import re
+from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -18,7 +19,12 @@ from server.urls import Urls
 async def local_actor_document(conn: AsyncConnection, urls: Urls, account: Account) -> dict:
     """The AS2 document of a local actor (user or instance actor), with its public keys."""
     keys = await public_keys(conn, account.id)
-    document = render_actor(actor_document(account, keys.rsa_public_pem, keys.ed25519_public, urls))
+    document = render_actor(
+        replace(
+            actor_document(account, keys.rsa_public_pem, keys.ed25519_public, urls),
+            ed25519_keys=keys.ed25519_keys,
+        )
+    )
     if account.is_suspended:
         # Mastodon's minimal document for a suspended account: no profile, the keys kept (so
         # what it signed before still verifies), and `suspended` for servers that show it.

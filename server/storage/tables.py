@@ -132,6 +132,25 @@ account_keys = Table(
     Column("ed25519_seed", LargeBinary(32), nullable=False),
     Column("ed25519_public", LargeBinary(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # The Ed25519 key's id in the actor document (`#ed25519-key`, then `#ed25519-key-2`…
+    # after rotations): a new key gets a new id, so older proofs still name theirs.
+    Column("ed25519_fragment", String(64), nullable=False, server_default="ed25519-key"),
+)
+
+# Ed25519 keys an account signed with before a rotation: still published (assertionMethod),
+# so receipts and other proofs they made keep verifying; never used to sign again.
+retired_keys = Table(
+    "retired_keys",
+    metadata,
+    Column(
+        "account_id",
+        BigInteger,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("fragment", String(64), primary_key=True),
+    Column("ed25519_public", LargeBinary(32), nullable=False),
+    Column("retired_at", UTCDateTime, nullable=False),
 )
 
 # Only a SHA-256 of each token is stored: a stolen database does not hand out sessions.
