@@ -1,6 +1,6 @@
-"""Account counters (statuses, followers, following, last post) kept by database triggers stay
-equal to a recount after any sequence of writes, on SQLite and PostgreSQL; an upgrade fills
-them from the rows already there."""
+"""Account counters (statuses but direct messages, followers, following, last post) kept by
+database triggers stay equal to a recount after any sequence of writes, on SQLite and
+PostgreSQL; an upgrade fills them from the rows already there."""
 
 from __future__ import annotations
 
@@ -53,9 +53,11 @@ async def _add_accounts(conn: AsyncConnection) -> None:
 
 
 async def _recount(conn: AsyncConnection) -> dict[int, tuple[int, int, int, int | None]]:
-    """What the counters must say, counted from the rows."""
+    """What the counters must say, counted from the rows (direct messages do not count, as on
+    Mastodon: a counter that moves would tell that one was sent)."""
     counts = {n: [0, 0, 0, None] for n in range(1, ACCOUNTS + 1)}
-    for account_id, status_id in await conn.execute(select(statuses.c.account_id, statuses.c.id)):
+    shown = select(statuses.c.account_id, statuses.c.id).where(statuses.c.visibility != "direct")
+    for account_id, status_id in await conn.execute(shown):
         counts[account_id][0] += 1
         newest = counts[account_id][3]
         counts[account_id][3] = status_id if newest is None else max(newest, status_id)
@@ -96,7 +98,7 @@ async def _random_write(conn: AsyncConnection, rng: random.Random, serial: int) 
                 uri=f"https://kith.example/statuses/{serial}",
                 content="",
                 text="",
-                visibility="public",
+                visibility=rng.choice(["public", "unlisted", "private", "direct"]),
                 spoiler_text="",
                 sensitive=False,
                 created_at=NOW,
