@@ -222,3 +222,40 @@ function enhance(root) {
 document.addEventListener("submit", submitEnhanced);
 enhance(document);
 startStreaming();
+
+// --- payments (the wallet pages) ---------------------------------------------------------------
+// A page that shows payments says where their live fragment comes from, on <body>:
+// data-payments="/wallet/live?view=…". When the stream says a payment request or a transfer
+// changed (kith:payment_request, kith:transfer; the payload is the payments API's entity), that
+// fragment is fetched with the payment's id and swapped in: #payment-ID or #transfer-ID (put
+// first in its list when new) and the balances. One fetch at a time, in the events' order, so
+// an older answer never replaces a newer one.
+
+const PAYMENT_KINDS = { "kith:payment_request": "payment", "kith:transfer": "transfer" };
+const PAYMENT_WORDS = { payment: "Payment request", transfer: "Payment" };
+let paymentUpdates = Promise.resolve();
+
+async function refreshPayment(kind, entity) {
+  const url = new URL(document.body.dataset.payments, window.location.href);
+  url.searchParams.set(kind, entity.id);
+  const response = await fetch(url, { credentials: "same-origin", headers: PARTIAL });
+  if (!response.ok) return;
+  if (applyFragment(await response.text())) {
+    announce(`${PAYMENT_WORDS[kind]} ${String(entity.state || "").replace(/_/g, " ")}`);
+  }
+}
+
+function followPayments(event) {
+  const kind = PAYMENT_KINDS[event.detail.event];
+  if (!kind || !document.body.dataset.payments) return;
+  let entity;
+  try {
+    entity = JSON.parse(event.detail.payload);
+  } catch (error) {
+    return;
+  }
+  if (!/^[0-9]+$/.test(String(entity.id))) return;
+  paymentUpdates = paymentUpdates.then(() => refreshPayment(kind, entity)).catch(() => {});
+}
+
+document.addEventListener("kith:stream", followPayments);
