@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.actors import ActorUnavailable
@@ -31,8 +30,6 @@ from server.social.media import InvalidMedia, checked_media_ids
 from server.social.posting import TEXT_LENGTH_MAX, InvalidPost
 from server.social.statuses import status_by_id, status_from_row
 from server.social.timelines import newest_first, paged
-from server.storage.tables import chat_members, conversations
-from server.storage.tables import chats as chats_table
 from server.storage.tables import statuses as statuses_table
 
 routes = web.RouteTableDef()
@@ -149,27 +146,11 @@ async def list_chats(request: web.Request) -> web.Response:
     """The user's chats, the one with the newest message first."""
     me = await require_account(request, "read:statuses")
     page = page_request(await request_params(request))
-    last_message = (
-        select(func.max(conversations.c.last_status_id))
-        .where(
-            conversations.c.account_id == me.id,
-            conversations.c.context_uri == chats_table.c.context_uri,
-        )
-        .scalar_subquery()
-    )
-    # Paged by the newest message (or, for a chat with none yet, when it was made): both
-    # are time-sorted ids.
-    recency = func.coalesce(last_message, chats_table.c.id)
-    query = (
-        select(chats_table, recency.label("recency"))
-        .join(chat_members, chat_members.c.chat_id == chats_table.c.id)
-        .where(chat_members.c.account_id == me.id)
-    )
     async with request.app[DATABASE].read() as conn:
-        rows = newest_first((await conn.execute(paged(query, recency, page))).all(), page)
+        found = await chats.chats_of(conn, me, page)
         presenter = Presenter(conn, request.app[URLS], me)
-        body = [await render_chat(presenter, chats.chat_from_row(row)) for row in rows]
-    return paginated(request, body, [row.recency for row in rows])
+        body = [await render_chat(presenter, chat) for chat, _ in found]
+    return paginated(request, body, [recency for _, recency in found])
 
 
 @routes.post(PREFIX)

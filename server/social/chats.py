@@ -27,7 +27,7 @@ from protocol.chats import render_chat as render_chat_document
 from server.identity.accounts import Account, account_from_row, select_accounts
 from server.social.events import emit
 from server.social.statuses import Status, mentioned_accounts, status_from_row
-from server.social.timelines import not_silenced_for
+from server.social.timelines import PageRequest, newest_first, not_silenced_for, paged
 from server.social.visibility import is_blocked_between
 from server.storage.ids import first_id_after, new_id
 from server.storage.tables import (
@@ -126,6 +126,29 @@ async def chat_of_member(conn: AsyncConnection, viewer: Account, chat_id: int) -
     if chat is None or not found:
         raise ChatError("Record not found", 404)
     return chat
+
+
+async def chats_of(
+    conn: AsyncConnection, viewer: Account, page: PageRequest
+) -> list[tuple[Chat, int]]:
+    """A page of the viewer's chats, the one with the newest message first, each with its
+    paging key: its newest message's id (or, with none yet, its own: both time-sorted)."""
+    last_message = (
+        select(func.max(conversations.c.last_status_id))
+        .where(
+            conversations.c.account_id == viewer.id,
+            conversations.c.context_uri == chats.c.context_uri,
+        )
+        .scalar_subquery()
+    )
+    recency = func.coalesce(last_message, chats.c.id)
+    query = (
+        select(chats, recency.label("recency"))
+        .join(chat_members, chat_members.c.chat_id == chats.c.id)
+        .where(chat_members.c.account_id == viewer.id)
+    )
+    rows = newest_first((await conn.execute(paged(query, recency, page))).all(), page)
+    return [(chat_from_row(row), row.recency) for row in rows]
 
 
 # --- messages ------------------------------------------------------------------------------
