@@ -62,6 +62,8 @@ class ActorDocument:
     # now first: proofs made with an older key still verify after a rotation. Empty: just
     # `ed25519_public` under ED25519_KEY_FRAGMENT.
     ed25519_keys: tuple[tuple[str, bytes], ...] = ()
+    # The profile picture: its URL and media type (AS2 `icon`), when there is one.
+    icon: tuple[str, str] | None = None
     # Pleroma's `capabilities.acceptsChatMessages`: Pleroma sends ChatMessages only to actors
     # that say they take them.
     accepts_chat_messages: bool = False
@@ -117,6 +119,8 @@ def render_actor(actor: ActorDocument) -> dict:
     }
     if actor.accepts_chat_messages:
         document["capabilities"] = {"acceptsChatMessages": True}
+    if actor.icon is not None:
+        document["icon"] = {"type": "Image", "url": actor.icon[0], "mediaType": actor.icon[1]}
     if actor.also_known_as:
         document["alsoKnownAs"] = list(actor.also_known_as)
     if actor.moved_to:

@@ -193,6 +193,33 @@ def _animated_gif(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
+AVATAR_SIZE = 400  # profile pictures are cut to this square (Mastodon's size)
+
+
+def process_avatar(data: bytes, max_bytes: int, max_pixels: int) -> tuple[bytes, str]:
+    """A profile picture: checked and cleaned as any upload, then cut to a centred square of
+    AVATAR_SIZE pixels (an animation keeps its first frame); its bytes and file extension."""
+    cleaned = process_image(data, max_bytes, max_pixels)
+    with Image.open(io.BytesIO(cleaned.data)) as image:
+        image.seek(0)
+        frame = image.convert("RGBA" if _has_alpha(image) else "RGB")
+    square = ImageOps.fit(frame, (AVATAR_SIZE, AVATAR_SIZE), Image.Resampling.LANCZOS)
+    image_format = "PNG" if cleaned.extension in ("gif", "png") else "JPEG"
+    if cleaned.extension == "webp":
+        image_format = "WEBP"
+    return _still(square, image_format), FORMATS[image_format][0]
+
+
+def write_file(data_dir: Path, name: str, data: bytes) -> str:
+    """Write one file under media/ (never half a file); returns its name."""
+    if not is_file_name(name):
+        raise ValueError(f"{name!r} is not a media file name")
+    folder = media_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_new(folder / name, data)
+    return name
+
+
 def new_token() -> str:
     """A random file name stem: nobody can guess another upload's URL."""
     return secrets.token_urlsafe(_TOKEN_BYTES)

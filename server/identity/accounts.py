@@ -62,6 +62,7 @@ class Account:
     silenced_at: datetime | None = None
     email: str | None = None  # registration: see server/identity/registration.py
     approved: bool = True
+    avatar_file: str | None = None  # a local profile picture under media/ (server/media.py)
 
     @property
     def is_local(self) -> bool:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.identity.accounts import Account, get_account
 from server.storage.ids import new_id
-from server.storage.tables import access_tokens, accounts
+from server.storage.tables import access_tokens, accounts, oauth_applications
 
 _READ = (
     "accounts",
@@ -259,3 +259,70 @@ async def record_uses(conn: AsyncConnection, uses: list[tuple[Grant, datetime]])
     active = [{"account": g.account.id, "now": now} for g, now in due if g.account is not None]
     if active:
         await conn.execute(_ACCOUNT_ACTIVE, active)
+
+
+@dataclass(frozen=True)
+class AuthorisedApp:
+    """A live token of a user, with the application it was issued to (None: made by
+    `kith token create`), for the user's list of authorised apps."""
+
+    token_id: int
+    name: str
+    website: str | None
+    client_id: str | None
+    scopes: tuple[str, ...]
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+async def authorised_apps(
+    conn: AsyncConnection, account_id: int, now: datetime
+) -> list[AuthorisedApp]:
+    """The user's live tokens (not revoked, not expired), newest first."""
+    rows = await conn.execute(
+        select(
+            access_tokens.c.id,
+            access_tokens.c.name,
+            access_tokens.c.scopes,
+            access_tokens.c.created_at,
+            access_tokens.c.last_used_at,
+            oauth_applications.c.name.label("app_name"),
+            oauth_applications.c.website,
+            oauth_applications.c.client_id,
+        )
+        .outerjoin(oauth_applications, oauth_applications.c.id == access_tokens.c.application_id)
+        .where(
+            access_tokens.c.account_id == account_id,
+            access_tokens.c.revoked_at.is_(None),
+            (access_tokens.c.expires_at.is_(None)) | (access_tokens.c.expires_at > now),
+        )
+        .order_by(access_tokens.c.id.desc())
+    )
+    return [
+        AuthorisedApp(
+            token_id=row.id,
+            name=row.app_name or row.name or "A token without an application",
+            website=row.website,
+            client_id=row.client_id,
+            scopes=tuple(row.scopes.split()),
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+        )
+        for row in rows
+    ]
+
+
+async def revoke_token_of(
+    conn: AsyncConnection, account_id: int, token_id: int, now: datetime
+) -> bool:
+    """Revoke one of the user's own live tokens; False when it is not theirs or not live."""
+    result = await conn.execute(
+        update(access_tokens)
+        .where(
+            access_tokens.c.id == token_id,
+            access_tokens.c.account_id == account_id,
+            access_tokens.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    return result.rowcount > 0

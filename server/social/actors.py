@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from protocol.actors import ActorDocument, render_actor
 from server.identity.accounts import Account, public_keys
+from server.media import CONTENT_TYPES
 from server.social.text import plain_text_to_html
 from server.urls import Urls
 
@@ -73,7 +74,16 @@ def actor_document(
         ),
         # Pleroma's chat messages arrive as direct messages (server/social/notes.py).
         accepts_chat_messages=not (account.is_instance_actor or blank),
+        icon=None if blank else avatar_icon(account, urls),
     )
+
+
+def avatar_icon(account: Account, urls: Urls) -> tuple[str, str] | None:
+    """A local account's profile picture as the actor's `icon`: its URL and media type."""
+    if not account.avatar_file:
+        return None
+    extension = account.avatar_file.rpartition(".")[2]
+    return urls.media(account.avatar_file), CONTENT_TYPES.get(extension, "image/png")
 
 
 def profile_fields(account: Account) -> list[tuple[str, str]]:

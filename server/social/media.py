@@ -32,7 +32,7 @@ from server.media import (
 )
 from server.storage.engine import Database
 from server.storage.ids import new_id
-from server.storage.tables import media_attachments, statuses
+from server.storage.tables import accounts, media_attachments, statuses
 from server.urls import Urls
 
 ATTACHMENTS_PER_STATUS_MAX = 4  # Mastodon's limit for local posts
@@ -402,13 +402,22 @@ async def file_visibility(conn: AsyncConnection, name: str) -> str | None:
     for row in rows:
         if name in (row.file_name, row.preview_name):
             return row.visibility or ""
-    return None
+    # A profile picture is public while its account shows it.
+    avatar = await conn.scalar(
+        select(accounts.c.id).where(
+            accounts.c.avatar_file == name,
+            accounts.c.deleted_at.is_(None),
+            accounts.c.suspended_at.is_(None),
+        )
+    )
+    return "public" if avatar is not None else None
 
 
 async def prune_orphan_files(db: Database, data_dir: Path, before: datetime) -> int:
-    """Delete the stored files written before `before` that no attachment names any more
-    (those of deleted posts and accounts, however they went, and copies never recorded);
-    how many. Newer ones may belong to a row not committed yet."""
+    """Delete the stored files written before `before` that no attachment or profile names
+    any more (those of deleted posts and accounts, however they went, replaced profile
+    pictures, and copies never recorded); how many. Newer ones may belong to a row not
+    committed yet."""
     found = await asyncio.to_thread(_files_written_before, data_dir, before.timestamp())
     if not found:
         return 0
@@ -419,6 +428,10 @@ async def prune_orphan_files(db: Database, data_dir: Path, before: datetime) -> 
             )
         )
         named = {name for row in rows for name in row if name}
+        pictures = await conn.execute(
+            select(accounts.c.avatar_file).where(accounts.c.avatar_file.is_not(None))
+        )
+        named |= {row.avatar_file for row in pictures}
     orphans = [name for name in found if name not in named]
     await asyncio.to_thread(remove_files, data_dir, *orphans)
     return len(orphans)

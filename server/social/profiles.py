@@ -57,12 +57,18 @@ async def update_profile(
     discoverable: bool | None = None,
     indexable: bool | None = None,
     fields: list[tuple[str, str]] | None = None,
+    avatar_file: str | None = None,
+    remove_avatar: bool = False,
 ) -> tuple[Account, list[Outbound]]:
     """Change a local profile; followers' servers get Update(Person) with the new document.
 
     `fields` replaces all profile fields (at most FIELDS_MAX; the caller checks lengths).
+    `avatar_file` is a profile picture already written under media/ (server/media.py); the
+    one it replaces is deleted by the sweep of files nothing names.
     """
     changes: dict[str, object] = {}
+    if avatar_file is not None or remove_avatar:
+        changes["avatar_file"] = avatar_file
     if indexable is not None:
         changes["is_indexable"] = indexable
     if fields is not None:

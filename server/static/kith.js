@@ -229,7 +229,9 @@ startStreaming();
 // changed (kith:payment_request, kith:transfer; the payload is the payments API's entity), that
 // fragment is fetched with the payment's id and swapped in: #payment-ID or #transfer-ID (put
 // first in its list when new) and the balances. One fetch at a time, in the events' order, so
-// an older answer never replaces a newer one.
+// an older answer never replaces a newer one. Payments shown as under way (data-settling) are
+// fetched again whenever the stream (re)connects: they may have settled while it was not
+// listening (between the page's rendering and its subscription, or during a reconnection).
 
 const PAYMENT_KINDS = { "kith:payment_request": "payment", "kith:transfer": "transfer" };
 const PAYMENT_WORDS = { payment: "Payment request", transfer: "Payment" };
@@ -240,8 +242,20 @@ async function refreshPayment(kind, entity) {
   url.searchParams.set(kind, entity.id);
   const response = await fetch(url, { credentials: "same-origin", headers: PARTIAL });
   if (!response.ok) return;
-  if (applyFragment(await response.text())) {
-    announce(`${PAYMENT_WORDS[kind]} ${String(entity.state || "").replace(/_/g, " ")}`);
+  if (applyFragment(await response.text()) && entity.state) {
+    announce(`${PAYMENT_WORDS[kind]} ${String(entity.state).replace(/_/g, " ")}`);
+  }
+}
+
+function queuePaymentRefresh(kind, entity) {
+  paymentUpdates = paymentUpdates.then(() => refreshPayment(kind, entity)).catch(() => {});
+}
+
+function refreshSettling() {
+  if (!document.body.dataset.payments || !document.body.dataset.live) return;
+  for (const element of document.querySelectorAll("[data-settling]")) {
+    const [kind, id] = element.id.split("-");
+    if (PAYMENT_WORDS[kind] && /^[0-9]+$/.test(id || "")) queuePaymentRefresh(kind, { id });
   }
 }
 
@@ -255,7 +269,12 @@ function followPayments(event) {
     return;
   }
   if (!/^[0-9]+$/.test(String(entity.id))) return;
-  paymentUpdates = paymentUpdates.then(() => refreshPayment(kind, entity)).catch(() => {});
+  queuePaymentRefresh(kind, entity);
 }
 
 document.addEventListener("kith:stream", followPayments);
+// connect() marks <body data-live> once the stream is open and subscribed.
+new MutationObserver(refreshSettling).observe(document.body, {
+  attributes: true,
+  attributeFilter: ["data-live"],
+});

@@ -79,6 +79,9 @@ accounts = Table(
     Column("email", String(320), nullable=True),
     # No Python-side default: inserts written for older revisions must not name the column.
     Column("approved", Boolean, nullable=False, server_default=true()),
+    # Local accounts: the profile picture's file under media/ (server/media.py's `<token>.<ext>`,
+    # served as /media/NAME while this names it); None shows the default picture.
+    Column("avatar_file", String(64), nullable=True, index=True),
     # Local names are unique ignoring case; remote accounts are unique by `uri`.
     Index(
         "uq_accounts_local_username",

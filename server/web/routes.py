@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from server.appkeys import TEMPLATES
-from server.web import auth, home, wallet
+from server.web import auth, home, settings, wallet
 
-ROUTE_TABLES = (auth.routes, home.routes, wallet.routes)
+ROUTE_TABLES = (auth.routes, home.routes, wallet.routes, settings.routes)
 
 
 def install(app: web.Application) -> None:

@@ -447,7 +447,8 @@ def account_url(account: Account, urls: Urls) -> str:
 
 def render_account(account: Account, urls: Urls, stats: _AccountStats = _NO_STATS) -> dict:
     """An Account entity as Mastodon documents it (ids as strings, dates as ISO 8601)."""
-    avatar = urls.static("avatar-missing.png")
+    avatar = urls.media(account.avatar_file) if account.avatar_file else None
+    avatar = avatar or urls.static("avatar-missing.png")
     header = urls.static("header-missing.png")
     note = plain_text_to_html(account.note) if account.is_local else account.note
     entity = {
