@@ -9,11 +9,12 @@ import re
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from payments import peers
 from payments.money import Currencies
 from payments.tables import payment_requests, settlements
+from server.storage.tables import accounts
 from server.wallets import deposit
 from tests.browser.support import check_accessibility, new_page, screenshot, sign_up
 from tests.harness import Node
@@ -21,6 +22,7 @@ from tests.harness import Node
 pytestmark = pytest.mark.slow
 EUR = Currencies().get("EUR")
 NBSP = "\u00a0"
+LONG_NAME = "Dave" + "Wolfeschlegelsteinhausenbergerdorff" * 2
 
 
 async def fund(node: Node, username: str, minor: int) -> None:
@@ -160,6 +162,10 @@ async def test_sending_refuses_bad_input_inline_and_a_double_submit_pays_once(
     carol = await new_page(browser)
     await sign_up(carol, alpha, "carol")
     await sign_up(await new_page(browser), beta, "dave")
+    async with beta.db.transaction() as conn:  # a long name must not break the layout
+        await conn.execute(
+            update(accounts).where(accounts.c.username == "dave").values(display_name=LONG_NAME)
+        )
     await fund(alpha, "carol", 20_00)
     await allow_debts_from(beta, alpha)
     await carol.goto(alpha.url("/wallet"))
@@ -204,6 +210,12 @@ async def test_sending_refuses_bad_input_inline_and_a_double_submit_pays_once(
     await carol.goto(alpha.url("/wallet"))
     await carol.locator("#recent .transfer[data-state=completed]").wait_for()
     assert await carol.locator("#balances .amount").inner_text() == f"15.00{NBSP}EUR"
+    assert LONG_NAME in await carol.locator("#recent .transfer").inner_text()
+    await fund(alpha, "carol", 9_999_999_999_999_00)  # and neither must a long amount
+    await carol.reload()
+    assert "10,000,000,000,014.00" in await carol.locator("#balances .amount").inner_text()
+    assert await check_accessibility(carol) == []  # no sideways scrolling at 390 px either
+    await screenshot(carol, "wallet-long")
 
     # The history: filtered, bad filters said inline, and the same payments as CSV.
     await carol.goto(alpha.url("/wallet/history?direction=outgoing&currency=EUR"))
