@@ -17,7 +17,7 @@ from payments.tables import payment_requests, settlements
 from server.storage.tables import accounts
 from server.wallets import deposit
 from tests.browser.support import check_accessibility, new_page, screenshot, sign_up
-from tests.harness import Node
+from tests.harness import Node, NodeFactory
 
 pytestmark = pytest.mark.slow
 EUR = Currencies().get("EUR")
@@ -151,8 +151,58 @@ async def test_a_request_paid_on_another_node_updates_both_wallets_live_with_a_v
     await alice.click("#recent .transfer a:has-text('Receipt')")
     await alice.wait_for_url(re.compile(r".*/wallet/transfers/[0-9]+$"))
     assert await alice.get_attribute("#verification-result", "data-verified") == "true"
+
+    # A second request, declined on Beta after its confirmation step: Alice sees it live.
+    await alice.goto(alpha.url("/wallet"))
+    await alice.fill("#ask-payer", f"@bob@{beta.domain}")
+    await alice.fill("#ask-amount", "3")
+    await alice.click("button:has-text('Request')")
+    await alice.wait_for_url(re.compile(r".*/wallet/requests/[0-9]+$"))
+    second = alice.url.rsplit("/", 1)[1]
+    await bob.goto(beta.url("/wallet"))
+    asked = bob.locator("#waiting .request[data-state=open]")
+    await asked.wait_for()
+    await asked.locator("button:has-text('Decline')").click()
+    await asked.locator("button:has-text('Confirm: decline')").click()
+    await bob.locator("#waiting .request[data-state=declined]").wait_for()
+    await alice.locator(f"#payment-{second}[data-state=declined]").wait_for()
+    assert await bob.locator("#balances .amount").inner_text() == f"87,50{NBSP}EUR"
     assert alice.csp_violations == []
     assert bob.csp_violations == []
+
+
+async def test_money_held_for_acceptance_is_accepted_or_sent_back_from_the_wallet(
+    browser: Any, nodes: NodeFactory
+) -> None:
+    node = await nodes.start(instance__registrations="open", payments__transfer_acceptance_hours=24)
+    gina, hal = await new_page(browser), await new_page(browser)
+    await sign_up(gina, node, "gina")
+    await sign_up(hal, node, "hal")
+    await fund(node, "gina", 50_00)
+    await hal.goto(node.url("/wallet"))
+    await mark_page(hal)
+    for amount in ("10", "5"):
+        await gina.goto(node.url("/wallet"))
+        await gina.fill("#send-to", "hal")
+        await gina.fill("#send-amount", amount)
+        await gina.click("button:has-text('Send…')")
+        await gina.click("button:has-text('Confirm: send')")
+        await gina.locator("#send .notice").wait_for()
+    held = hal.locator("#waiting .transfer[data-state=awaiting_acceptance]")
+    await held.nth(1).wait_for()  # both arrive in Hal's open wallet
+    assert "Waiting for you to accept it" in await held.first.inner_text()
+    assert "15.00" in await hal.locator("#balances").inner_text()  # incoming
+    assert await check_accessibility(hal) == []
+    await screenshot(hal, "wallet-held")
+    await held.filter(has_text="10.00").locator("button:has-text('Accept')").click()
+    await hal.locator("#waiting .transfer[data-state=completed]").wait_for()
+    await held.filter(has_text="5.00").locator("button:has-text('Send it back')").click()
+    await hal.locator("#waiting .transfer[data-state=rejected]").wait_for()
+    assert await hal.locator("#balances .amount").inner_text() == f"10.00{NBSP}EUR"
+    assert await not_reloaded(hal)
+    await gina.goto(node.url("/wallet"))
+    assert await gina.locator("#balances .amount").inner_text() == f"40.00{NBSP}EUR"
+    assert hal.csp_violations == []
 
 
 async def test_sending_refuses_bad_input_inline_and_a_double_submit_pays_once(
