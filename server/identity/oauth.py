@@ -88,10 +88,14 @@ def _covered(scope: str, allowed: tuple[str, ...]) -> bool:
 def checked_redirect_uris(value: str | list[str] | None) -> tuple[str, ...]:
     """Redirect URIs: the out-of-band one, or absolute URIs without fragments (apps use
     custom schemes such as `myapp://callback`)."""
+    if value is not None and not isinstance(value, str | list):
+        raise OAuthError("invalid_request", "redirect_uris is a string or a list of strings")
     uris = value if isinstance(value, list) else (value or "").split()
     if not uris:
         raise OAuthError("invalid_request", "redirect_uris is required")
     for uri in uris:
+        if not isinstance(uri, str):
+            raise OAuthError("invalid_request", "redirect_uris is a list of strings")
         if uri == OOB_REDIRECT:
             continue
         parts = urlsplit(uri)
