@@ -6,16 +6,12 @@ from aiohttp import web
 
 from payments import requests
 from payments.money import format_amount
-from protocol.addressing import is_public
 from server.api.activitypub import ACTOR_OFFERS, HTML, as2_response
 from server.api.errors import ApiError
 from server.api.negotiation import require
-from server.api.params import path_id
 from server.appkeys import CLOCK, CONFIG, DATABASE, FEDERATION, TEMPLATES, URLS
-from server.identity.accounts import find_account, get_account
+from server.identity.accounts import get_account
 from server.identity.invites import VALID, invite_by_code
-from server.social.statuses import status_by_id
-from server.social.text import plain_text_to_html
 
 routes = web.RouteTableDef()
 
@@ -57,50 +53,6 @@ def html_response(text: str, http_status: int = 200) -> web.Response:
 async def front_page(request: web.Request) -> web.Response:
     """What this node is, for a person who opens its address."""
     return render_page(request, "index.html")
-
-
-@routes.get("/@{username}")
-async def profile_page(request: web.Request) -> web.Response:
-    """A public profile; peers asking for AS2 here are sent to the actor id."""
-    async with request.app[DATABASE].read() as conn:
-        account = await find_account(conn, request.match_info["username"])
-    if account is None or account.is_instance_actor or account.is_pending:
-        raise ApiError(404, "not found", "no such account")
-    urls = request.app[URLS]
-    if require(request.headers.get("Accept"), ACTOR_OFFERS) != HTML:
-        raise web.HTTPFound(urls.actor(account), headers={"Vary": "Accept"})
-    if account.is_deleted or account.is_suspended:
-        return render_page(request, "gone.html", http_status=410, account=account)
-    return render_page(
-        request,
-        "profile.html",
-        account=account,
-        handle=urls.handle(account),
-        note_html=plain_text_to_html(account.note),
-    )
-
-
-@routes.get("/@{username}/{status_id:[0-9]+}")
-async def status_page(request: web.Request) -> web.Response:
-    """A public post's page; peers asking for AS2 are sent to its Note."""
-    urls = request.app[URLS]
-    async with request.app[DATABASE].read() as conn:
-        account = await find_account(conn, request.match_info["username"])
-        status = await status_by_id(conn, path_id(request, "status_id"))
-    if (
-        account is None
-        or account.is_suspended
-        or status is None
-        or status.account_id != account.id
-        or status.reblog_of_id is not None
-        or not is_public(status.visibility)
-    ):
-        raise ApiError(404, "not found", "no such post")
-    if require(request.headers.get("Accept"), ACTOR_OFFERS) != HTML:
-        raise web.HTTPFound(status.uri, headers={"Vary": "Accept"})
-    return render_page(
-        request, "status.html", account=account, handle=urls.handle(account), status=status
-    )
 
 
 @routes.get("/payments/requests/{token}")

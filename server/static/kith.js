@@ -25,6 +25,8 @@ export function applyFragment(html) {
     const existing = element.id ? document.getElementById(element.id) : null;
     const insert = element.dataset.insert || "";
     if (existing) {
+      // A post's card keeps its place's look (the focused post of a thread).
+      if (existing.classList.contains("focused")) element.classList.add("focused");
       existing.replaceWith(element);
     } else if (insert.startsWith("prepend:")) {
       const parent = document.getElementById(insert.slice("prepend:".length));

@@ -7,9 +7,16 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from server.appkeys import TEMPLATES
-from server.web import auth, home, settings, wallet
+from server.web import auth, profiles, settings, statuses, timelines, wallet
 
-ROUTE_TABLES = (auth.routes, home.routes, wallet.routes, settings.routes)
+ROUTE_TABLES = (
+    auth.routes,
+    timelines.routes,
+    statuses.routes,
+    profiles.routes,
+    wallet.routes,
+    settings.routes,
+)
 
 
 def install(app: web.Application) -> None:
