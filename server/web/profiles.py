@@ -102,7 +102,7 @@ async def profile(request: web.Request) -> web.Response:
 async def status_page(request: web.Request) -> web.Response:
     """A post's page with its thread; peers asking for AS2 are sent to its Note."""
     raw = request.match_info["status_id"]
-    if len(raw) > 18:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise ApiError(404, "Not found", "There is no such post.")
     if require(request.headers.get("Accept"), ACTOR_OFFERS) != HTML:
         async with request.app[DATABASE].read() as conn:
@@ -165,7 +165,7 @@ async def answer_request(request: web.Request) -> web.Response:
     urls = request.app[URLS]
 
     async def action(conn: AsyncConnection, now: datetime) -> Any:
-        follower = await get_account(conn, int(raw)) if len(raw) <= 18 else None
+        follower = await get_account(conn, int(raw)) if raw.isdigit() and len(raw) <= 18 else None
         if follower is None:
             raise InvalidAction("there is no such account")
         return await graph.answer_follow_request(conn, urls, me, follower, accept, now)
