@@ -225,6 +225,148 @@ document.addEventListener("submit", submitEnhanced);
 enhance(document);
 startStreaming();
 
+// --- chats -------------------------------------------------------------------------------------
+// A chat page holds its messages in [data-messages] (data-chat: its id, data-last: the newest
+// message shown); the chat list is [data-chat-list]. Both follow the `direct` stream's
+// kith:chat events; a message about a payment follows the payment's own events.
+
+async function fragmentFrom(url) {
+  const response = await fetch(url, { credentials: "same-origin", headers: PARTIAL });
+  if (!response.ok) return null;
+  return parseFragment(await response.text());
+}
+
+async function markChatRead() {
+  const form = document.getElementById("chat-read");
+  if (!form || document.hidden) return;
+  await fetch(form.action, {
+    method: "POST",
+    body: new FormData(form),
+    headers: PARTIAL,
+    credentials: "same-origin",
+  });
+}
+
+async function loadNewMessages(list) {
+  if (list.dataset.loading) {
+    list.dataset.again = "1";
+    return;
+  }
+  list.dataset.loading = "1";
+  try {
+    const after = encodeURIComponent(list.dataset.last || "0");
+    const fragment = await fragmentFrom(`/chats/${list.dataset.chat}/messages?after=${after}`);
+    if (!fragment) return;
+    let added = 0;
+    for (const item of Array.from(fragment.children)) {
+      const existing = item.id && document.getElementById(item.id);
+      if (existing) {
+        existing.replaceWith(item);
+      } else {
+        list.append(item);
+        added += 1;
+      }
+      if (BigInt(item.dataset.id) > BigInt(list.dataset.last || "0")) {
+        list.dataset.last = item.dataset.id;
+      }
+    }
+    if (added) {
+      const empty = document.getElementById("no-messages");
+      if (empty) empty.remove();
+      list.lastElementChild.scrollIntoView({ block: "nearest" });
+      announce(added === 1 ? "New message" : `${added} new messages`);
+      markChatRead();
+    }
+  } finally {
+    delete list.dataset.loading;
+    if (list.dataset.again) {
+      delete list.dataset.again;
+      loadNewMessages(list);
+    }
+  }
+}
+
+async function refreshMessage(element) {
+  const list = element.closest("[data-messages]");
+  if (!list) return;
+  const fragment = await fragmentFrom(`/chats/${list.dataset.chat}/messages/${element.dataset.id}`);
+  const fresh = fragment && fragment.firstElementChild;
+  if (fresh) element.replaceWith(fresh);
+}
+
+async function refreshChatLine(chatId) {
+  const chatList = document.querySelector("[data-chat-list]");
+  if (!chatList) return;
+  const fragment = await fragmentFrom(`/chats/${encodeURIComponent(chatId)}/item`);
+  const line = fragment && fragment.firstElementChild;
+  if (!line) return;
+  const existing = document.getElementById(line.id);
+  if (existing) existing.remove();
+  line.removeAttribute("data-insert");
+  chatList.prepend(line);
+  const empty = document.getElementById("no-chats");
+  if (empty) empty.remove();
+}
+
+function followChats(event) {
+  const frame = event.detail;
+  const list = document.querySelector("[data-messages]");
+  if (frame.event === "kith:chat") {
+    const chat = JSON.parse(frame.payload);
+    if (list && list.dataset.chat === chat.id) loadNewMessages(list);
+    refreshChatLine(chat.id);
+  } else if (frame.event === "delete") {
+    const gone = document.getElementById(`message-${frame.payload}`);
+    if (gone) gone.remove();
+  } else if (frame.event === "status.update") {
+    const edited = document.getElementById(`message-${JSON.parse(frame.payload).id}`);
+    if (edited) refreshMessage(edited);
+  } else if (frame.event === "kith:payment_request" || frame.event === "kith:transfer") {
+    const uri = JSON.parse(frame.payload).uri;
+    for (const shown of document.querySelectorAll("[data-payment-uri]")) {
+      if (shown.dataset.paymentUri === uri) refreshMessage(shown.closest("[data-message]"));
+    }
+  }
+}
+
+async function sendChatMessage(event) {
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-chat-compose")) return;
+  event.preventDefault();
+  form.setAttribute("aria-busy", "true");
+  let response;
+  try {
+    response = await fetch(form.action, {
+      method: "POST",
+      body: new FormData(form),
+      headers: PARTIAL,
+      credentials: "same-origin",
+    });
+  } catch (error) {
+    form.removeAttribute("aria-busy");
+    form.submit();
+    return;
+  }
+  const type = response.headers.get("Content-Type") || "";
+  if (!type.startsWith("text/html")) {
+    window.location.reload();
+    return;
+  }
+  if (!response.ok) {
+    // Bad input (nothing was sent): the plain post shows the page with the message in place.
+    form.submit();
+    return;
+  }
+  applyFragment(await response.text());
+  const again = document.getElementById("status");
+  if (again) again.focus();
+  const list = document.querySelector("[data-messages]");
+  if (list) loadNewMessages(list);
+}
+
+document.addEventListener("kith:stream", followChats);
+document.addEventListener("submit", sendChatMessage);
+
 // --- payments (the wallet pages) ---------------------------------------------------------------
 // A page that shows payments says where their live fragment comes from, on <body>:
 // data-payments="/wallet/live?view=…". When the stream says a payment request or a transfer

@@ -7,13 +7,14 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from server.appkeys import TEMPLATES
-from server.web import auth, profiles, settings, statuses, timelines, wallet
+from server.web import auth, chats, profiles, settings, statuses, timelines, wallet
 
 ROUTE_TABLES = (
     auth.routes,
     timelines.routes,
     statuses.routes,
     profiles.routes,
+    chats.routes,
     wallet.routes,
     settings.routes,
 )

@@ -3,7 +3,6 @@ page with its thread, its card for kith.js, and favourite, boost and bookmark.""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -15,17 +14,12 @@ from protocol.addressing import VISIBILITIES, is_public
 from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter
 from server.api.mastodon.statuses import resolve_mentions, visible_status
-from server.appkeys import CLOCK, CONFIG, DATABASE, FEDERATION, URLS
+from server.appkeys import DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account, find_account
 from server.media import (
     MediaRejected,
-    check_size,
-    new_token,
-    process_image,
-    remove_files,
-    write_files,
 )
-from server.social import interactions, media
+from server.social import interactions
 from server.social.graph import InvalidAction
 from server.social.media import DESCRIPTION_LENGTH_MAX, InvalidMedia
 from server.social.posting import TEXT_LENGTH_MAX, InvalidPost, publish_status
@@ -45,6 +39,7 @@ from server.web.pages import (
     text_field,
     viewer,
 )
+from server.web.uploads import store_pictures
 
 routes = web.RouteTableDef()
 SPOILER_LENGTH_MAX = 500
@@ -244,7 +239,7 @@ async def _publish(
     reply_to: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """Pictures first (each processed as an upload), then the post in one unit of work."""
-    media_ids = await _uploads(request, me, files, values["media_description"] or None)
+    media_ids = await store_pictures(request, me, files, values["media_description"] or None)
     text = values["status"]
     mentioned = await resolve_mentions(request, text)
     urls = request.app[URLS]
@@ -269,28 +264,6 @@ async def _publish(
 
     status = await request.app[FEDERATION].perform(publish)
     return await entity_of(request, me, status.id)
-
-
-async def _uploads(
-    request: web.Request, me: Account, files: list[web.FileField], description: str | None
-) -> list[int]:
-    config, data_dir = request.app[CONFIG].media, request.app[CONFIG].data_dir
-    ids = []
-    for upload in files:
-        data = await asyncio.to_thread(upload.file.read, config.max_bytes + 1)
-        check_size(len(data), config.max_bytes)
-        image = await asyncio.to_thread(process_image, data, config.max_bytes, config.max_pixels)
-        names = await asyncio.to_thread(write_files, data_dir, new_token(), image)
-        try:
-            async with request.app[DATABASE].transaction() as conn:
-                attachment = await media.store_upload(
-                    conn, me.id, image, names, description, None, request.app[CLOCK]()
-                )
-        except BaseException:
-            remove_files(data_dir, *names)
-            raise
-        ids.append(attachment.id)
-    return ids
 
 
 # --- favourite, boost, bookmark --------------------------------------------------------------
