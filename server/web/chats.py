@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from federation.actors import ActorUnavailable
 from federation.fetch import FetchError
 from payments import requests as payment_requests
-from payments.money import AmountError
+from payments.money import AmountError, parse_amount
 from payments.parties import PaymentError
+from protocol import payments as wire
 from server.api.chats import render_chat
 from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter
@@ -38,6 +40,7 @@ from server.social.posting import TEXT_LENGTH_MAX, InvalidPost, post_to_chat
 from server.social.statuses import status_by_id, status_from_row
 from server.social.timelines import PageRequest
 from server.storage.tables import statuses
+from server.web.money import format_money, number_style, parse_money
 from server.web.pages import (
     FormErrors,
     is_partial,
@@ -179,8 +182,19 @@ async def _messages(
     for entity in entities:
         uri = named.get(int(entity["id"]))
         if uri is not None:
-            entity["kith_payment"] = await chat_payment_entity(conn, uri, me, currencies, now)
+            shown = await chat_payment_entity(conn, uri, me, currencies, now)
+            if "amount" in shown:
+                currency = currencies.get(shown["currency"])
+                minor = parse_amount(shown["amount"], currency)
+                shown["shown_amount"] = _shown(request, minor, currency.code)
+            entity["kith_payment"] = shown
     return entities
+
+
+def _shown(request: web.Request, minor: int, code: str) -> str:
+    """An amount as the reader writes numbers (their Accept-Language), at its scale."""
+    style = number_style(request.headers.get("Accept-Language"))
+    return format_money(minor, _payments(request).currencies.get(code), style)
 
 
 def _left_at(members: list[chats.Member], me: Account) -> datetime | None:
@@ -422,21 +436,40 @@ async def leave(request: web.Request) -> web.Response:
 # --- money in the chat -------------------------------------------------------------------------
 
 
-def _money_form(
-    request: web.Request, form: MultiDictProxy[Any], errors: FormErrors
-) -> tuple[Any, str, str]:
-    """The amount (parsed), the note and the person's id named in a money form."""
-    amount_text = text_field(form, "amount", 40).strip()
-    currency = text_field(form, "currency", 12).strip().upper()
+@dataclass
+class MoneyForm:
+    """What a chat's money form asked for, with what is wrong with it."""
+
+    amount: Any  # a wire Amount, or None when the amount is wrong
+    note: str
+    person: Account | None
+    values: dict[str, str]  # as typed, to show the form again
+    errors: FormErrors
+
+
+async def _money_form(
+    request: web.Request, me: Account, chat: Chat, form: MultiDictProxy[Any], which: str
+) -> MoneyForm:
+    """The amount (as people type it), the note and the member named in the `ask` or `send`
+    form of a chat."""
+    errors = FormErrors()
+    values = {k: text_field(form, k, 640) for k in ("amount", "currency", "note", "person")}
+    values["form"] = which
     note = text_field(form, "note", NOTE_LENGTH_MAX)
     amount = None
     try:
-        amount = _payments(request).amount(amount_text, currency)
+        currency = _payments(request).currencies.get(values["currency"].strip().upper())
+        minor = parse_money(values["amount"], currency)
+        amount = wire.Amount(currency.code, minor, currency.scale)
     except AmountError as exc:
         errors["amount"] = str(exc)
     if len(note) > NOTE_LENGTH_MAX:
         errors["note"] = f"A note has at most {NOTE_LENGTH_MAX} characters."
-    return amount, note, text_field(form, "person", 40)
+    person = await _person(request, me, chat, values["person"])
+    if person is None:
+        verb = "ask" if which == "ask" else "pay"
+        errors["person"] = f"Choose who to {verb}, from the people in this chat."
+    return MoneyForm(amount, note, person, values, errors)
 
 
 async def _person(request: web.Request, me: Account, chat: Chat, raw: str) -> Account | None:
@@ -457,16 +490,10 @@ async def _person(request: web.Request, me: Account, chat: Chat, raw: str) -> Ac
 async def request_money(request: web.Request) -> web.Response:
     me = await require_viewer(request)
     chat = await _chat(request, me)
-    form = await read_form(request)
-    errors = FormErrors()
-    amount, note, person_id = _money_form(request, form, errors)
-    payer = await _person(request, me, chat, person_id)
-    if payer is None:
-        errors["person"] = "Choose who to ask, from the people in this chat."
-    values = {k: text_field(form, k, 640) for k in ("amount", "currency", "note", "person")}
-    values["form"] = "ask"
-    if errors:
-        return await _again(request, me, chat, errors, **values)
+    asked = await _money_form(request, me, chat, await read_form(request), "ask")
+    payer, amount, note, values = asked.person, asked.amount, asked.note, asked.values
+    if asked.errors:
+        return await _again(request, me, chat, asked.errors, **values)
     payments = _payments(request)
     try:
         by_kith = await payments.kith_node_of(payer) is not None  # type: ignore[arg-type]
@@ -495,15 +522,10 @@ async def send_money(request: web.Request) -> web.Response:
     me = await require_viewer(request)
     chat = await _chat(request, me)
     form = await read_form(request)
-    errors = FormErrors()
-    amount, note, person_id = _money_form(request, form, errors)
-    payee = await _person(request, me, chat, person_id)
-    if payee is None:
-        errors["person"] = "Choose who to pay, from the people in this chat."
-    values = {k: text_field(form, k, 640) for k in ("amount", "currency", "note", "person")}
-    values["form"] = "send"
-    if errors:
-        return await _again(request, me, chat, errors, **values)
+    sending = await _money_form(request, me, chat, form, "send")
+    payee, amount, note, values = sending.person, sending.amount, sending.note, sending.values
+    if sending.errors:
+        return await _again(request, me, chat, sending.errors, **values)
     assert payee is not None
     payments = _payments(request)
     key = text_field(form, "key", 64)
@@ -511,7 +533,7 @@ async def send_money(request: web.Request) -> web.Response:
         shown = await _chat_values(request, me, chat)
         return await render(
             request, "web/chat_confirm.html", viewer=me, step="send", values=values,
-            payee=payee, shown_amount=payments.shown(amount.minor, amount.currency),
+            payee=payee, shown_amount=_shown(request, amount.minor, amount.currency),
             key=secrets.token_urlsafe(24), **shown,
         )  # fmt: skip
     try:
@@ -552,7 +574,7 @@ async def pay_page(request: web.Request) -> web.Response:
     return await render(
         request, "web/chat_confirm.html", viewer=me, step="pay", record=record,
         state=record.state(request.app[CLOCK]()).value,
-        shown_amount=_payments(request).shown(record.amount, record.currency),
+        shown_amount=_shown(request, record.amount, record.currency),
         key=secrets.token_urlsafe(24), **shown,
     )  # fmt: skip
 
