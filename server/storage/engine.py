@@ -288,10 +288,8 @@ def create_database(url: str, config: DatabaseConfig) -> Database:
     if url.startswith("sqlite"):
         engine = create_async_engine(
             url,
-            connect_args={
-                "timeout": config.busy_timeout_ms / 1000,
-                "async_creator_fn": sqlite_driver.connect,
-            },
+            module=sqlite_driver.dbapi(),
+            connect_args={"timeout": config.busy_timeout_ms / 1000},
         )
         _tune_sqlite(engine, config)
     else:
