@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from urllib.parse import urldefrag
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.db import UnitOfWork, upsert
@@ -197,10 +197,18 @@ async def inboxes_for(
     uris = list(dict.fromkeys(actor_uris))
     if not uris:
         return {}
-    query = select(
-        remote_actors.c.uri, remote_actors.c.inbox_url, remote_actors.c.shared_inbox_url
-    ).where(remote_actors.c.uri.in_(uris))
-    if not gone_too:
-        query = query.where(remote_actors.c.gone_at.is_(None))
-    rows = await conn.execute(query)
+    if len(uris) == 1 and not gone_too:  # a direct message, a payment: the common case
+        rows = await conn.execute(_INBOX_OF_ONE, {"uri": uris[0]})
+    else:
+        query = _INBOXES.where(remote_actors.c.uri.in_(uris))
+        if not gone_too:
+            query = query.where(remote_actors.c.gone_at.is_(None))
+        rows = await conn.execute(query)
     return {row.uri: row.shared_inbox_url or row.inbox_url for row in rows}
+
+
+_INBOXES = select(remote_actors.c.uri, remote_actors.c.inbox_url, remote_actors.c.shared_inbox_url)
+# `kith_direct`: run on SQLite without SQLAlchemy's execution machinery (server/storage/direct.py).
+_INBOX_OF_ONE = _INBOXES.where(
+    remote_actors.c.uri == bindparam("uri"), remote_actors.c.gone_at.is_(None)
+).execution_options(kith_direct=True)

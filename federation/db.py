@@ -54,7 +54,9 @@ def _upsert_statement(
     """Built once per shape and executed with the row as parameters: building an upsert
     (its `excluded` alias above all) costs more than running it."""
     dialect = postgresql if dialect_name == "postgresql" else sqlite
-    statement = dialect.insert(table)
+    # `kith_direct`: SQLite may run it past SQLAlchemy's execution machinery (one statement
+    # in a tenth of the time: server/storage/direct.py).
+    statement = dialect.insert(table).execution_options(kith_direct=True)
     if columns:
         return statement.on_conflict_do_update(
             index_elements=list(keys), set_={c: statement.excluded[c] for c in columns}

@@ -20,7 +20,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
 import aiohttp
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.actors import inboxes_for
@@ -417,20 +417,27 @@ class DeliveryWorker:
                 )
 
 
+_FINISH = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("delivery"))
+    .values(locked_until=None)
+    .execution_options(kith_direct=True)  # see server/storage/direct.py
+)
+
+
 async def _finish(
     conn: AsyncConnection, job: _Job, state: str, attempt: Attempt, now: datetime
 ) -> None:
     await conn.execute(
-        update(deliveries)
-        .where(deliveries.c.id == job.id)
-        .values(
-            state=state,
-            attempts=job.attempts + 1,
-            finished_at=now,
-            locked_until=None,
-            last_status=attempt.status,
-            last_error=attempt.error,
-        )
+        _FINISH,
+        {
+            "delivery": job.id,
+            "state": state,
+            "attempts": job.attempts + 1,
+            "finished_at": now,
+            "last_status": attempt.status,
+            "last_error": attempt.error,
+        },
     )
 
 

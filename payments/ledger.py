@@ -154,9 +154,15 @@ async def open_account(
     return found
 
 
-_ACCOUNT_BY_OWNER = select(ledger_accounts).where(
-    ledger_accounts.c.owner == bindparam("owner"),
-    ledger_accounts.c.currency == bindparam("currency"),
+# `kith_direct`: hot statements the node may run on SQLite without SQLAlchemy's execution
+# machinery (server/storage/direct.py); elsewhere the option means nothing.
+_ACCOUNT_BY_OWNER = (
+    select(ledger_accounts)
+    .where(
+        ledger_accounts.c.owner == bindparam("owner"),
+        ledger_accounts.c.currency == bindparam("currency"),
+    )
+    .execution_options(kith_direct=True)
 )
 
 
@@ -216,24 +222,32 @@ async def apply(conn: AsyncConnection, transfer: Transfer, new_id: NewId, now: d
 @functools.cache
 def _insert_transfer(dialect_name: str) -> Insert:
     dialect = postgresql if dialect_name == "postgresql" else sqlite
-    return dialect.insert(ledger_transfers).on_conflict_do_nothing(index_elements=["id"])
+    return (
+        dialect.insert(ledger_transfers)
+        .on_conflict_do_nothing(index_elements=["id"])
+        .execution_options(kith_direct=True)
+    )
 
 
 _FAILED = (
     update(ledger_transfers)
     .where(ledger_transfers.c.id == bindparam("transfer"))
     .values(failure=bindparam("failure"), pending_state=None)
+    .execution_options(kith_direct=True)
 )
-_STORED = select(ledger_transfers.c.content_hash, ledger_transfers.c.failure).where(
-    ledger_transfers.c.id == bindparam("transfer")
+_STORED = (
+    select(ledger_transfers.c.content_hash, ledger_transfers.c.failure)
+    .where(ledger_transfers.c.id == bindparam("transfer"))
+    .execution_options(kith_direct=True)
 )
 # Both rows are locked first, in id order: two opposite transfers between the same accounts
 # running at once on PostgreSQL would otherwise each hold one lock and deadlock.
 _LOCK_ACCOUNTS = (
     select(ledger_accounts.c.id, ledger_accounts.c.currency)
-    .where(ledger_accounts.c.id.in_(bindparam("ids", expanding=True)))
+    .where(ledger_accounts.c.id.in_([bindparam("debit"), bindparam("credit")]))
     .order_by(ledger_accounts.c.id)
     .with_for_update()
+    .execution_options(kith_direct=True)
 )
 
 
@@ -252,6 +266,7 @@ def _debit(column: str) -> Update:
             ),
         )
         .values({column: c[column] + bindparam("amount")})
+        .execution_options(kith_direct=True)
     )
 
 
@@ -261,6 +276,7 @@ def _credit(column: str) -> Update:
         update(ledger_accounts)
         .where(c.id == bindparam("account"))
         .values({column: c[column] + bindparam("amount")})
+        .execution_options(kith_direct=True)
     )
 
 
@@ -291,8 +307,8 @@ def _validate(transfer: Transfer) -> None:
 
 async def _effect(conn: AsyncConnection, transfer: Transfer) -> Failure | None:
     """Move the balances; a failure leaves them as they were."""
-    ids = [transfer.debit_account_id, transfer.credit_account_id]
-    currencies = (await conn.execute(_LOCK_ACCOUNTS, {"ids": ids})).all()
+    ids = {"debit": transfer.debit_account_id, "credit": transfer.credit_account_id}
+    currencies = (await conn.execute(_LOCK_ACCOUNTS, ids)).all()
     if len(currencies) != 2 or any(c != transfer.currency for _, c in currencies):
         return Failure.CURRENCY_MISMATCH
     if transfer.kind in (Kind.POST, Kind.VOID):
@@ -308,10 +324,14 @@ async def _effect(conn: AsyncConnection, transfer: Transfer) -> Failure | None:
     return None
 
 
-_PENDING = select(ledger_transfers).where(
-    ledger_transfers.c.id == bindparam("pending"),
-    ledger_transfers.c.kind == Kind.PENDING.value,
-    ledger_transfers.c.failure.is_(None),
+_PENDING = (
+    select(ledger_transfers)
+    .where(
+        ledger_transfers.c.id == bindparam("pending"),
+        ledger_transfers.c.kind == Kind.PENDING.value,
+        ledger_transfers.c.failure.is_(None),
+    )
+    .execution_options(kith_direct=True)
 )
 _CLAIM_PENDING = (
     update(ledger_transfers)
@@ -319,6 +339,7 @@ _CLAIM_PENDING = (
         ledger_transfers.c.id == bindparam("pending"), ledger_transfers.c.pending_state == "pending"
     )
     .values(pending_state=bindparam("state"))
+    .execution_options(kith_direct=True)
 )
 # A pending amount leaves the pending column; posted, it lands in the posted one (`posted` is
 # the amount or 0).
@@ -329,6 +350,7 @@ _SETTLE_DEBIT = (
         debits_pending=ledger_accounts.c.debits_pending - bindparam("amount"),
         debits_posted=ledger_accounts.c.debits_posted + bindparam("posted"),
     )
+    .execution_options(kith_direct=True)
 )
 _SETTLE_CREDIT = (
     update(ledger_accounts)
@@ -337,6 +359,7 @@ _SETTLE_CREDIT = (
         credits_pending=ledger_accounts.c.credits_pending - bindparam("amount"),
         credits_posted=ledger_accounts.c.credits_posted + bindparam("posted"),
     )
+    .execution_options(kith_direct=True)
 )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -38,18 +38,20 @@ def peer_owner(host: str) -> str:
     return f"{PEER_PREFIX}{host}"
 
 
+# Read for every offer a peer makes (`kith_direct`: see payments/ledger.py).
+_LIMITS = (
+    select(peer_limits.c.credit_limit, peer_limits.c.transfer_max)
+    .where(peer_limits.c.peer == bindparam("peer"), peer_limits.c.currency == bindparam("currency"))
+    .execution_options(kith_direct=True)
+)
+
+
 async def limits(
     conn: AsyncConnection, peer_host: str, currency: str, default: DefaultLimit
 ) -> tuple[int, int | None]:
     """What `peer_host` may owe this node in `currency`, and the most one payment from its
     users may be (None: no limit of its own)."""
-    row = (
-        await conn.execute(
-            select(peer_limits.c.credit_limit, peer_limits.c.transfer_max).where(
-                peer_limits.c.peer == peer_host, peer_limits.c.currency == currency
-            )
-        )
-    ).first()
+    row = (await conn.execute(_LIMITS, {"peer": peer_host, "currency": currency})).first()
     if row is None:
         return default(peer_host, currency), None
     return row.credit_limit, row.transfer_max

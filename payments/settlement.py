@@ -310,7 +310,11 @@ async def _move(
     return await ledger.apply(conn, transfer, new_id, now)
 
 
-_RECORD_DECISION = update(settlements).where(settlements.c.id == bindparam("settlement_id"))
+_RECORD_DECISION = (
+    update(settlements)
+    .where(settlements.c.id == bindparam("settlement_id"))
+    .execution_options(kith_direct=True)
+)
 
 
 async def decision_received(
@@ -777,8 +781,13 @@ async def _credit(
 # --- storage --------------------------------------------------------------------------------
 
 
-_BY_URI = select(settlements).where(settlements.c.uri == bindparam("uri"))
+_BY_URI = (
+    select(settlements)
+    .where(settlements.c.uri == bindparam("uri"))
+    .execution_options(kith_direct=True)  # see payments/ledger.py
+)
 _BY_URI_LOCKED = _BY_URI.with_for_update()
+_INSERT = settlements.insert().execution_options(kith_direct=True)
 
 
 async def settlement_by_uri(
@@ -830,7 +839,7 @@ async def _store(
     expires_at = expires_at or wire.parse_time(offer.expires_at, "expiresAt")
     # Parameters, not .values(): the statement is then compiled once, not per payment.
     await conn.execute(
-        settlements.insert(),
+        _INSERT,
         dict(
             id=settlement_id,
             uri=offer.id,

@@ -189,14 +189,20 @@ class Payments:
         self, conn: AsyncConnection, item: InboundActivity, keys: Any, now: datetime
     ) -> list[Outbound]:
         node = await self.node_key()
+        found: dict[str, Account | None] = {}
+
+        async def account_of(uri: str) -> Account | None:
+            if uri not in found:
+                found[uri] = await account_for_actor(conn, uri, self.urls.base_url)
+            return found[uri]
 
         async def payee_account(uri: str) -> int | None:
-            account = await account_for_actor(conn, uri, self.urls.base_url)
+            account = await account_of(uri)
             usable = account is not None and account.is_local and account.deleted_at is None
             return account.id if usable else None  # type: ignore[union-attr]
 
         async def payee_refused(uri: str) -> str | None:
-            account = await account_for_actor(conn, uri, self.urls.base_url)
+            account = await account_of(uri)
             suspended = account is not None and account.is_local and account.is_suspended
             return "the payee's account is suspended" if suspended else None
 

@@ -224,14 +224,19 @@ def select_accounts() -> Select:
     return _SELECT_ACCOUNTS
 
 
-# The hottest lookups, built once and run with parameters (see `select_accounts`).
+# The hottest lookups, built once and run with parameters (see `select_accounts`); on
+# SQLite past SQLAlchemy's execution machinery (`kith_direct`: server/storage/direct.py).
 _BY_USERNAME = _SELECT_ACCOUNTS.where(
     accounts.c.username_key == bindparam("key"),
     accounts.c.domain == "",
     accounts.c.is_instance_actor.is_(False),
+).execution_options(kith_direct=True)
+_BY_ID = _SELECT_ACCOUNTS.where(accounts.c.id == bindparam("id")).execution_options(
+    kith_direct=True
 )
-_BY_ID = _SELECT_ACCOUNTS.where(accounts.c.id == bindparam("id"))
-BY_URI = _SELECT_ACCOUNTS.where(accounts.c.uri == bindparam("uri"))
+BY_URI = _SELECT_ACCOUNTS.where(accounts.c.uri == bindparam("uri")).execution_options(
+    kith_direct=True
+)
 
 
 def account_from_selected_row(row: Sequence[Any]) -> Account:

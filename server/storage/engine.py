@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 
 from server.config import DatabaseConfig
 from server.storage import sqlite_driver
+from server.storage.direct import DirectEngine
 
 _EVENTS = "kith_events"
 _in_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -286,10 +287,12 @@ class Database:
 def create_database(url: str, config: DatabaseConfig) -> Database:
     """An engine for `url` (already resolved by the config loader)."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(
-            url,
-            module=sqlite_driver.dbapi(),
-            connect_args={"timeout": config.busy_timeout_ms / 1000},
+        engine = DirectEngine(
+            create_async_engine(
+                url,
+                module=sqlite_driver.dbapi(),
+                connect_args={"timeout": config.busy_timeout_ms / 1000},
+            ).sync_engine
         )
         _tune_sqlite(engine, config)
     else:
