@@ -1,6 +1,6 @@
 """Cross-node settlements per second, and how long each takes, between two real nodes.
 
-Run: python bench/settlement.py [--rate 240] [--seconds 5] [--runs 3] [--transfers 1500]
+Run: python bench/settlement.py [--rate 250] [--seconds 5] [--runs 3] [--transfers 1500]
 
 Two nodes, each in its own process pinned to its own CPU, each with SQLite in a temporary
 directory, federate over loopback HTTP as `kith serve` does. This process is the client: it
@@ -10,7 +10,8 @@ API (`POST /api/kith/v1/transfers`), A reserves and offers, B decides and answer
 - open loop (`--rate` per second for `--seconds`, sent on schedule whatever the answers):
   latency of each settlement, from A's reservation to A's posting on B's decision, read from
   A's ledger (both timestamps are A's clock, microseconds), and settlements completed per
-  second. Targets: ≥ 240/s sustained, p99 ≤ 100 ms.
+  second between the first posting and the last. Targets: ≥ 240/s sustained, p99 ≤ 100 ms
+  (offered at 250/s by default, a little above the target).
 - closed loop (`--transfers` with 32 clients at once): the most A and B settle per second.
 
 After each run both ledgers audit clean and the money each side shows agrees.
@@ -44,6 +45,7 @@ from server.wallets import deposit
 
 USERS = 50
 TARGET_PER_SECOND = 240
+OFFERED_PER_SECOND = 250
 TARGET_P99_MS = 100
 
 
@@ -140,7 +142,9 @@ async def latencies(node: BenchNode, since: datetime) -> dict[str, Any]:
     pairs = [(reserved[k], posted[k]) for k in reserved if k in posted]
     if not pairs:
         return {"completed": 0, "reserved": len(reserved)}
-    first = min(r for r, _ in pairs)
+    # The rate is read between the first and the last posting (n - 1 intervals): measured
+    # from the first reservation instead, one settlement's latency would count against it.
+    first = min(p for _, p in pairs)
     last = max(p for _, p in pairs)
     return {
         "completed": len(pairs),
@@ -302,7 +306,7 @@ async def drive(
         found = await settled(payer_pipe, since, sent)
         p50 = percentile(found["latencies"], 0.5) * 1000
         p99 = percentile(found["latencies"], 0.99) * 1000
-        per_s = found["completed"] / max(found["span"], 1e-9)
+        per_s = (found["completed"] - 1) / max(found["span"], 1e-9)
         rows.append((per_s, p50, p99, api_p99))
         print(
             f"{driver} open loop run {run}: {found['completed']} settled at {per_s:.0f}/s "
@@ -324,14 +328,15 @@ async def drive(
         cpu.append(
             [(b - a) * 1000 / found["completed"] for a, b in zip(before, after, strict=True)]
         )
-        saturated.append(found["completed"] / max(found["span"], 1e-9))
+        saturated.append((found["completed"] - 1) / max(found["span"], 1e-9))
         print(f"{driver} closed loop run {run}: {saturated[-1]:.0f}/s settled")
     return rows, saturated, cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=TARGET_PER_SECOND, help="open-loop rate")
+    # Offered a little above the target: keeping up then reads ≥ 240, not a coin toss at 240.
+    parser.add_argument("--rate", type=float, default=OFFERED_PER_SECOND, help="open-loop rate")
     parser.add_argument("--seconds", type=float, default=5.0, help="per open-loop run")
     parser.add_argument("--transfers", type=int, default=1500, help="per closed-loop run")
     parser.add_argument("--runs", type=int, default=3, help="runs of each (medians printed)")

@@ -6,10 +6,12 @@ import copy
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from protocol.multibase import base58btc_decode
-from protocol.proofs import ProofError, canonical_json, sign_object, verify_object
+from protocol.proofs import ProofError, _canonical, canonical_json, sign_object, verify_object
 
 # FEP-8b32's published example: its key, document, time and resulting proof.
 FEP_SEED = base58btc_decode("3u2en7t5LR2WtQH5PfFqMqwVHBeXouLzo6haApm8XHqvjxq")[2:]
@@ -123,3 +125,22 @@ def test_jcs_escapes_strings_minimally_and_drops_whitespace() -> None:
         canonical_json(value)
         == '{"a":{"x":true,"y":null},"b":["é","\\n","\\"","\\u001f"]}'.encode()
     )
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_JSON)
+def test_jcs_is_the_same_whichever_way_it_is_written(value: object) -> None:
+    # The standard library's shortcut (integers, ASCII keys) and the full writer agree.
+    assert canonical_json(value) == _canonical(value).encode()
