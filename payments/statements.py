@@ -336,8 +336,8 @@ async def due(
     conn: AsyncConnection, node_actor: str, interval: timedelta, now: datetime
 ) -> list[tuple[str, str]]:
     """(peer, currency) pairs this node should propose a statement to now: it is the proposing
-    side, payments were settled with the peer, and the last statement is older than
-    `interval` (and answered)."""
+    side, payments were settled with the peer (or its operator and ours settled) since the
+    last statement, and that one is older than `interval` (and answered)."""
     pairs = await conn.execute(
         select(settlements.c.peer, settlements.c.currency)
         .where(settlements.c.peer.is_not(None), settlements.c.state.in_(_SETTLED))
@@ -367,17 +367,29 @@ async def due(
 async def _settled_between(
     conn: AsyncConnection, peer: str, currency: str, after: datetime | None, now: datetime
 ) -> bool:
-    """Whether a payment with the peer was decided after `after` and long enough ago to be
-    stated (so that a quiet pair does not exchange empty statements forever)."""
-    query = select(settlements.c.id).where(
+    """Whether a payment with the peer was decided, or a settlement between the operators
+    confirmed, after `after` and long enough ago to be stated (so that a quiet pair does not
+    exchange empty statements forever)."""
+    stated_before = now - STATEMENT_LAG
+    payments = select(settlements.c.id).where(
         settlements.c.peer == peer,
         settlements.c.currency == currency,
         settlements.c.state.in_(_SETTLED),
-        settlements.c.decided_at <= now - STATEMENT_LAG,
+        settlements.c.decided_at <= stated_before,
+    )
+    operators = select(peer_settlements.c.id).where(
+        peer_settlements.c.peer == host_of(peer),
+        peer_settlements.c.currency == currency,
+        peer_settlements.c.state == "confirmed",
+        peer_settlements.c.confirmed_at <= stated_before,
     )
     if after is not None:
-        query = query.where(settlements.c.decided_at > after)
-    return (await conn.execute(query.limit(1))).first() is not None
+        payments = payments.where(settlements.c.decided_at > after)
+        operators = operators.where(peer_settlements.c.confirmed_at > after)
+    for query in (payments, operators):
+        if (await conn.execute(query.limit(1))).first() is not None:
+            return True
+    return False
 
 
 async def statements_with(conn: AsyncConnection, peer_actor: str) -> list[Any]:

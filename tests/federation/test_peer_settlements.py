@@ -7,6 +7,7 @@ other still mirror each other, and every audit is clean.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 
@@ -17,6 +18,7 @@ from federation.dispatch import PRIORITY_DIRECT, Outbound
 from federation.tables import inbox_items
 from payments import ledger, peer_settlements, peers, settlement
 from payments.parties import PaymentError, peer_owner
+from payments.tables import peer_statements
 from protocol.payments import Amount
 from protocol.proofs import sign_object
 from server.peer_settling import PeerSettling, Settled
@@ -264,3 +266,39 @@ async def test_the_debtor_cannot_settle_more_than_it_owes(pair: Pair) -> None:
     async with pair.a.db.read() as conn:
         assert await peer_settlements.settlements_with(conn, pair.b.domain) == []
     assert await _audits(pair.a) == []
+
+
+async def test_a_confirmed_settlement_alone_brings_the_next_periodic_statement(pair: Pair) -> None:
+    issuer = min((pair.a, pair.b), key=_node_actor)
+
+    async def advance(minutes: int) -> None:
+        for node in (pair.a, pair.b):
+            node.clock.advance(minutes=minutes)
+
+    await _pay_bob(pair, "7.00")
+    await advance(11)
+    await issuer.perform(issuer.federation.payments.propose_due)
+    await eventually(lambda: _statements(issuer), lambda found: found[-1][1] == "agreed")
+    await advance(61)
+    await issuer.perform(issuer.federation.payments.propose_due)
+    assert len(await _statements(issuer)) == 1  # no payment since: nothing to state
+
+    done = await _record_payment(pair, 400, "bank transfer 2026-12-06/2")
+    await eventually(lambda: _settlements(pair.b, pair.a))
+    await _confirm(pair.b, done.record.uri)
+    await eventually(lambda: _settlements(pair.a, pair.b), lambda s: s[0][1] == "confirmed")
+    await issuer.perform(issuer.federation.payments.propose_due)
+    assert len(await _statements(issuer)) == 1  # confirmed too recently to be stated
+    await advance(11)
+    await issuer.perform(issuer.federation.payments.propose_due)
+    found = await eventually(
+        lambda: _statements(issuer), lambda found: len(found) == 2 and found[1][1] == "agreed"
+    )
+    assert found == [("issuer", "agreed", None)] * 2
+    async with issuer.db.read() as conn:
+        documents = await conn.execute(
+            select(peer_statements.c.document).order_by(peer_statements.c.id)
+        )
+        stated = [json.loads(document)["settlements"] for (document,) in documents]
+    paid = {"id": done.record.uri, "amount": "400", "paidToIssuer": issuer is pair.b}
+    assert stated == [[], [paid]]
