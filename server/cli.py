@@ -29,6 +29,7 @@ from server.config import (
     render_example,
 )
 from server.identity.accounts import (
+    SIGNING_KEY_FRESH,
     Account,
     InvalidUsername,
     UsernameTaken,
@@ -545,7 +546,8 @@ async def cmd_user_rotate_key(args: argparse.Namespace) -> int:
             fragment = await rotate_signing_key(conn, account.id, utcnow())
         urls = Urls(config.base_url, config.domain)
         say(f"{urls.actor(account)}#{fragment} now signs; the old key stays published")
-        say("restart the node (every process) so that it signs with the new key")
+        minutes = int(SIGNING_KEY_FRESH.total_seconds() // 60)
+        say(f"running node processes sign with it within {minutes} minute(s)")
         return 0
 
     return await with_database(config, work)

@@ -45,7 +45,7 @@ from protocol.vocab import ACTOR_TYPES
 from server import __version__
 from server.clock import Clock
 from server.config import Config
-from server.identity.accounts import Account, find_account, instance_actor
+from server.identity.accounts import SIGNING_KEY_FRESH, Account, find_account, instance_actor
 from server.moderation import guard_inbox, refused_domains
 from server.paying import Payments
 from server.peer_settling import PeerSettling
@@ -143,7 +143,8 @@ class Federation:
             observe=observe,
             wake=self.delivery_wake,
         )
-        self._private_keys: dict[tuple[str, str], tuple[str, PrivateKey]] = {}
+        # (actor, algorithm) -> (reload after, (key id, key)).
+        self._private_keys: dict[tuple[str, str], tuple[datetime, tuple[str, PrivateKey]]] = {}
         self._key_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
 
@@ -365,17 +366,17 @@ class Federation:
         return sign_cavage(request, key_id, private_key, self.clock())
 
     async def _signing_keys(self, actor_uri: str, algorithm: str = "rsa") -> tuple[str, PrivateKey]:
-        """A local actor's private key (RSA, or its Ed25519 key), by its id (loaded once, then
-        cached)."""
+        """A local actor's private key (RSA, or its Ed25519 key), by its id; loaded again
+        after SIGNING_KEY_FRESH, so that a key `kith user rotate-key` made signs soon."""
         cached = self._private_keys.get((actor_uri, algorithm))
-        if cached is not None:
-            return cached
+        if cached is not None and self.clock() < cached[0]:
+            return cached[1]
         async with self._key_lock:  # one load per key, however many deliveries ask at once
             cached = self._private_keys.get((actor_uri, algorithm))
-            if cached is not None:
-                return cached
+            if cached is not None and self.clock() < cached[0]:
+                return cached[1]
             found = await self._load_signing_key(actor_uri, algorithm)
-            self._private_keys[(actor_uri, algorithm)] = found
+            self._private_keys[(actor_uri, algorithm)] = (self.clock() + SIGNING_KEY_FRESH, found)
             return found
 
     async def _load_signing_key(self, actor_uri: str, algorithm: str) -> tuple[str, PrivateKey]:

@@ -41,7 +41,13 @@ from protocol.multibase import decode_ed25519_multikey
 from protocol.proofs import ProofError, proof_of
 from server.clock import Clock
 from server.config import Config, community_currencies
-from server.identity.accounts import Account, instance_actor, public_keys, signing_key
+from server.identity.accounts import (
+    SIGNING_KEY_FRESH,
+    Account,
+    instance_actor,
+    public_keys,
+    signing_key,
+)
 from server.social.chats import Chat, has_message_about
 from server.social.distribution import notify
 from server.social.events import emit
@@ -93,26 +99,29 @@ class Payments:
             transfer_max=_per_currency(config.payments.transfer_max, self.currencies),
             daily_max=_per_currency(config.payments.daily_max, self.currencies),
         )
-        self._node_key: NodeKey | None = None
+        self._node_key: tuple[datetime, NodeKey] | None = None  # (read again after, key)
 
     @property
     def node_actor(self) -> str:
         return f"{self.urls.base_url}/actor"
 
     async def node_key(self) -> NodeKey:
-        """The instance actor's Ed25519 key: it signs transfers and decisions."""
-        if self._node_key is None:
+        """The instance actor's Ed25519 key: it signs transfers and decisions (read again after
+        SIGNING_KEY_FRESH, as the delivery keys are)."""
+        now = self.clock()
+        if self._node_key is None or now >= self._node_key[0]:
             async with self.db.read() as conn:
                 account = await instance_actor(conn)
                 assert account is not None, "the node has no instance actor"
                 key = await signing_key(conn, account.id)
-            self._node_key = NodeKey(
+            node_key = NodeKey(
                 self.node_actor,
                 f"{self.node_actor}#{key.fragment}",
                 self.urls.base_url,
                 key.seed,
             )
-        return self._node_key
+            self._node_key = (now + SIGNING_KEY_FRESH, node_key)
+        return self._node_key[1]
 
     async def published_keys(self, actor_uri: str) -> dict[str, bytes]:
         """The Ed25519 keys an actor publishes (ours from the database, others' as fetched);

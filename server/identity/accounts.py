@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, insert, select, update
@@ -327,6 +327,12 @@ async def signing_key(conn: AsyncConnection, account_id: int) -> SigningKey:
         )
     ).one()
     return SigningKey(row.ed25519_fragment, bytes(row.ed25519_seed))
+
+
+# How long a running process signs with the private keys it loaded: a key rotated by another
+# process (`kith user rotate-key`) signs within this; the old one stays published, so what it
+# signed meanwhile still verifies.
+SIGNING_KEY_FRESH = timedelta(minutes=1)
 
 
 async def rotate_signing_key(conn: AsyncConnection, account_id: int, now: datetime) -> str:
