@@ -148,12 +148,7 @@ async def send(request: web.Request) -> web.Response:
     me = await require_viewer(request)
     form = await read_form(request)
     view = WalletView(request, me)
-    values = {
-        "to": text_field(form, "to", HANDLE_MAX).strip(),
-        "amount": text_field(form, "amount", 40).strip(),
-        "currency": text_field(form, "currency", 12).strip().upper(),
-        "note": text_field(form, "note", NOTE_LENGTH_MAX).strip(),
-    }
+    values = _money_values(form, "to")
     if form.get("edit") == "1":
         return await _send_answer(request, view, values=values)
     errors, checked = await _check_send(request, view, values)
@@ -179,6 +174,16 @@ async def send(request: web.Request) -> web.Response:
         item = await view.transfer_item(conn, sent)
     done = {"item": item, "text": f"Sent {item['shown_amount']} to {item['other'].name}."}
     return await _send_answer(request, view, done=done, sent=item)
+
+
+def _money_values(form: MultiDictProxy[Any], person: str) -> dict[str, str]:
+    """What the send and ask forms share, as typed: the other person, amount, currency, note."""
+    return {
+        person: text_field(form, person, HANDLE_MAX).strip(),
+        "amount": text_field(form, "amount", 40).strip(),
+        "currency": text_field(form, "currency", 12).strip().upper(),
+        "note": text_field(form, "note", NOTE_LENGTH_MAX).strip(),
+    }
 
 
 async def _check_send(
@@ -316,13 +321,8 @@ async def ask(request: web.Request) -> web.Response:
     me = await require_viewer(request)
     form = await read_form(request)
     view = WalletView(request, me)
-    values = {
-        "payer": text_field(form, "payer", HANDLE_MAX).strip(),
-        "amount": text_field(form, "amount", 40).strip(),
-        "currency": text_field(form, "currency", 12).strip().upper(),
-        "note": text_field(form, "note", NOTE_LENGTH_MAX).strip(),
-        "expires_in": text_field(form, "expires_in", 12),
-    }
+    values = _money_values(form, "payer")
+    values["expires_in"] = text_field(form, "expires_in", 12)
     errors = FormErrors()
     amount = _amount(view, values, errors)
     if len(values["note"]) > NOTE_LENGTH_MAX:
