@@ -362,6 +362,7 @@ async def count_users(conn: AsyncConnection, active_since: datetime | None = Non
         select(func.count())
         .select_from(accounts)
         .where(
+            accounts.c.domain == "",  # not the remote accounts this node knows
             accounts.c.is_instance_actor.is_(False),
             accounts.c.deleted_at.is_(None),
             accounts.c.approved.is_(True),

@@ -96,6 +96,18 @@ async def test_nodeinfo_total_counts_created_users_but_not_deleted_ones(node: No
     assert (await users(node))["total"] == 2
 
 
+async def test_nodeinfo_counts_this_nodes_users_not_the_remote_accounts_it_knows(
+    nodes: NodeFactory,
+) -> None:
+    here, there = await nodes.start(), await nodes.start()
+    await here.create_user("alice")
+    await there.create_user("bob")
+    known = await here.federation.resolve_account(f"bob@{there.config.domain}")
+    assert not known.is_local
+    assert (await users(here))["total"] == 1
+    assert (await users(there))["total"] == 1
+
+
 async def test_nodeinfo_active_counts_follow_token_use_and_the_clock(node: Node) -> None:
     await node.create_user("alice")
     await node.create_user("bob")
