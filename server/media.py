@@ -210,6 +210,16 @@ def process_avatar(data: bytes, max_bytes: int, max_pixels: int) -> tuple[bytes,
     return _still(square, image_format), FORMATS[image_format][0]
 
 
+AVATAR_BYTES_MAX = 2 * 1024 * 1024  # Mastodon's limit for profile pictures
+
+
+def store_avatar(data_dir: Path, data: bytes, max_pixels: int) -> str:
+    """A profile picture, checked and cut to a square (`process_avatar`), written under media/:
+    its file name. Raises MediaRejected (413 or 422) for what cannot be one."""
+    picture, extension = process_avatar(data, AVATAR_BYTES_MAX, max_pixels)
+    return write_file(data_dir, f"{new_token()}.{extension}", picture)
+
+
 def write_file(data_dir: Path, name: str, data: bytes) -> str:
     """Write one file under media/ (never half a file); returns its name."""
     if not is_file_name(name):

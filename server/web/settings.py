@@ -40,7 +40,7 @@ from server.identity.passwords import (
     verify_password,
 )
 from server.identity.tokens import authorised_apps, issue_token, revoke_token_of
-from server.media import MediaRejected, new_token, process_avatar, remove_files, write_file
+from server.media import AVATAR_BYTES_MAX, MediaRejected, remove_files, store_avatar
 from server.social import chats, profiles
 from server.social.statuses import status_from_row
 from server.storage.tables import accounts, follows, statuses
@@ -67,7 +67,6 @@ from server.web.wallet_view import WalletView
 
 routes = web.RouteTableDef()
 SECTIONS = ("profile", "privacy", "password", "apps", "export")
-AVATAR_BYTES_MAX = 2 * 1024 * 1024  # Mastodon's limit for profile pictures
 _EXPORT_BATCH = 200
 _WALLET_ROWS_MAX = 100_000
 
@@ -191,18 +190,14 @@ async def _picture(request: web.Request, upload: Any, errors: FormErrors) -> tup
     if len(data) > AVATAR_BYTES_MAX:
         errors["avatar"] = _too_big()
         return 413, None
+    if errors:
+        return 422, None
     config = request.app[CONFIG]
     try:
-        picture, extension = await asyncio.to_thread(
-            process_avatar, data, AVATAR_BYTES_MAX, config.media.max_pixels
-        )
+        name = await asyncio.to_thread(store_avatar, config.data_dir, data, config.media.max_pixels)
     except MediaRejected as exc:
         errors["avatar"] = _sentence(str(exc))
         return exc.status, None
-    if errors:
-        return 422, None
-    name = f"{new_token()}.{extension}"
-    await asyncio.to_thread(write_file, config.data_dir, name, picture)
     return 200, name
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
+import aiohttp
+from PIL import Image
+
 from tests.api.client import ApiClient, client_for
+from tests.api.test_media import fetch, picture, stored_files
 from tests.harness import Node, NodeFactory, eventually
 
 
@@ -155,3 +161,54 @@ async def test_update_credentials_changes_the_profile(node: Node) -> None:
         "PATCH", "/api/v1/accounts/update_credentials", json={"display_name": "x" * 101}
     )
     assert too_long.status == 422
+
+
+async def _update_with_files(client: ApiClient, **files: bytes) -> tuple[int, dict]:
+    form = aiohttp.FormData()
+    form.add_field("display_name", "Alice with a face")
+    for name, data in files.items():
+        form.add_field(name, data, filename=f"{name}.png", content_type="image/png")
+    answer = await client.request("PATCH", "/api/v1/accounts/update_credentials", data=form)
+    return answer.status, answer.body
+
+
+async def test_update_credentials_takes_an_avatar_and_the_profile_api_removes_it(
+    node: Node,
+) -> None:
+    alice = await client_for(node, "alice")
+    status, body = await _update_with_files(alice, avatar=picture("PNG", (900, 300)))
+    assert status == 200, body
+    assert body["display_name"] == "Alice with a face"
+    assert body["avatar"] == body["avatar_static"]
+    assert "/media/" in body["avatar"]
+    fetched, data, _ = await fetch(node, body["avatar"])
+    assert fetched == 200
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.size == (400, 400)  # cut to a square, as the web settings do
+    again = (await alice.get("/api/v1/accounts/verify_credentials")).body
+    assert again["avatar"] == body["avatar"]
+
+    removed = await alice.request("DELETE", "/api/v1/profile/avatar")
+    assert removed.status == 200, removed.body
+    assert "/media/" not in removed.body["avatar"]
+    assert removed.body["display_name"] == "Alice with a face"
+
+
+async def test_a_bad_avatar_or_a_header_changes_nothing_and_says_why(node: Node) -> None:
+    alice = await client_for(node, "alice")
+    before = (await alice.get("/api/v1/accounts/verify_credentials")).body
+    for files in (
+        {"avatar": b"this is not a picture"},
+        {"header": picture("PNG")},
+        {"avatar": picture("PNG"), "header": picture("PNG")},
+    ):
+        status, body = await _update_with_files(alice, **files)
+        assert status == 422, (files.keys(), body)
+        assert body["error"]
+    too_long = aiohttp.FormData()
+    too_long.add_field("display_name", "x" * 101)
+    too_long.add_field("avatar", picture("PNG"), filename="a.png", content_type="image/png")
+    answer = await alice.request("PATCH", "/api/v1/accounts/update_credentials", data=too_long)
+    assert answer.status == 422
+    assert stored_files(node) == []
+    assert (await alice.get("/api/v1/accounts/verify_credentials")).body == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -21,13 +22,14 @@ from server.api.mastodon.statuses import viewer_of
 from server.api.pagination import page_request, paginated
 from server.api.params import boolean, integer, path_id, request_params, string, string_list
 from server.api.responses import json_body
-from server.appkeys import DATABASE, FEDERATION, URLS
+from server.appkeys import CONFIG, DATABASE, FEDERATION, URLS
 from server.identity.accounts import (
     Account,
     account_from_row,
     get_account,
     select_accounts,
 )
+from server.media import AVATAR_BYTES_MAX, MediaRejected, remove_files, store_avatar
 from server.social import graph, mutes, pins, profiles
 from server.social.graph import InvalidAction
 from server.social.remote_accounts import known_account
@@ -65,37 +67,70 @@ async def update_credentials(request: web.Request) -> web.Response:
     """Change one's profile; followers' servers get Update(Person)."""
     account = await require_account(request, "write:accounts")
     params = await request_params(request)
-    if request.content_type == "multipart/form-data" and await _has_files(request):
-        raise ApiError(422, "Avatar and header uploads are not supported by this server yet")
     display_name = string(params, "display_name", max_length=profiles.DISPLAY_NAME_MAX)
     note = string(params, "note", max_length=profiles.NOTE_MAX)
     fields = profile_fields_param(params)
     # `hide_collections` and `source[…]` (posting defaults) are accepted and not kept yet.
     flags = {name: _option(params, name) for name in ("locked", "bot", "discoverable", "indexable")}
+    avatar_file = await _avatar_upload(request)  # last: nothing is written for a bad request
     urls = request.app[URLS]
-    updated = await request.app[FEDERATION].perform(
-        lambda conn, now: profiles.update_profile(
-            conn,
-            urls,
-            account,
-            now,
-            display_name,
-            note,
-            flags["locked"],
-            flags["bot"],
-            flags["discoverable"],
-            flags["indexable"],
-            fields,
+    try:
+        updated = await request.app[FEDERATION].perform(
+            lambda conn, now: profiles.update_profile(
+                conn,
+                urls,
+                account,
+                now,
+                display_name,
+                note,
+                flags["locked"],
+                flags["bot"],
+                flags["discoverable"],
+                flags["indexable"],
+                fields,
+                avatar_file=avatar_file,
+            )
         )
-    )
+    except BaseException:
+        remove_files(request.app[CONFIG].data_dir, avatar_file)
+        raise
     async with request.app[DATABASE].read() as conn:
         entity = await Presenter(conn, urls, updated).credential_account(updated)
     return json_body(entity)
 
 
-async def _has_files(request: web.Request) -> bool:
+async def _avatar_upload(request: web.Request) -> str | None:
+    """The `avatar` file of a multipart update, stored as a profile picture (its file name);
+    None without one. A `header` picture is refused: profiles here have none."""
+    if request.content_type != "multipart/form-data":
+        return None
     form = await request.post()
-    return any(not isinstance(value, str) for value in form.values())
+    if isinstance(form.get("header"), web.FileField):
+        raise ApiError(422, "Header pictures are not supported by this server")
+    upload = form.get("avatar")
+    if not isinstance(upload, web.FileField):
+        return None
+    data = await asyncio.to_thread(upload.file.read, AVATAR_BYTES_MAX + 1)
+    if len(data) > AVATAR_BYTES_MAX:
+        raise ApiError(413, f"The avatar is larger than {AVATAR_BYTES_MAX // (1024 * 1024)} MB")
+    config = request.app[CONFIG]
+    try:
+        return await asyncio.to_thread(store_avatar, config.data_dir, data, config.media.max_pixels)
+    except MediaRejected as exc:
+        raise ApiError(exc.status, f"The avatar was refused: {exc}") from None
+
+
+@routes.delete("/api/v1/profile/avatar")
+async def delete_avatar(request: web.Request) -> web.Response:
+    """Remove one's profile picture (Mastodon 4.2); followers' servers get Update(Person)."""
+    account = await require_account(request, "write:accounts")
+    urls = request.app[URLS]
+    updated = await request.app[FEDERATION].perform(
+        lambda conn, now: profiles.update_profile(conn, urls, account, now, remove_avatar=True)
+    )
+    async with request.app[DATABASE].read() as conn:
+        entity = await Presenter(conn, urls, updated).credential_account(updated)
+    return json_body(entity)
 
 
 _FIELD_KEY = re.compile(r"fields_attributes\[([^\]]{1,8})\]\[(name|value)\]")
