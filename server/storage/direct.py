@@ -12,11 +12,12 @@ Only a statement that needs nothing more of the execution context is run this wa
 expanding IN lists, no Python-side column defaults, no RETURNING, one set of parameters, in a
 transaction. Anything else, and any statement on PostgreSQL, goes the usual way. A statement
 SQLite refuses changed nothing (SQLite undoes a failed statement), so it is run again the
-usual way to raise SQLAlchemy's own error.
+usual way to raise SQLAlchemy's own error (so is one whose parameters cannot be bound).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -72,7 +73,10 @@ class _Plan:
 
 
 # (id of the statement, its parameter names) -> plan, or None when it must go the usual way.
+# Marked statements are built once (module constants); the bound only guards against one
+# built per call, which would otherwise grow this without end.
 _plans: dict[tuple[int, frozenset[str]], _Plan | None] = {}
+_PLANS_MAX = 1000
 
 
 def _plan(
@@ -84,6 +88,8 @@ def _plan(
         return _plans[key]
     except KeyError:
         pass
+    if len(_plans) >= _PLANS_MAX:
+        return None
     plan = _compile(statement, parameters, dialect)
     _plans[key] = plan
     return plan
@@ -140,17 +146,17 @@ class DirectConnection(AsyncConnection):
         if (
             execution_options is None
             and isinstance(parameters, dict | None)
-            and statement._execution_options.get(OPTION)
+            and getattr(statement, "_execution_options", {}).get(OPTION)
             and self.sync_connection is not None
             and self.sync_connection.in_transaction()
         ):
             plan = _plan(statement, parameters or {}, self.sync_engine.dialect)
         if plan is not None:
             raw = self.sync_connection._dbapi_connection.dbapi_connection._connection._conn
-            try:
+            # What fails here changed nothing (a parameter it could not bind, a statement
+            # SQLite refused and undid): the usual way runs it and raises SQLAlchemy's error.
+            with contextlib.suppress(Exception):
                 return plan.run(raw, parameters or {})
-            except sqlite3.Error:
-                pass  # nothing changed: SQLAlchemy runs it again and raises its own error
         return await super().execute(statement, parameters, execution_options=execution_options)
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from server.config import DatabaseConfig
 from server.storage import direct
@@ -139,3 +139,13 @@ async def test_outside_a_transaction_and_for_what_it_cannot_run_the_usual_path_r
             select(func.count()).select_from(things).execution_options(**DIRECT)
         )
         assert many.scalar_one() == 3
+
+
+async def test_a_parameter_that_cannot_be_bound_gets_sqlalchemys_error(db: Database) -> None:
+    seen = update(things).where(things.c.id == bindparam("thing")).values(seen_at=bindparam("at"))
+    fast = seen.execution_options(**DIRECT)
+    async with db.transaction() as conn:
+        with pytest.raises(StatementError, match="timezone-aware"):
+            await conn.execute(fast, {"thing": 1, "at": datetime(2026, 12, 6)})
+        assert (await conn.execute(fast, {"thing": 1, "at": NOW})).rowcount == 1
+    assert _was_planned(fast)
