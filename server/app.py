@@ -92,6 +92,7 @@ def create_app(
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    app[TEMPLATES].globals["static"] = static.static_path
     for table in (
         wellknown.routes,
         activitypub.routes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 
 import pytest
@@ -247,3 +248,24 @@ async def test_actor_never_fails_on_arbitrary_accept_headers(nodes: NodeFactory)
         assert status in (200, 302, 406), (accept, status)
 
     await asyncio.to_thread(check)
+
+
+async def test_pages_link_static_files_by_version_and_only_those_are_cached_for_long(
+    alice_node: Node,
+) -> None:
+    status, _, page = await raw_request(alice_node, "/auth/password/new")
+    assert status == 200
+    links = re.findall(rb'(?:href|src)="(/static/kith\.(?:css|js)\?v=[0-9a-f]+)"', page)
+    assert len(links) == 2
+    for link in links:
+        status, headers, body = await raw_request(alice_node, link.decode())
+        assert status == 200
+        assert body
+        assert "immutable" in headers["cache-control"]
+        again, _, _ = await raw_request(
+            alice_node, link.decode(), headers={"If-None-Match": headers["etag"]}
+        )
+        assert again == 304
+    status, headers, _ = await raw_request(alice_node, "/static/kith.js?v=stale")
+    assert status == 200
+    assert headers["cache-control"] == "public, max-age=300"
