@@ -826,7 +826,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "Accounts (remote, suspended, silenced, pending filters)",
         "admin:read:accounts",
         _list("AdminAccount"),
-        ("remote", "suspended", "silenced", "pending"),
+        (*_PAGE, "remote", "suspended", "silenced", "pending"),
+        True,
     ),
     Operation(
         "GET",
@@ -835,7 +836,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "suspended)",
         "admin:read:accounts",
         _list("AdminAccount"),
-        ("origin", "status"),
+        (*_PAGE, "origin", "status"),
+        True,
     ),
     Operation(
         "POST",
@@ -879,7 +881,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "Open (or resolved) reports",
         "admin:read:reports",
         _list("AdminReport"),
-        ("resolved",),
+        (*_PAGE, "resolved"),
+        True,
     ),
     Operation(
         "POST",
@@ -891,9 +894,11 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "GET",
         "/api/v1/admin/domain_blocks",
-        "Domain blocks",
+        "Domain blocks, newest first",
         "admin:read:domain_blocks",
         _list("AdminDomainBlock"),
+        _PAGE,
+        True,
     ),
     Operation(
         "POST",

@@ -17,6 +17,7 @@ from federation.dispatch import PRIORITY_INTERACTIVE, Outbound
 from protocol.activities import render_activity
 from server.identity.accounts import Account, get_account, instance_actor
 from server.moderation import ModerationError, record
+from server.social.timelines import PageRequest, newest_first, paged
 from server.storage.ids import new_id
 from server.storage.tables import reports
 from server.urls import Urls
@@ -52,10 +53,17 @@ async def report_by_id(conn: AsyncConnection, report_id: int) -> Report | None:
     return _report(row) if row else None
 
 
-async def list_reports(conn: AsyncConnection, resolved: bool = False) -> list[Report]:
-    """Open reports (or, with resolved=True, the resolved ones), oldest first."""
+async def list_reports(
+    conn: AsyncConnection, resolved: bool = False, page: PageRequest | None = None
+) -> list[Report]:
+    """Open reports (or, with resolved=True, the resolved ones): all, oldest first, or one
+    page of them, newest first."""
     done = reports.c.resolved_at.is_not(None) if resolved else reports.c.resolved_at.is_(None)
-    rows = await conn.execute(select(reports).where(done).order_by(reports.c.id))
+    query = select(reports).where(done)
+    if page is None:
+        rows = (await conn.execute(query.order_by(reports.c.id))).all()
+    else:
+        rows = newest_first((await conn.execute(paged(query, reports.c.id, page))).all(), page)
     return [_report(row) for row in rows]
 
 

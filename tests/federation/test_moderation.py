@@ -4,6 +4,7 @@ suspended users and payments, and the audit log behind every action."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from sqlalchemy import select
@@ -426,3 +427,34 @@ async def test_a_suspended_local_users_posts_are_served_to_nobody_until_unsuspen
     assert [s["id"] for s in (await anonymous.get("/api/v1/timelines/public")).body] == [
         posted["id"]
     ]
+
+
+async def test_the_admin_lists_are_paged_newest_first_with_link_headers(
+    two: tuple[Node, Node],
+) -> None:
+    a, _ = two
+    await a.create_user("root", is_admin=True)
+    root = await client_for(a, "root", "read write admin:read admin:write")
+    for n in range(5):
+        await a.create_user(f"user{n}")
+    everyone = (await root.get("/api/v1/admin/accounts")).body
+    names = [x["username"] for x in everyone]
+    assert names[:5] == [f"user{n}" for n in range(4, -1, -1)]  # the newest first
+    ids = [int(x["id"]) for x in everyone]
+    assert ids == sorted(ids, reverse=True)
+
+    seen, path, params = [], "/api/v1/admin/accounts", {"limit": "2"}
+    while True:
+        page = await root.get(path, **params)
+        assert page.status == 200, page.body
+        if not page.body:
+            break
+        assert len(page.body) <= 2
+        seen += [x["username"] for x in page.body]
+        following = re.search(r'<([^>]+)>; rel="next"', page.headers["Link"])
+        assert following is not None
+        path, params = following.group(1).removeprefix(a.base_url), {}
+    assert seen == names
+    newer = await root.get("/api/v1/admin/accounts", min_id=everyone[2]["id"], limit="1")
+    assert [x["username"] for x in newer.body] == [everyone[1]["username"]]
+    assert len((await root.get("/api/v1/admin/accounts", limit="500")).body) == len(names)

@@ -19,6 +19,7 @@ from server import moderation
 from server.api.auth import require_account
 from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter, mastodon_time
+from server.api.pagination import page_request, paginated
 from server.api.params import boolean, path_id, request_params, required, string
 from server.api.responses import json_body
 from server.appkeys import DATABASE, FEDERATION, URLS
@@ -27,6 +28,7 @@ from server.identity.accounts import Account, account_from_row, get_account, sel
 from server.identity.registration import RegistrationError, SignUpRecord, sign_up_records
 from server.moderation import ModerationError
 from server.social import reports
+from server.social.timelines import PageRequest, newest_first, paged
 from server.storage.tables import accounts, domain_blocks
 
 routes = web.RouteTableDef()
@@ -92,11 +94,22 @@ def _id_or_none(value: int | None) -> str | None:
     return str(value) if value is not None else None
 
 
-async def _admin_accounts(request: web.Request, query: Any) -> web.Response:
+# Mastodon's admin lists: 100 a page unless asked, at most 200, newest first, Link headers.
+_ADMIN_PAGE, _ADMIN_PAGE_MAX = 100, 200
+
+
+def _admin_page(params: dict[str, Any]) -> PageRequest:
+    return page_request(params, _ADMIN_PAGE, _ADMIN_PAGE_MAX)
+
+
+async def _admin_accounts(request: web.Request, query: Any, params: dict[str, Any]) -> web.Response:
+    page = _admin_page(params)
     async with request.app[DATABASE].read() as conn:
-        found = [account_from_row(r) for r in await conn.execute(query.order_by(accounts.c.id))]
+        rows = (await conn.execute(paged(query, accounts.c.id, page))).all()
+        found = [account_from_row(r) for r in newest_first(rows, page)]
         records = await sign_up_records(conn, [a.id for a in found])
-        return json_body([await admin_account(conn, request, a, records) for a in found])
+        body = [await admin_account(conn, request, a, records) for a in found]
+    return paginated(request, body)
 
 
 def _local_accounts(remote: bool) -> Any:
@@ -114,7 +127,7 @@ async def list_admin_accounts(request: web.Request) -> web.Response:
     for name in ("suspended", "silenced", "pending"):
         if boolean(params, name):
             query = query.where(_STATUS[name])
-    return await _admin_accounts(request, query)
+    return await _admin_accounts(request, query, params)
 
 
 # Mastodon's account states (v2 `status`, v1's boolean filters).
@@ -142,7 +155,7 @@ async def list_admin_accounts_v2(request: web.Request) -> web.Response:
     query = _local_accounts(origin == "remote")
     if status:
         query = query.where(_STATUS[status])
-    return await _admin_accounts(request, query)
+    return await _admin_accounts(request, query, params)
 
 
 async def _decide(request: web.Request, approve: bool) -> web.Response:
@@ -280,9 +293,11 @@ async def list_admin_reports(request: web.Request) -> web.Response:
     """Open reports (`resolved=true`: the resolved ones)."""
     await _admin(request, "admin:read:reports")
     params = await request_params(request)
+    page = _admin_page(params)
     async with request.app[DATABASE].read() as conn:
-        found = await reports.list_reports(conn, resolved=boolean(params, "resolved"))
-        return json_body([await admin_report(conn, request, r) for r in found])
+        found = await reports.list_reports(conn, boolean(params, "resolved"), page)
+        body = [await admin_report(conn, request, r) for r in found]
+    return paginated(request, body)
 
 
 @routes.post("/api/v1/admin/reports/{id}/resolve")
@@ -316,9 +331,10 @@ def _domain_block(row: Any) -> dict[str, Any]:
 @routes.get("/api/v1/admin/domain_blocks")
 async def list_domain_blocks(request: web.Request) -> web.Response:
     await _admin(request, "admin:read:domain_blocks")
+    page = _admin_page(await request_params(request))
     async with request.app[DATABASE].read() as conn:
-        rows = await conn.execute(select(domain_blocks).order_by(domain_blocks.c.domain))
-        return json_body([_domain_block(row) for row in rows])
+        rows = (await conn.execute(paged(select(domain_blocks), domain_blocks.c.id, page))).all()
+    return paginated(request, [_domain_block(row) for row in newest_first(rows, page)])
 
 
 @routes.post("/api/v1/admin/domain_blocks")
