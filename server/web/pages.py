@@ -17,6 +17,7 @@ from server.api.errors import ApiError
 from server.api.web import html_response, render_page
 from server.appkeys import CONFIG, DATABASE, TEMPLATES, URLS
 from server.identity.accounts import Account
+from server.social.notifications import seen_by
 from server.storage.tables import markers, notifications
 from server.web.sessions import cookies, csrf_ok, csrf_token_for, form_cookie, session_grant
 
@@ -153,10 +154,7 @@ async def _unread(request: web.Request, account: Account) -> int:
         )
         newer = (
             select(notifications.c.id)
-            .where(
-                notifications.c.account_id == account.id,
-                notifications.c.id > (last_read or 0),
-            )
+            .where(seen_by(account), notifications.c.id > (last_read or 0))
             .limit(_UNREAD_SHOWN_MAX + 1)
         )
         return int(await conn.scalar(select(func.count()).select_from(newer.subquery())) or 0)

@@ -14,6 +14,7 @@ from server.api.mastodon.entities import Presenter
 from server.api.mastodon.notifications import render_notifications
 from server.appkeys import CLOCK, DATABASE, URLS
 from server.identity.accounts import Account, account_from_row, select_accounts
+from server.social.notifications import seen_by
 from server.social.timelines import PageRequest, home_timeline, public_timeline
 from server.storage.tables import accounts, follows, markers, notifications
 from server.web.pages import page, render, require_viewer, viewer
@@ -98,7 +99,7 @@ async def notifications_page(request: web.Request) -> web.Response:
     """Notifications, newest first; seeing them moves the read marker (the nav's count)."""
     me = await require_viewer(request)
     page_request = page_of(request)
-    query = select(notifications).where(notifications.c.account_id == me.id)
+    query = select(notifications).where(seen_by(me))
     if page_request.max_id is not None:
         query = query.where(notifications.c.id < page_request.max_id)
     async with request.app[DATABASE].read() as conn:

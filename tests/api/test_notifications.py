@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from server.identity.tokens import issue_token
+from server.web.sessions import Cookies, open_session, web_client
 from tests.api.client import ApiClient, client_for
 from tests.harness import Node
 
@@ -142,3 +144,50 @@ async def test_notifications_need_a_token_with_the_right_scope(node: Node) -> No
     assert (await reader.get("/api/v1/notifications/not-a-number")).status == 404
     writer = ApiClient(node, await node.create_token("alice", "write:notifications"))
     assert (await writer.post("/api/v1/notifications/99999999999999999999/dismiss")).status == 404
+
+
+async def _web_page(node: Node, username: str, path: str) -> str:
+    """A page of the web client as `username` sees it (signed in with a session cookie)."""
+    account = await node.account(username)
+    async with node.db.transaction() as conn:
+        client = await web_client(conn, node.urls, node.clock())
+        issued = await issue_token(
+            conn, account.id, client.scopes, client.name, node.clock(), application_id=client.id
+        )
+        session = await open_session(conn, issued.access_token, node.clock())
+    cookie = {"Cookie": f"{Cookies.of(node.urls).session}={session}"}
+    async with node.http.get(path, headers=cookie, allow_redirects=False) as response:
+        assert response.status == 200
+        return await response.text()
+
+
+async def test_silenced_strangers_blocked_and_muted_senders_are_hidden_on_the_api_and_the_web(
+    node: Node,
+) -> None:
+    alice = await client_for(node, "alice")
+    await node.create_user("root", is_admin=True)
+    root = await client_for(node, "root", "read write admin:read admin:write")
+    senders = {name: await client_for(node, name) for name in ("bob", "carol", "dave", "erin")}
+    for name, sender in senders.items():
+        await sender.post("/api/v1/statuses", status=f"@alice hello from {name}")
+    for name in ("bob", "carol"):  # both silenced; alice follows carol
+        silenced = await root.post(
+            f"/api/v1/admin/accounts/{await _id(node, name)}/action", type="silence"
+        )
+        assert silenced.status == 200, silenced.body
+    await alice.post(f"/api/v1/accounts/{await _id(node, 'carol')}/follow")
+    await alice.post(f"/api/v1/accounts/{await _id(node, 'dave')}/block")
+
+    shown = (await alice.get("/api/v1/notifications")).body
+    assert sorted(n["account"]["username"] for n in shown) == ["carol", "erin"]
+    assert (await alice.get("/api/v1/notifications/unread_count")).body == {"count": 2}
+    page = await _web_page(node, "alice", "/notifications")
+    assert "hello from carol" in page
+    assert "hello from erin" in page
+    assert "hello from bob" not in page
+    assert "hello from dave" not in page
+
+    lifted = await root.post(f"/api/v1/admin/accounts/{await _id(node, 'bob')}/unsilence")
+    assert lifted.status == 200
+    shown = (await alice.get("/api/v1/notifications")).body
+    assert sorted(n["account"]["username"] for n in shown) == ["bob", "carol", "erin"]

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import Select, and_, delete, func, or_, select, union
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from protocol.addressing import is_public
@@ -18,9 +18,10 @@ from server.api.params import integer, path_id, request_params, string_list
 from server.api.responses import json_body
 from server.appkeys import DATABASE, URLS
 from server.identity.accounts import Account
+from server.social.notifications import seen_by
 from server.social.statuses import Status, status_from_row
 from server.social.timelines import newest_first, paged
-from server.storage.tables import blocks, follows, markers, mentions, mutes, notifications, statuses
+from server.storage.tables import blocks, follows, markers, mentions, notifications, statuses
 
 routes = web.RouteTableDef()
 
@@ -134,27 +135,12 @@ async def render_notifications(presenter: Presenter, rows: list[Any]) -> list[di
     return result
 
 
-def _hidden_senders(me: Account) -> Any:
-    """Accounts whose notifications the user does not see: blocked either way, or muted
-    with notifications (a block or mute made after the notification hides it too)."""
-    return union(
-        select(blocks.c.target_account_id).where(blocks.c.account_id == me.id),
-        select(blocks.c.account_id).where(blocks.c.target_account_id == me.id),
-        select(mutes.c.target_account_id).where(
-            mutes.c.account_id == me.id, mutes.c.hide_notifications.is_(True)
-        ),
-    )
-
-
 def _shown(query: Select, me: Account, params: dict[str, Any]) -> Select:
     """The user's notifications as a client filters them (`types[]`, `exclude_types[]`,
     `account_id`). As Mastodon, unknown type names are ignored: they match nothing."""
     wanted = string_list(params, "types", 50)
     excluded = string_list(params, "exclude_types", 50)
-    query = query.where(
-        notifications.c.account_id == me.id,
-        notifications.c.from_account_id.not_in(_hidden_senders(me)),
-    )
+    query = query.where(seen_by(me))
     if wanted or excluded:
         requested = [
             kind
