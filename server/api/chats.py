@@ -42,53 +42,70 @@ PEOPLE_PER_REQUEST_MAX = 20
 
 async def render_chat(presenter: Presenter, chat: Chat) -> dict[str, Any]:
     """A chat as its member `presenter.viewer` sees it."""
+    return (await render_chats(presenter, [chat]))[0]
+
+
+async def render_chats(presenter: Presenter, found: list[Chat]) -> list[dict[str, Any]]:
+    """Chats as their member `presenter.viewer` sees them: the members, their accounts and
+    read receipts of the whole page at once; each chat's newest message and unread count."""
     conn, viewer = presenter.conn, presenter.viewer
     assert viewer is not None
-    members = await chats.members_of(conn, chat.id)
-    me = next(m for m in members if m.account.id == viewer.id)
-    latest = await chats.latest_message(conn, viewer, chat, me.left_at)
-    shown_members = [m for m in members if m.active]
-    rendered = await presenter.accounts([m.account for m in shown_members])
-    receipts = await _receipts_shown(conn, viewer, members)
-    return {
-        "id": str(chat.id),
-        "uri": chat.context_uri,
-        "name": chat.name,
-        "group": chat.is_group,
-        "owner_id": str(chat.owner_account_id) if chat.owner_account_id else None,
-        "members": [
-            {
-                "account": account,
-                "joined_at": mastodon_time(member.joined_at),
-                "last_read_id": (
-                    str(member.read_up_to_id)
-                    if member.read_up_to_id and member.account.id in receipts
-                    else None
-                ),
-            }
-            for member, account in zip(shown_members, rendered, strict=True)
-        ],
-        "left": not me.active,
-        "unread_count": await chats.unread_count(conn, viewer, chat, me),
-        "last_read_id": str(me.read_up_to_id) if me.read_up_to_id else None,
-        "last_message": await presenter.status(latest) if latest is not None else None,
-        "created_at": mastodon_time(chat.created_at),
-        "updated_at": mastodon_time(chat.updated_at),
+    members = await chats.members_of_chats(conn, [chat.id for chat in found])
+    everyone = {m.account.id: m.account for chat in found for m in members[chat.id]}
+    sharers = await chats.sharing_read_receipts(
+        conn, [viewer.id, *(i for i, a in everyone.items() if a.is_local)]
+    )
+    rendered = dict(zip(everyone, await presenter.accounts(everyone.values()), strict=True))
+    mine = {c.id: next(m for m in members[c.id] if m.account.id == viewer.id) for c in found}
+    latest = {
+        chat.id: await chats.latest_message(conn, viewer, chat, mine[chat.id].left_at)
+        for chat in found
     }
+    messages = [status for status in latest.values() if status is not None]
+    shown_messages = {int(entity["id"]): entity for entity in await presenter.statuses(messages)}
+    bodies = []
+    for chat in found:
+        me, message = mine[chat.id], latest[chat.id]
+        receipts = _receipts_shown(viewer, members[chat.id], sharers)
+        bodies.append(
+            {
+                "id": str(chat.id),
+                "uri": chat.context_uri,
+                "name": chat.name,
+                "group": chat.is_group,
+                "owner_id": str(chat.owner_account_id) if chat.owner_account_id else None,
+                "members": [
+                    {
+                        "account": rendered[member.account.id],
+                        "joined_at": mastodon_time(member.joined_at),
+                        "last_read_id": (
+                            str(member.read_up_to_id)
+                            if member.read_up_to_id and member.account.id in receipts
+                            else None
+                        ),
+                    }
+                    for member in members[chat.id]
+                    if member.active
+                ],
+                "left": not me.active,
+                "unread_count": await chats.unread_count(conn, viewer, chat, me),
+                "last_read_id": str(me.read_up_to_id) if me.read_up_to_id else None,
+                "last_message": shown_messages.get(message.id) if message is not None else None,
+                "created_at": mastodon_time(chat.created_at),
+                "updated_at": mastodon_time(chat.updated_at),
+            }
+        )
+    return bodies
 
 
-async def _receipts_shown(
-    conn: AsyncConnection, viewer: Account, members: list[Member]
-) -> set[int]:
+def _receipts_shown(viewer: Account, members: list[Member], sharers: set[int]) -> set[int]:
     """Whose read markers the viewer sees: its own, and others' only when both share them (a
     remote member's marker only ever arrives when that member shares it)."""
-    if not await chats.shares_read_receipts(conn, viewer.id):
+    if viewer.id not in sharers:
         return {viewer.id}
-    shown = {viewer.id}
-    for member in members:
-        if not member.account.is_local or await chats.shares_read_receipts(conn, member.account.id):
-            shown.add(member.account.id)
-    return shown
+    return {viewer.id} | {
+        m.account.id for m in members if not m.account.is_local or m.account.id in sharers
+    }
 
 
 async def _readable(conn: AsyncConnection, viewer: Account, chat_id: int) -> Chat:
@@ -149,7 +166,7 @@ async def list_chats(request: web.Request) -> web.Response:
     async with request.app[DATABASE].read() as conn:
         found = await chats.chats_of(conn, me, page)
         presenter = Presenter(conn, request.app[URLS], me)
-        body = [await render_chat(presenter, chat) for chat, _ in found]
+        body = await render_chats(presenter, [chat for chat, _ in found])
     return paginated(request, body, [recency for _, recency in found])
 
 

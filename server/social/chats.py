@@ -11,6 +11,7 @@ marker; it reaches others only when the reader shares read receipts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -99,16 +100,28 @@ async def chat_by_context(conn: AsyncConnection, context_uri: str) -> Chat | Non
 
 async def members_of(conn: AsyncConnection, chat_id: int) -> list[Member]:
     """Everyone who is or was in the chat, in the order they joined."""
+    return (await members_of_chats(conn, [chat_id])).get(chat_id, [])
+
+
+async def members_of_chats(conn: AsyncConnection, chat_ids: list[int]) -> dict[int, list[Member]]:
+    """`members_of` for several chats, in one query (a page of chats)."""
     rows = await conn.execute(
         select_accounts()
-        .add_columns(chat_members.c.joined_at, chat_members.c.left_at, chat_members.c.read_up_to_id)
+        .add_columns(
+            chat_members.c.chat_id,
+            chat_members.c.joined_at,
+            chat_members.c.left_at,
+            chat_members.c.read_up_to_id,
+        )
         .join(chat_members, chat_members.c.account_id == accounts.c.id)
-        .where(chat_members.c.chat_id == chat_id)
+        .where(chat_members.c.chat_id.in_(chat_ids))
         .order_by(chat_members.c.joined_at, accounts.c.id)
     )
-    return [
-        Member(account_from_row(row), row.joined_at, row.left_at, row.read_up_to_id) for row in rows
-    ]
+    found: dict[int, list[Member]] = {chat_id: [] for chat_id in chat_ids}
+    for row in rows:
+        member = Member(account_from_row(row), row.joined_at, row.left_at, row.read_up_to_id)
+        found[row.chat_id].append(member)
+    return found
 
 
 def _member(members: list[Member], account_id: int | None) -> Member | None:
@@ -579,11 +592,17 @@ async def set_read(conn: AsyncConnection, chat: Chat, account_id: int, status_id
 
 
 async def shares_read_receipts(conn: AsyncConnection, account_id: int) -> bool:
-    return bool(
-        await conn.scalar(
-            select(accounts.c.shares_read_receipts).where(accounts.c.id == account_id)
+    return account_id in await sharing_read_receipts(conn, [account_id])
+
+
+async def sharing_read_receipts(conn: AsyncConnection, account_ids: Iterable[int]) -> set[int]:
+    """Those of these accounts that share their read receipts."""
+    rows = await conn.execute(
+        select(accounts.c.id).where(
+            accounts.c.id.in_(list(account_ids)), accounts.c.shares_read_receipts.is_(True)
         )
     )
+    return set(rows.scalars())
 
 
 async def share_read_receipts(conn: AsyncConnection, account_id: int, share: bool) -> None:

@@ -25,7 +25,7 @@ from payments import requests as payment_requests
 from payments.money import AmountError, parse_amount
 from payments.parties import PaymentError
 from protocol import payments as wire
-from server.api.chats import render_chat
+from server.api.chats import render_chat, render_chats
 from server.api.errors import ApiError
 from server.api.mastodon.entities import Presenter
 from server.api.payments import chat_payment_entity
@@ -107,7 +107,7 @@ async def _list_values(request: web.Request, me: Account) -> dict[str, Any]:
     async with request.app[DATABASE].read() as conn:
         found = await chats.chats_of(conn, me, page)
         presenter = Presenter(conn, request.app[URLS], me)
-        entities = [await render_chat(presenter, chat) for chat, _ in found]
+        entities = await render_chats(presenter, [chat for chat, _ in found])
     older = found[-1][1] if len(found) == CHATS_PER_PAGE else None
     return {"chats": entities, "older": older}
 
