@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from federation.db import UnitOfWork
@@ -219,10 +219,17 @@ class InboxWorker:
         conn: AsyncConnection, item_id: int, state: str, error: str | None, now: datetime
     ) -> None:
         await conn.execute(
-            update(inbox_items)
-            .where(inbox_items.c.id == item_id)
-            .values(state=state, finished_at=now, locked_until=None, last_error=error)
+            _FINISH, {"item": item_id, "state": state, "finished_at": now, "last_error": error}
         )
+
+
+# Once per activity applied (`kith_direct`: see server/storage/direct.py).
+_FINISH = (
+    update(inbox_items)
+    .where(inbox_items.c.id == bindparam("item"))
+    .values(locked_until=None)
+    .execution_options(kith_direct=True)
+)
 
 
 async def run_loop(

@@ -46,7 +46,7 @@ _SILENCED_BY = union(
     select(blocks.c.account_id).where(blocks.c.target_account_id == bindparam("author")),
     select(blocks.c.target_account_id).where(blocks.c.account_id == bindparam("author")),
     select(mutes.c.account_id).where(mutes.c.target_account_id == bindparam("author")),
-)
+).execution_options(kith_direct=True)
 
 
 async def silenced_by(conn: AsyncConnection, author_id: int) -> set[int]:
@@ -65,6 +65,7 @@ def _local_followers(*conditions: ColumnElement[bool]) -> Select:
             accounts.c.domain == "",
             *conditions,
         )
+        .execution_options(kith_direct=True)  # see server/storage/direct.py
     )
 
 
@@ -175,25 +176,29 @@ async def _notify_subscribers(
 
 
 # Whether `recipient` mutes the notifications of `sender`, or either blocks the other.
-_HIDDEN_FROM = union_all(
-    select(mutes.c.id).where(
-        mutes.c.account_id == bindparam("recipient"),
-        mutes.c.target_account_id == bindparam("sender"),
-        mutes.c.hide_notifications.is_(True),
-    ),
-    select(blocks.c.id).where(
-        or_(
-            and_(
-                blocks.c.account_id == bindparam("recipient"),
-                blocks.c.target_account_id == bindparam("sender"),
-            ),
-            and_(
-                blocks.c.account_id == bindparam("sender"),
-                blocks.c.target_account_id == bindparam("recipient"),
-            ),
-        )
-    ),
-).limit(1)
+_HIDDEN_FROM = (
+    union_all(
+        select(mutes.c.id).where(
+            mutes.c.account_id == bindparam("recipient"),
+            mutes.c.target_account_id == bindparam("sender"),
+            mutes.c.hide_notifications.is_(True),
+        ),
+        select(blocks.c.id).where(
+            or_(
+                and_(
+                    blocks.c.account_id == bindparam("recipient"),
+                    blocks.c.target_account_id == bindparam("sender"),
+                ),
+                and_(
+                    blocks.c.account_id == bindparam("sender"),
+                    blocks.c.target_account_id == bindparam("recipient"),
+                ),
+            )
+        ),
+    )
+    .limit(1)
+    .execution_options(kith_direct=True)
+)
 
 
 async def notify(

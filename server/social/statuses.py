@@ -92,16 +92,38 @@ async def insert_status(
         return None
     for account_id, silent in (mentioned or {}).items():
         await conn.execute(
-            insert(mentions).values(status_id=status_id, account_id=account_id, silent=silent)
+            _ADD_MENTION, {"status_id": status_id, "account_id": account_id, "silent": silent}
         )
     for name in dict.fromkeys(tags or []):
-        await conn.execute(insert(status_tags).values(status_id=status_id, name=name[:255]))
+        await conn.execute(_ADD_TAG, {"status_id": status_id, "name": name[:255]})
     return await status_by_id(conn, status_id)
 
 
-# Hot lookups built once, run with parameters (building a statement costs more than running it).
-_BY_ID = select(statuses).where(statuses.c.id == bindparam("id"))
-_BY_URI = select(statuses).where(statuses.c.uri == bindparam("uri"))
+# Hot statements built once, run with parameters (building a statement costs more than running
+# it); on SQLite past SQLAlchemy's execution machinery (`kith_direct`: server/storage/direct.py).
+_DIRECT = {"kith_direct": True}
+_BY_ID = select(statuses).where(statuses.c.id == bindparam("id")).execution_options(**_DIRECT)
+_BY_URI = select(statuses).where(statuses.c.uri == bindparam("uri")).execution_options(**_DIRECT)
+_ADD_MENTION = insert(mentions).execution_options(**_DIRECT)
+_ADD_TAG = insert(status_tags).execution_options(**_DIRECT)
+_TOMBSTONED = (
+    select(tombstones.c.uri)
+    .where(tombstones.c.uri == bindparam("uri"))
+    .execution_options(**_DIRECT)
+)
+_MENTIONED = (
+    select_accounts()
+    .add_columns(mentions.c.silent)
+    .join(mentions, mentions.c.account_id == accounts.c.id)
+    .where(mentions.c.status_id == bindparam("status"))
+    .order_by(accounts.c.id)
+    .execution_options(**_DIRECT)
+)
+_TAGS = (
+    select(status_tags.c.name)
+    .where(status_tags.c.status_id == bindparam("status"))
+    .execution_options(**_DIRECT)
+)
 
 
 async def status_by_id(conn: AsyncConnection, status_id: int) -> Status | None:
@@ -127,25 +149,17 @@ async def boost_by(conn: AsyncConnection, account_id: int, status_id: int) -> St
 
 async def mentioned_accounts(conn: AsyncConnection, status_id: int) -> list[tuple[Account, bool]]:
     """The accounts a status mentions, with whether the mention is silent (addressed only)."""
-    rows = await conn.execute(
-        select_accounts()
-        .add_columns(mentions.c.silent)
-        .join(mentions, mentions.c.account_id == accounts.c.id)
-        .where(mentions.c.status_id == status_id)
-        .order_by(accounts.c.id)
-    )
+    rows = await conn.execute(_MENTIONED, {"status": status_id})
     return [(account_from_row(row), row.silent) for row in rows]
 
 
 async def tags_of(conn: AsyncConnection, status_id: int) -> list[str]:
-    rows = await conn.execute(
-        select(status_tags.c.name).where(status_tags.c.status_id == status_id)
-    )
+    rows = await conn.execute(_TAGS, {"status": status_id})
     return [row.name for row in rows]
 
 
 async def is_tombstoned(conn: AsyncConnection, uri: str) -> bool:
-    row = await conn.execute(select(tombstones.c.uri).where(tombstones.c.uri == uri))
+    row = await conn.execute(_TOMBSTONED, {"uri": uri})
     return row.first() is not None
 
 
