@@ -64,3 +64,9 @@ async def client_for(
     if username not in node.users:
         await node.create_user(username)
     return ApiClient(node, await node.create_token(username, scopes))
+
+
+async def admin_client_for(node: Node, username: str = "root") -> ApiClient:
+    """A signed-in client for a (new) local admin, with the admin scopes."""
+    await node.create_user(username, is_admin=True)
+    return await client_for(node, username, "read write admin:read admin:write")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from server.identity.tokens import issue_token
 from server.web.sessions import Cookies, open_session, web_client
-from tests.api.client import ApiClient, client_for
+from tests.api.client import ApiClient, admin_client_for, client_for
 from tests.harness import Node
 
 
@@ -165,8 +165,7 @@ async def test_silenced_strangers_blocked_and_muted_senders_are_hidden_on_the_ap
     node: Node,
 ) -> None:
     alice = await client_for(node, "alice")
-    await node.create_user("root", is_admin=True)
-    root = await client_for(node, "root", "read write admin:read admin:write")
+    root = await admin_client_for(node)
     senders = {name: await client_for(node, name) for name in ("bob", "carol", "dave", "erin")}
     for name, sender in senders.items():
         await sender.post("/api/v1/statuses", status=f"@alice hello from {name}")

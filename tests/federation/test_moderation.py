@@ -15,7 +15,7 @@ from federation.tables import deliveries
 from server import moderation
 from server.moderation import SILENCE, SUSPEND
 from server.storage.tables import reports
-from tests.api.client import client_for
+from tests.api.client import admin_client_for, client_for
 from tests.federation import test_payments
 from tests.federation.social import follow, follow_state, known, post, remote, stored
 from tests.federation.test_payments import Pair, assert_money_conserved, balance, settled
@@ -295,8 +295,7 @@ async def test_the_admin_api_blocks_domains_acts_on_accounts_and_reports_and_is_
     two: tuple[Node, Node],
 ) -> None:
     a, b = two
-    await a.create_user("root", is_admin=True)
-    root = await client_for(a, "root", "read write admin:read admin:write")
+    root = await admin_client_for(a)
     alice = await client_for(a, "alice", "read write admin:read admin:write")
     assert (await alice.get("/api/v1/admin/accounts")).status == 403  # not an admin
     plain = await client_for(a, "carol")
@@ -433,8 +432,7 @@ async def test_the_admin_lists_are_paged_newest_first_with_link_headers(
     two: tuple[Node, Node],
 ) -> None:
     a, _ = two
-    await a.create_user("root", is_admin=True)
-    root = await client_for(a, "root", "read write admin:read admin:write")
+    root = await admin_client_for(a)
     for n in range(5):
         await a.create_user(f"user{n}")
     everyone = (await root.get("/api/v1/admin/accounts")).body
