@@ -84,10 +84,8 @@ def _plan(
 ) -> _Plan | None:
     names = frozenset(parameters)
     key = (id(statement), names)
-    try:
+    if key in _plans:
         return _plans[key]
-    except KeyError:
-        pass
     if len(_plans) >= _PLANS_MAX:
         return None
     plan = _compile(statement, parameters, dialect)
