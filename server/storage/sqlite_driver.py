@@ -57,7 +57,7 @@ def _waits(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
 
 
 def _is_waiting_begin(sql: str) -> bool:
-    return sql[:5].upper() == "BEGIN" and sql.lstrip().upper().startswith(_WAITING_BEGINS)
+    return sql[:40].lstrip().upper().startswith(_WAITING_BEGINS)
 
 
 class InlineCursor(AsyncAdapt_aiosqlite_cursor):
@@ -119,7 +119,6 @@ class InlineDBAPI(AsyncAdapt_aiosqlite_dbapi):
     its connections hand out `InlineCursor`s."""
 
     def connect(self, *args: Any, **kwargs: Any) -> InlineAdaptedConnection:
-        kwargs.pop("async_creator_fn", None)
         return InlineAdaptedConnection(self, await_(connect(*args, **kwargs)))
 
 
@@ -128,8 +127,8 @@ def dbapi() -> InlineDBAPI:
 
 
 def connect(database: str, **options: Any) -> InlineConnection:
-    """SQLAlchemy's `async_creator_fn`: the connection is opened in its thread, then shared
-    with the loop's thread (hence `check_same_thread=False`; sqlite3 is built thread-safe)."""
+    """A connection (`InlineDBAPI.connect`): opened in its thread, then shared with the loop's
+    thread (hence `check_same_thread=False`; sqlite3 is built thread-safe)."""
     options["check_same_thread"] = False
     connection = InlineConnection(partial(sqlite3.connect, database, **options), _ITER_CHUNK_SIZE)
     connection._thread.daemon = True
