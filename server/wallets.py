@@ -12,12 +12,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments import ledger
 from payments.ledger import Failure, Kind, Outcome, Transfer
 from payments.money import Currency
 from payments.parties import EXTERNAL_OWNER, user_owner
+from payments.tables import payment_requests, settlements
 from server.identity.accounts import Account
 from server.storage.ids import new_id
 
@@ -100,3 +102,32 @@ async def balances(conn: AsyncConnection, account: Account) -> list[Balance]:
         Balance(a.currency, a.balance, a.available, a.credits_pending)
         for a in await ledger.accounts_of(conn, user_owner(account.id))
     ]
+
+
+CHANGES_MAX = 50  # per kind and answer: a page that fell further behind is reloaded by hand
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A user's payment requests and transfers stored after a mark (ids are time-sorted)."""
+
+    request_ids: list[int]
+    transfer_ids: list[int]
+
+
+async def changes_since(conn: AsyncConnection, account: Account, since: int) -> Changes:
+    """What a wallet page rendered at `since` does not show yet: requests and transfers the
+    user pays or is paid by, stored afterwards (the newest CHANGES_MAX of each)."""
+    found = []
+    for table in (payment_requests, settlements):
+        rows = await conn.execute(
+            select(table.c.id)
+            .where(
+                table.c.id > since,
+                or_(table.c.payer_account_id == account.id, table.c.payee_account_id == account.id),
+            )
+            .order_by(table.c.id.desc())
+            .limit(CHANGES_MAX)
+        )
+        found.append(sorted(rows.scalars()))
+    return Changes(*found)

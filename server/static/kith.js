@@ -365,6 +365,12 @@ async function sendChatMessage(event) {
 }
 
 document.addEventListener("kith:stream", followChats);
+// Messages that came while the stream was not listening (between the page's rendering and its
+// subscription, or during a reconnection) are fetched when it listens again.
+new MutationObserver(() => {
+  const list = document.querySelector("[data-messages]");
+  if (list && document.body.dataset.live) loadNewMessages(list);
+}).observe(document.body, { attributes: true, attributeFilter: ["data-live"] });
 document.addEventListener("submit", sendChatMessage);
 
 // --- payments (the wallet pages) ---------------------------------------------------------------
@@ -401,6 +407,23 @@ function refreshSettling() {
     const [kind, id] = element.id.split("-");
     if (PAYMENT_WORDS[kind] && /^[0-9]+$/.test(id || "")) queuePaymentRefresh(kind, { id });
   }
+  catchUpPayments();
+}
+
+// The wallet page also asks which payments were stored since its mark (data-payments-since):
+// a request or a transfer that arrived while it was not listening is shown all the same.
+async function catchUpPayments() {
+  const since = document.body.dataset.paymentsSince;
+  if (!since) return;
+  const response = await fetch(`/wallet/changes?since=${encodeURIComponent(since)}`, {
+    credentials: "same-origin",
+    headers: { Accept: "application/json" },
+  });
+  if (!response.ok) return;
+  const found = await response.json();
+  document.body.dataset.paymentsSince = found.since;
+  for (const id of found.payment_requests) queuePaymentRefresh("payment", { id });
+  for (const id of found.transfers) queuePaymentRefresh("transfer", { id });
 }
 
 function followPayments(event) {

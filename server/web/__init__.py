@@ -30,5 +30,8 @@ Conventions (docs/architecture.md, "Web client", says the same):
   name of the streaming API) makes kith.js open `/api/v1/streaming` with the session cookie
   (same origin only); an `update` is fetched as `/statuses/ID/card` and put first in the
   element marked `data-feed`, `delete` removes `#status-ID`, `notification` bumps the unread
-  badge. Pages say `data-more` on their "older" link for infinite scroll.
+  badge. Pages say `data-more` on their "older" link for infinite scroll. What came while the
+  stream was not listening (between rendering and subscribing, or during a reconnection) is
+  fetched once it listens: a chat's new messages (after its `data-last`), and the wallet's
+  payments stored since its mark (`data-payments-since`, `/wallet/changes`).
 """

@@ -38,12 +38,14 @@ from server.api.payments import (
     transactions_csv,
     transfer_entity,
 )
-from server.appkeys import DATABASE, FEDERATION, URLS
+from server.api.responses import json_body
+from server.appkeys import CLOCK, DATABASE, FEDERATION, URLS
 from server.identity.accounts import Account
 from server.paying import PayeeNode
 from server.social import chats
 from server.social.chats import ChatError
-from server.wallets import balances
+from server.storage.ids import first_id_after
+from server.wallets import balances, changes_since
 from server.web.money import parse_money
 from server.web.pages import (
     FormErrors,
@@ -101,6 +103,7 @@ async def _wallet(
     request: web.Request, me: Account, status: int = 200, **forms: Any
 ) -> web.Response:
     view = WalletView(request, me)
+    since = _changes_mark(request)  # before reading: what is stored later comes with /changes
     async with request.app[DATABASE].read() as conn:
         lines = await view.balances(conn)
         waiting = await view.waiting(conn)
@@ -120,6 +123,7 @@ async def _wallet(
         send=forms.get("send") or _send_form(view, lines),
         ask=forms.get("ask") or _ask_form(view, lines),
         expiry_choices=EXPIRY_CHOICES,
+        payments_since=since,
     )
 
 
@@ -718,6 +722,37 @@ async def history_csv(request: web.Request) -> web.Response:
 
 
 # --- live fragments ---------------------------------------------------------------------------
+
+# A mark is this much older than the moment it stands for: a row named by an id from just
+# before it may commit just after it, and answering a payment twice costs only a fetch.
+CHANGES_MARGIN = timedelta(seconds=10)
+
+
+def _changes_mark(request: web.Request) -> int:
+    return first_id_after(request.app[CLOCK]() - CHANGES_MARGIN)
+
+
+@routes.get("/wallet/changes")
+async def changes(request: web.Request) -> web.Response:
+    """What kith.js asks whenever the wallet page's stream (re)connects: the payment requests
+    and transfers stored since the page's mark (`since`), which it may not have heard of
+    (they came while it was not listening), and the mark to ask from next time."""
+    me = await require_viewer(request)
+    since = request.query.get("since", "")
+    if not _ID.fullmatch(since):
+        raise ApiError(422, "Validation failed", "since must be a mark the page was given")
+    mark = _changes_mark(request)
+    async with request.app[DATABASE].read() as conn:
+        found = await changes_since(conn, me, int(since))
+    answer = json_body(
+        {
+            "payment_requests": [str(i) for i in found.request_ids],
+            "transfers": [str(i) for i in found.transfer_ids],
+            "since": str(max(mark, int(since))),
+        }
+    )
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
 
 
 @routes.get("/wallet/live")

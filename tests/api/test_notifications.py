@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from server.identity.tokens import issue_token
-from server.web.sessions import Cookies, open_session, web_client
 from tests.api.client import ApiClient, admin_client_for, client_for
 from tests.harness import Node
+from tests.integration.support import session_cookie
 
 
 async def _id(node: Node, username: str) -> str:
@@ -147,15 +146,8 @@ async def test_notifications_need_a_token_with_the_right_scope(node: Node) -> No
 
 
 async def _web_page(node: Node, username: str, path: str) -> str:
-    """A page of the web client as `username` sees it (signed in with a session cookie)."""
-    account = await node.account(username)
-    async with node.db.transaction() as conn:
-        client = await web_client(conn, node.urls, node.clock())
-        issued = await issue_token(
-            conn, account.id, client.scopes, client.name, node.clock(), application_id=client.id
-        )
-        session = await open_session(conn, issued.access_token, node.clock())
-    cookie = {"Cookie": f"{Cookies.of(node.urls).session}={session}"}
+    """A page of the web client as `username` sees it (signed in)."""
+    cookie = await session_cookie(node, username)
     async with node.http.get(path, headers=cookie, allow_redirects=False) as response:
         assert response.status == 200
         return await response.text()

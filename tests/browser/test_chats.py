@@ -4,7 +4,9 @@ changing live on both sides, leaving, and bad input said inline."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import re
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from PIL import Image
 from payments.money import Currencies
 from server.wallets import deposit
 from tests.browser.support import check_accessibility, new_page, screenshot, sign_up
-from tests.harness import Node, eventually
+from tests.harness import Node, NodeFactory, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -143,3 +145,36 @@ async def test_a_group_chat_across_nodes_with_live_messages_and_money(
     assert await carol.locator("text=You left this chat").count() == 1
     for page in (alice, bob, carol):
         assert page.csp_violations == []
+
+
+async def test_a_message_that_arrives_before_the_stream_listens_is_shown_all_the_same(
+    browser: Any, nodes: NodeFactory
+) -> None:
+    node = await nodes.start(instance__registrations="open")
+    kim = await new_page(browser)
+    await sign_up(kim, node, "kim")
+    await node.create_user("lou")
+    headers = {"Authorization": f"Bearer {await node.create_token('lou', 'read write')}"}
+
+    async def lou_posts(path: str, body: dict) -> dict:
+        async with node.http.post(path, json=body, headers=headers) as answer:
+            assert answer.status == 200, await answer.text()
+            return await answer.json()
+
+    chat = await lou_posts("/api/kith/v1/chats", {"acct": ["kim"]})
+    await lou_posts(f"/api/kith/v1/chats/{chat['id']}/messages", {"status": "first"})
+    # Hold the chat page's stream until the next message is stored: the page was rendered
+    # without it and its subscription comes too late to hear of it.
+    listening = asyncio.Event()
+
+    async def hold(socket: Any) -> None:
+        await listening.wait()
+        socket.connect_to_server()
+
+    await kim.route_web_socket(re.compile(r".*/api/v1/streaming.*"), hold)
+    await kim.goto(node.url(f"/chats/{chat['id']}"))
+    await kim.locator("#messages li", has_text="first").wait_for()
+    await lou_posts(f"/api/kith/v1/chats/{chat['id']}/messages", {"status": "while not listening"})
+    assert await kim.locator("#messages li", has_text="while not listening").count() == 0
+    listening.set()
+    await kim.locator("#messages li", has_text="while not listening").wait_for()

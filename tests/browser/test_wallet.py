@@ -5,6 +5,7 @@ inline with nothing changed, and a double submit paying once."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -283,3 +284,36 @@ async def test_sending_refuses_bad_input_inline_and_a_double_submit_pays_once(
     assert len(lines) == 2
     assert ",outgoing,completed,5.00,EUR," in lines[1]
     assert carol.csp_violations == []
+
+
+async def test_a_request_that_arrives_before_the_stream_listens_is_shown_all_the_same(
+    browser: Any, nodes: NodeFactory
+) -> None:
+    node = await nodes.start(instance__registrations="open")
+    ivy = await new_page(browser)
+    await sign_up(ivy, node, "ivy")
+    await node.create_user("jon")
+    jon = await node.create_token("jon", "read write")
+    # Hold the wallet page's stream until the request is stored: the page was rendered
+    # without it and its subscription comes too late to hear of it.
+    listening = asyncio.Event()
+
+    async def hold(socket: Any) -> None:
+        await listening.wait()
+        socket.connect_to_server()
+
+    await ivy.route_web_socket(re.compile(r".*/api/v1/streaming.*"), hold)
+    await ivy.goto(node.url("/wallet"))
+    await mark_page(ivy)
+    async with node.http.post(
+        "/api/kith/v1/payment_requests",
+        json={"payer": "ivy", "amount": "6.00", "currency": "EUR", "note": "Train tickets"},
+        headers={"Authorization": f"Bearer {jon}"},
+    ) as answer:
+        assert answer.status == 201, await answer.text()
+    assert await ivy.locator("#waiting .request").count() == 0
+    listening.set()
+    waiting = ivy.locator("#waiting .request[data-state=open]")
+    await waiting.wait_for()
+    assert "Train tickets" in await waiting.inner_text()
+    assert await not_reloaded(ivy)

@@ -6,7 +6,9 @@ import asyncio
 
 from sqlalchemy import update
 
+from server.identity.tokens import issue_token
 from server.storage.tables import access_tokens, accounts
+from server.web.sessions import Cookies, open_session, web_client
 from tests.harness import Node
 
 AS2_MEDIA_TYPE = "application/activity+json"
@@ -76,3 +78,17 @@ def _dechunk(body: bytes) -> bytes:
         out += body[:size]
         body = body[size + 2 :]
     return out
+
+
+async def session_cookie(node: Node, username: str) -> dict[str, str]:
+    """The Cookie header of a web client session for a local user (made if new), as signing
+    in makes one."""
+    account = await node.account(username) if username in node.users else None
+    account = account or await node.create_user(username)
+    async with node.db.transaction() as conn:
+        client = await web_client(conn, node.urls, node.clock())
+        issued = await issue_token(
+            conn, account.id, client.scopes, client.name, node.clock(), application_id=client.id
+        )
+        session = await open_session(conn, issued.access_token, node.clock())
+    return {"Cookie": f"{Cookies.of(node.urls).session}={session}"}
