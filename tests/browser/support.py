@@ -3,6 +3,7 @@ desktop widths, and accessibility checks (axe-core when installed, and our own).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from pathlib import Path
@@ -130,3 +131,17 @@ async def check_accessibility(page: Any) -> list[str]:
 
 def axe_available() -> bool:
     return AXE_JS.exists()
+
+
+async def hold_stream(page: Any) -> asyncio.Event:
+    """Keep the page's streaming connection from reaching the node until the returned event
+    is set: what happens meanwhile is what a page misses between its rendering and its
+    subscription."""
+    listening = asyncio.Event()
+
+    async def hold(socket: Any) -> None:
+        await listening.wait()
+        socket.connect_to_server()
+
+    await page.route_web_socket(re.compile(r".*/api/v1/streaming.*"), hold)
+    return listening

@@ -4,9 +4,7 @@ changing live on both sides, leaving, and bad input said inline."""
 
 from __future__ import annotations
 
-import asyncio
 import io
-import re
 from typing import Any
 
 import pytest
@@ -14,7 +12,13 @@ from PIL import Image
 
 from payments.money import Currencies
 from server.wallets import deposit
-from tests.browser.support import check_accessibility, new_page, screenshot, sign_up
+from tests.browser.support import (
+    check_accessibility,
+    hold_stream,
+    new_page,
+    screenshot,
+    sign_up,
+)
 from tests.harness import Node, NodeFactory, eventually
 
 pytestmark = pytest.mark.slow
@@ -165,13 +169,7 @@ async def test_a_message_that_arrives_before_the_stream_listens_is_shown_all_the
     await lou_posts(f"/api/kith/v1/chats/{chat['id']}/messages", {"status": "first"})
     # Hold the chat page's stream until the next message is stored: the page was rendered
     # without it and its subscription comes too late to hear of it.
-    listening = asyncio.Event()
-
-    async def hold(socket: Any) -> None:
-        await listening.wait()
-        socket.connect_to_server()
-
-    await kim.route_web_socket(re.compile(r".*/api/v1/streaming.*"), hold)
+    listening = await hold_stream(kim)
     await kim.goto(node.url(f"/chats/{chat['id']}"))
     await kim.locator("#messages li", has_text="first").wait_for()
     await lou_posts(f"/api/kith/v1/chats/{chat['id']}/messages", {"status": "while not listening"})

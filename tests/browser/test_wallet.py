@@ -5,7 +5,6 @@ inline with nothing changed, and a double submit paying once."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -17,7 +16,13 @@ from payments.money import Currencies
 from payments.tables import payment_requests, settlements
 from server.storage.tables import accounts
 from server.wallets import deposit
-from tests.browser.support import check_accessibility, new_page, screenshot, sign_up
+from tests.browser.support import (
+    check_accessibility,
+    hold_stream,
+    new_page,
+    screenshot,
+    sign_up,
+)
 from tests.harness import Node, NodeFactory
 
 pytestmark = pytest.mark.slow
@@ -296,13 +301,7 @@ async def test_a_request_that_arrives_before_the_stream_listens_is_shown_all_the
     jon = await node.create_token("jon", "read write")
     # Hold the wallet page's stream until the request is stored: the page was rendered
     # without it and its subscription comes too late to hear of it.
-    listening = asyncio.Event()
-
-    async def hold(socket: Any) -> None:
-        await listening.wait()
-        socket.connect_to_server()
-
-    await ivy.route_web_socket(re.compile(r".*/api/v1/streaming.*"), hold)
+    listening = await hold_stream(ivy)
     await ivy.goto(node.url("/wallet"))
     await mark_page(ivy)
     async with node.http.post(
