@@ -422,8 +422,13 @@ async function catchUpPayments() {
   if (!response.ok) return;
   const found = await response.json();
   document.body.dataset.paymentsSince = found.since;
-  for (const id of found.payment_requests) queuePaymentRefresh("payment", { id });
-  for (const id of found.transfers) queuePaymentRefresh("transfer", { id });
+  // Only those the page lacks: one it shows is kept current by the stream from now on, and
+  // fetching it again could undo what its reader is doing (a confirmation step).
+  for (const [kind, ids] of [["payment", found.payment_requests], ["transfer", found.transfers]]) {
+    for (const id of ids) {
+      if (!document.getElementById(`${kind}-${id}`)) queuePaymentRefresh(kind, { id });
+    }
+  }
 }
 
 function followPayments(event) {
