@@ -388,6 +388,9 @@ const PAYMENT_WORDS = { payment: "Payment request", transfer: "Payment" };
 let paymentUpdates = Promise.resolve();
 
 async function refreshPayment(kind, entity) {
+  // A confirmation step its reader is in stays while the payment is as it was.
+  const shown = document.getElementById(`${kind}-${entity.id}`);
+  if (shown && shown.querySelector(".confirm") && shown.dataset.state === entity.state) return;
   const url = new URL(document.body.dataset.payments, window.location.href);
   url.searchParams.set(kind, entity.id);
   const response = await fetch(url, { credentials: "same-origin", headers: PARTIAL });

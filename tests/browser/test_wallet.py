@@ -316,3 +316,36 @@ async def test_a_request_that_arrives_before_the_stream_listens_is_shown_all_the
     await waiting.wait_for()
     assert "Train tickets" in await waiting.inner_text()
     assert await not_reloaded(ivy)
+
+
+async def test_a_confirmation_step_stays_when_the_stream_repeats_what_the_page_shows(
+    browser: Any, nodes: NodeFactory
+) -> None:
+    node = await nodes.start(instance__registrations="open")
+    ivy = await new_page(browser)
+    await sign_up(ivy, node, "ivy")
+    await node.create_user("jon")
+    jon = await node.create_token("jon", "read write")
+    async with node.http.post(
+        "/api/kith/v1/payment_requests",
+        json={"payer": "ivy", "amount": "2.00", "currency": "EUR"},
+        headers={"Authorization": f"Bearer {jon}"},
+    ) as answer:
+        asked = await answer.json()
+    await ivy.goto(node.url("/wallet"))
+    request = ivy.locator(f"#payment-{asked['id']}")
+    await request.locator("button:has-text('Decline')").click()
+    confirm = request.locator("button:has-text('Confirm: decline')")
+    await confirm.wait_for()
+    # The stream tells of the request as it is (an event that came late): the step stays.
+    payload = {"id": asked["id"], "state": "open"}
+    await ivy.evaluate(
+        """payload => document.dispatchEvent(new CustomEvent("kith:stream", {
+            detail: { event: "kith:payment_request", payload: JSON.stringify(payload) },
+        }))""",
+        payload,
+    )
+    await ivy.wait_for_timeout(1000)  # what a refresh would take, several times over
+    assert await confirm.count() == 1
+    await confirm.click()
+    await ivy.locator(f"#payment-{asked['id']}[data-state=declined]").wait_for()
