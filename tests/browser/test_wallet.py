@@ -291,25 +291,38 @@ async def test_sending_refuses_bad_input_inline_and_a_double_submit_pays_once(
     assert carol.csp_violations == []
 
 
-async def test_a_request_that_arrives_before_the_stream_listens_is_shown_all_the_same(
-    browser: Any, nodes: NodeFactory
-) -> None:
+async def _ivy_signed_in(browser: Any, nodes: NodeFactory) -> tuple[Node, Any]:
+    """A node, and Ivy signed up on it in a page of her own."""
     node = await nodes.start(instance__registrations="open")
     ivy = await new_page(browser)
     await sign_up(ivy, node, "ivy")
-    await node.create_user("jon")
-    jon = await node.create_token("jon", "read write")
+    return node, ivy
+
+
+async def _jon_asks_ivy(node: Node, amount: str, **fields: str) -> dict[str, Any]:
+    """Jon (made now if new) asks Ivy for money through the payments API."""
+    if "jon" not in node.users:
+        await node.create_user("jon")
+    token = await node.create_token("jon", "read write")
+    async with node.http.post(
+        "/api/kith/v1/payment_requests",
+        json={"payer": "ivy", "amount": amount, "currency": "EUR", **fields},
+        headers={"Authorization": f"Bearer {token}"},
+    ) as answer:
+        assert answer.status == 201, await answer.text()
+        return await answer.json()
+
+
+async def test_a_request_that_arrives_before_the_stream_listens_is_shown_all_the_same(
+    browser: Any, nodes: NodeFactory
+) -> None:
+    node, ivy = await _ivy_signed_in(browser, nodes)
     # Hold the wallet page's stream until the request is stored: the page was rendered
     # without it and its subscription comes too late to hear of it.
     listening = await hold_stream(ivy)
     await ivy.goto(node.url("/wallet"))
     await mark_page(ivy)
-    async with node.http.post(
-        "/api/kith/v1/payment_requests",
-        json={"payer": "ivy", "amount": "6.00", "currency": "EUR", "note": "Train tickets"},
-        headers={"Authorization": f"Bearer {jon}"},
-    ) as answer:
-        assert answer.status == 201, await answer.text()
+    await _jon_asks_ivy(node, "6.00", note="Train tickets")
     assert await ivy.locator("#waiting .request").count() == 0
     listening.set()
     waiting = ivy.locator("#waiting .request[data-state=open]")
@@ -321,17 +334,8 @@ async def test_a_request_that_arrives_before_the_stream_listens_is_shown_all_the
 async def test_a_confirmation_step_stays_when_the_stream_repeats_what_the_page_shows(
     browser: Any, nodes: NodeFactory
 ) -> None:
-    node = await nodes.start(instance__registrations="open")
-    ivy = await new_page(browser)
-    await sign_up(ivy, node, "ivy")
-    await node.create_user("jon")
-    jon = await node.create_token("jon", "read write")
-    async with node.http.post(
-        "/api/kith/v1/payment_requests",
-        json={"payer": "ivy", "amount": "2.00", "currency": "EUR"},
-        headers={"Authorization": f"Bearer {jon}"},
-    ) as answer:
-        asked = await answer.json()
+    node, ivy = await _ivy_signed_in(browser, nodes)
+    asked = await _jon_asks_ivy(node, "2.00")
     await ivy.goto(node.url("/wallet"))
     request = ivy.locator(f"#payment-{asked['id']}")
     await request.locator("button:has-text('Decline')").click()
